@@ -1,0 +1,15 @@
+"""The event-sourced journal: events, the `EventStore` protocol and its backends."""
+
+from ._events import DEFAULT_MAX_PAYLOAD_BYTES as DEFAULT_MAX_PAYLOAD_BYTES
+from ._events import AppendResult as AppendResult
+from ._events import Event as Event
+from ._events import Lease as Lease
+from ._events import Metadata as Metadata
+from ._events import NewEvent as NewEvent
+from ._events import Snapshot as Snapshot
+from ._sqlite import SqliteEventStore as SqliteEventStore
+from ._store import EventStore as EventStore
+from ._url import DEFAULT_STORE_URL as DEFAULT_STORE_URL
+from ._url import STORE_ENV as STORE_ENV
+from ._url import resolve_store_url as resolve_store_url
+from ._url import store_from_url as store_from_url

@@ -1,0 +1,129 @@
+"""The `EventStore` protocol that every journal backend implements.
+
+Two backends implement it side by side (`SqliteEventStore`, `PostgresEventStore`) and
+pass one conformance suite (`tests/conformance`). Code above the journal sees only this
+protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from ._events import AppendResult, Event, Lease, NewEvent, Snapshot
+
+
+@runtime_checkable
+class EventStore(Protocol):
+    """An append-only, optimistically concurrent, fenced event journal.
+
+    Lifecycle: open with `await store.open()` (or `async with`), close with
+    `await store.close()`; closing twice is harmless. Every method may raise
+    `StoreUnavailableError` when the backend cannot be reached in bounded time.
+    """
+
+    #: A short description of where the data lives, safe to print (no password).
+    url: str
+
+    async def open(self) -> None:
+        """Connect and create or migrate the schema; idempotent."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections and stop subscriptions; idempotent."""
+        ...
+
+    async def append(
+        self,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        *,
+        expected_version: int | None = None,
+        epoch: int | None = None,
+    ) -> AppendResult:
+        """Append `events` atomically at the end of `stream_id`.
+
+        Args:
+            stream_id: The stream to append to; created on first append.
+            events: One or more events, written all or none.
+            expected_version: The version (last seq, 0 for an empty stream) the caller
+                decided on; another version raises `ConcurrencyError`. None skips the
+                check.
+            epoch: The caller's lease epoch. A leased stream accepts only its current
+                epoch; anything else raises `FencedError`, checked in the same
+                transaction as the write.
+
+        Raises:
+            EventDataError: data that is not a JSON object of JSON values.
+            PayloadTooLargeError: an event above the store's payload limit.
+            ConcurrencyError: the stream is not at `expected_version`.
+            FencedError: a stale, missing or unknown epoch for a leased stream.
+        """
+        ...
+
+    async def read_stream(
+        self, stream_id: str, *, from_seq: int = 1, limit: int | None = None
+    ) -> list[Event]:
+        """Events of one stream with `seq >= from_seq`, in order (empty if none)."""
+        ...
+
+    async def read_all(self, *, after: int = 0, limit: int = 1000) -> list[Event]:
+        """A page of the global log: events with `position > after`, in order."""
+        ...
+
+    async def stream_version(self, stream_id: str) -> int:
+        """The stream's last seq, 0 if it has no events."""
+        ...
+
+    async def head_position(self) -> int:
+        """The largest global position committed, 0 for an empty store."""
+        ...
+
+    def subscribe(self, *, after: int = 0) -> AsyncIterator[Event]:
+        """Tail the global log from `after`, forever, never skipping an event.
+
+        Close the iterator (or cancel the task consuming it) to stop.
+        """
+        ...
+
+    async def save_snapshot(self, stream_id: str, version: int, state: Mapping[str, Any]) -> None:
+        """Store `state` as the stream's folded state up to `version`."""
+        ...
+
+    async def load_snapshot(self, stream_id: str) -> Snapshot | None:
+        """The latest snapshot of the stream, or None."""
+        ...
+
+    async def acquire_lease(self, stream_id: str, owner: str, ttl: float) -> Lease:
+        """Take the stream's lease if it is free or expired (or already `owner`'s).
+
+        A new holder gets an epoch strictly larger than every earlier one.
+
+        Raises:
+            LeaseHeldError: another owner holds a live lease.
+        """
+        ...
+
+    async def take_over_lease(self, stream_id: str, owner: str, ttl: float) -> Lease:
+        """Take the lease at once, live or not, with a strictly larger epoch."""
+        ...
+
+    async def renew_lease(self, lease: Lease, ttl: float) -> Lease:
+        """Extend a lease still held at its epoch.
+
+        Raises:
+            FencedError: the lease was taken over (its epoch is no longer current).
+        """
+        ...
+
+    async def release_lease(self, lease: Lease) -> None:
+        """Give the lease up so the next acquirer need not wait for expiry.
+
+        Raises:
+            FencedError: the lease was already taken over.
+        """
+        ...
+
+    async def get_lease(self, stream_id: str) -> Lease | None:
+        """The stream's current lease (possibly expired), or None if never leased."""
+        ...

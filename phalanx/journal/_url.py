@@ -1,0 +1,68 @@
+"""Opening a store from a URL: `sqlite:///path`, `postgresql://...`, or the default."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from .._clock import Clock
+from .._errors import InvalidStoreURLError
+from ._events import DEFAULT_MAX_PAYLOAD_BYTES
+from ._store import EventStore
+
+#: Where the embedded store lives when nothing else is chosen.
+DEFAULT_STORE_URL = "sqlite:///.phalanx/phalanx.db"
+
+#: The environment variable that chooses the store when no URL is passed.
+STORE_ENV = "PHALANX_STORE"
+
+_SYNCHRONOUS = ("off", "normal", "full", "extra")
+
+
+def resolve_store_url(url: str | None = None) -> str:
+    """The URL to use: the argument, else `$PHALANX_STORE`, else the default."""
+    return url or os.environ.get(STORE_ENV) or DEFAULT_STORE_URL
+
+
+def store_from_url(
+    url: str | None = None,
+    *,
+    clock: Clock | None = None,
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+) -> EventStore:
+    """Build (but do not open) the store a URL names.
+
+    `sqlite:///relative/path.db` and `sqlite:////absolute/path.db` take an optional
+    `?synchronous=normal|full|extra|off`. `postgresql://` URLs are passed to the
+    driver, with an optional `?schema=NAME` that keeps phalanx's tables in a schema.
+
+    Raises:
+        InvalidStoreURLError: an unknown scheme or a malformed URL.
+    """
+    url = resolve_store_url(url)
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        if parts.netloc or not parts.path.startswith("/") or parts.path == "/":
+            raise InvalidStoreURLError(url=url, reason="a SQLite URL is sqlite:///PATH")
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        synchronous = query.pop("synchronous", "normal").lower()
+        if synchronous not in _SYNCHRONOUS:
+            raise InvalidStoreURLError(
+                url=url, reason=f"synchronous must be one of {', '.join(_SYNCHRONOUS)}"
+            )
+        if query:
+            raise InvalidStoreURLError(url=url, reason=f"unknown options {sorted(query)}")
+        from ._sqlite import SqliteEventStore
+
+        return SqliteEventStore(
+            Path(parts.path[1:]),
+            synchronous=synchronous,  # type: ignore[arg-type]  # checked against _SYNCHRONOUS above
+            max_payload_bytes=max_payload_bytes,
+            clock=clock,
+        )
+    if parts.scheme in ("postgresql", "postgres"):
+        from ._postgres import PostgresEventStore
+
+        return PostgresEventStore(url, max_payload_bytes=max_payload_bytes, clock=clock)
+    raise InvalidStoreURLError(url=url, reason=f"unknown scheme {parts.scheme or '(none)'!r}")

@@ -1,0 +1,3 @@
+"""Fakes for tests and simulations: real behaviour, controllable inputs."""
+
+from ._clock import VirtualClock as VirtualClock
