@@ -7,12 +7,22 @@ The hierarchy, so callers can branch on what happened::
     │   ├── InvalidStoreURLError    a store URL with an unknown scheme or shape
     │   └── EventDataError          event data that is not a JSON object of JSON values
     │       └── PayloadTooLargeError   encoded data above the store's payload limit
+    │   ├── WorkflowImportError     MODULE:FUNCTION that cannot be imported as a workflow
+    │   ├── UnknownRunError         a run id the store has never seen
+    │   └── RunExistsError          starting a run under an id that is already taken
+    ├── NonDeterminismError         replay asked for another step than the journal holds
+    ├── StepError                   a journaled step failure whose type cannot be rebuilt
+    ├── SignalTimeoutError          wait_for_signal ran past its timeout (also TimeoutError)
+    ├── RunFailedError              a run (e.g. a child run) ended failed or cancelled
     └── StoreError                  the journal refused or could not do what was asked
         ├── StoreUnavailableError   the store cannot be reached or opened (retryable)
         ├── CorruptEventError       a stored row that cannot be decoded
         ├── ConcurrencyError        optimistic append lost: expected version != actual
         ├── FencedError             a write or renewal carried a stale lease epoch
         └── LeaseHeldError          someone else holds a live lease on the stream
+
+Cancellation is not an error here: a cancelled run sees `asyncio.CancelledError`
+(a `BaseException`), runs its cleanup, and the runtime journals `RunCancelled`.
 
 Each error takes structured fields, builds its own message (saying how to fix it where
 there is a fix) and pickles by its fields, so it survives being journaled and sent
@@ -30,7 +40,7 @@ class PhalanxError(Exception):
     #: Whether trying the same operation again can succeed without a change.
     retryable: bool = False
 
-    def __init__(self, message: str, **fields: Any) -> None:
+    def __init__(self, message: str, /, **fields: Any) -> None:
         super().__init__(message)
         self._fields = fields
         for name, value in fields.items():
@@ -55,6 +65,9 @@ class UserError(PhalanxError):
 class InvalidStoreURLError(UserError):
     """A store URL phalanx cannot open."""
 
+    url: str
+    reason: str
+
     def __init__(self, *, url: str, reason: str) -> None:
         super().__init__(
             f"cannot use store URL {url!r}: {reason}. Supported: sqlite:///path/to/file.db "
@@ -66,6 +79,10 @@ class InvalidStoreURLError(UserError):
 
 class EventDataError(UserError):
     """Event data that cannot be journaled; nothing was written."""
+
+    stream_id: str
+    event_type: str
+    reason: str
 
     def __init__(self, *, stream_id: str, event_type: str, reason: str) -> None:
         super().__init__(
@@ -79,6 +96,11 @@ class EventDataError(UserError):
 
 class PayloadTooLargeError(EventDataError):
     """Encoded event data above the store's payload limit; nothing was written."""
+
+    stream_id: str
+    event_type: str
+    size: int
+    limit: int
 
     def __init__(self, *, stream_id: str, event_type: str, size: int, limit: int) -> None:
         PhalanxError.__init__(
@@ -102,6 +124,9 @@ class StoreError(PhalanxError):
 class StoreUnavailableError(StoreError):
     """The store cannot be reached, opened or locked in time; retry when it is back."""
 
+    store: str
+    reason: str
+
     retryable = True
 
     def __init__(self, *, store: str, reason: str) -> None:
@@ -114,6 +139,11 @@ class StoreUnavailableError(StoreError):
 
 class CorruptEventError(StoreError):
     """A stored event row that cannot be decoded; it names the row to repair."""
+
+    stream_id: str
+    seq: int
+    position: int
+    reason: str
 
     def __init__(self, *, stream_id: str, seq: int, position: int, reason: str) -> None:
         super().__init__(
@@ -132,6 +162,10 @@ class ConcurrencyError(StoreError):
     Re-read the stream, decide again, and append with the new version.
     """
 
+    stream_id: str
+    expected_version: int
+    actual_version: int
+
     retryable = True
 
     def __init__(self, *, stream_id: str, expected_version: int, actual_version: int) -> None:
@@ -149,6 +183,10 @@ class FencedError(StoreError):
 
     The holder was taken over (or never held the lease) and must stop writing.
     """
+
+    stream_id: str
+    epoch: int | None
+    current_epoch: int | None
 
     def __init__(self, *, stream_id: str, epoch: int | None, current_epoch: int | None) -> None:
         if epoch is None:
@@ -171,6 +209,11 @@ class FencedError(StoreError):
 class LeaseHeldError(StoreError):
     """Someone else holds a live lease; wait for it to expire or take it over."""
 
+    stream_id: str
+    owner: str
+    epoch: int
+    expires_at: float
+
     retryable = True
 
     def __init__(self, *, stream_id: str, owner: str, epoch: int, expires_at: float) -> None:
@@ -181,4 +224,125 @@ class LeaseHeldError(StoreError):
             owner=owner,
             epoch=epoch,
             expires_at=expires_at,
+        )
+
+
+class WorkflowImportError(UserError):
+    """A `MODULE:FUNCTION` reference that does not name an importable workflow."""
+
+    ref: str
+    reason: str
+
+    def __init__(self, *, ref: str, reason: str) -> None:
+        super().__init__(
+            f"cannot load workflow {ref!r}: {reason}. Give MODULE:FUNCTION, where MODULE "
+            "is importable from the current directory or PYTHONPATH (or a path to a .py "
+            "file) and FUNCTION is an async def decorated with @phalanx.workflow",
+            ref=ref,
+            reason=reason,
+        )
+
+
+class UnknownRunError(UserError):
+    """No run with this id exists in the store."""
+
+    run_id: str
+    store: str
+
+    def __init__(self, *, run_id: str, store: str) -> None:
+        super().__init__(
+            f"no run {run_id!r} in store {store}; `phalanx runs` lists the known runs "
+            "(check --store / PHALANX_STORE)",
+            run_id=run_id,
+            store=store,
+        )
+
+
+class RunExistsError(UserError):
+    """A new run was started under an id that already has a journal."""
+
+    run_id: str
+
+    def __init__(self, *, run_id: str) -> None:
+        super().__init__(
+            f"run {run_id!r} already exists; continue it with `phalanx resume {run_id}` "
+            "or pick another --run-id",
+            run_id=run_id,
+        )
+
+
+class NonDeterminismError(PhalanxError):
+    """Replayed code asked for a different step than the journal recorded there.
+
+    The workflow's code changed under a running run. Nothing of the new code's results
+    is mixed with the old journal: the run stops where they diverge. Restore the old
+    code to finish the run, or start a new run.
+    """
+
+    run_id: str
+    position: int
+    expected: str
+    actual: str
+
+    def __init__(self, *, run_id: str, position: int, expected: str, actual: str) -> None:
+        super().__init__(
+            f"run {run_id!r} diverged from its journal at operation {position}: the journal "
+            f"holds {expected}, the code now asks for {actual}; the workflow code changed "
+            "under a running run. Restore the code it started with to finish it, or start "
+            "a new run",
+            run_id=run_id,
+            position=position,
+            expected=expected,
+            actual=actual,
+        )
+
+
+class StepError(PhalanxError):
+    """A step failed with an exception whose type could not be rebuilt on replay."""
+
+    step: str
+    error_type: str
+    message: str
+
+    def __init__(self, *, step: str, error_type: str, message: str) -> None:
+        super().__init__(
+            f"step {step!r} failed with {error_type}: {message}",
+            step=step,
+            error_type=error_type,
+            message=message,
+        )
+
+
+class SignalTimeoutError(PhalanxError, TimeoutError):
+    """No signal of the awaited name arrived before the timeout."""
+
+    run_id: str
+    name: str
+    timeout: float
+
+    def __init__(self, *, run_id: str, name: str, timeout: float) -> None:
+        super().__init__(
+            f"run {run_id!r} waited {timeout:g}s for signal {name!r} and none arrived; send "
+            f"one with `phalanx signal {run_id} {name} --data JSON`",
+            run_id=run_id,
+            name=name,
+            timeout=timeout,
+        )
+
+
+class RunFailedError(PhalanxError):
+    """A run ended failed or cancelled; raised where its result was awaited."""
+
+    run_id: str
+    status: str
+    error_type: str
+    message: str
+
+    def __init__(self, *, run_id: str, status: str, error_type: str, message: str) -> None:
+        super().__init__(
+            f"run {run_id!r} ended {status}: {error_type}: {message}",
+            run_id=run_id,
+            status=status,
+            error_type=error_type,
+            message=message,
         )

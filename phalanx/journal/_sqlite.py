@@ -19,27 +19,24 @@ commit and survives those too, at the cost of one fsync per append.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from .._clock import Clock, SystemClock
-from .._errors import ConcurrencyError, CorruptEventError, StoreUnavailableError
+from .._errors import ConcurrencyError, StoreUnavailableError
 from ._events import (
     DEFAULT_MAX_PAYLOAD_BYTES,
-    NO_METADATA,
     AppendResult,
     Event,
     Lease,
-    Metadata,
     NewEvent,
     Snapshot,
-    encode_data,
     encode_state,
 )
 from ._leases import check_append_epoch, check_holder, decide_acquire
+from ._rows import EVENT_COLUMNS, decode_row, decode_snapshot, event_rows
 from ._subscription import Notifier, tail
 
 T = TypeVar("T")
@@ -75,68 +72,15 @@ _MIGRATIONS: tuple[str, ...] = (
         state       TEXT NOT NULL,
         recorded_at REAL NOT NULL
     ) WITHOUT ROWID;
+    CREATE INDEX events_by_type ON events (type, position);
     """,
 )
 
-_SELECT = (
-    "SELECT position, stream_id, seq, type, data, epoch, recorded_at,"
-    " run_id, agent_id, parent_id, trace_id, span_id FROM events"
-)
+_SELECT = f"SELECT {EVENT_COLUMNS} FROM events"
 _INSERT = (
     "INSERT INTO events (stream_id, seq, type, data, epoch, recorded_at,"
     " run_id, agent_id, parent_id, trace_id, span_id) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
 )
-
-Row = tuple[Any, ...]
-
-
-def decode_row(row: Row) -> Event:
-    """Build an `Event` from a stored row, naming the row if it is corrupt."""
-    position, stream_id, seq, type_, text, epoch, recorded_at = row[:7]
-    try:
-        data = json.loads(text)
-        if not isinstance(data, dict):
-            raise ValueError(f"data is a JSON {type(data).__name__}, not an object")
-        if not isinstance(type_, str) or not isinstance(recorded_at, float | int):
-            raise ValueError("type or timestamp column has the wrong type")
-    except (ValueError, TypeError) as exc:
-        raise CorruptEventError(
-            stream_id=str(stream_id), seq=int(seq), position=int(position), reason=str(exc)
-        ) from exc
-    meta = row[7:]
-    metadata = NO_METADATA if meta == (None, None, None, None, None) else Metadata(*meta)
-    return Event(stream_id, seq, position, type_, data, metadata, epoch, float(recorded_at))
-
-
-def event_rows(
-    stream_id: str,
-    events: Sequence[NewEvent],
-    first_seq: int,
-    epoch: int | None,
-    now: float,
-    max_bytes: int,
-) -> list[Row]:
-    """Encode events into insert rows (the column order of `_INSERT`)."""
-    rows: list[Row] = []
-    for offset, event in enumerate(events):
-        text = encode_data(stream_id, event, max_bytes)
-        m = event.metadata
-        rows.append(
-            (
-                stream_id,
-                first_seq + offset,
-                event.type,
-                text,
-                epoch,
-                now,
-                m.run_id,
-                m.agent_id,
-                m.parent_id,
-                m.trace_id,
-                m.span_id,
-            )
-        )
-    return rows
 
 
 class _SqliteExecutor:
@@ -339,6 +283,18 @@ class SqliteEventStore:
         rows = await self._db.read(lambda c: c.execute(sql, (after, limit)).fetchall())
         return [decode_row(r) for r in rows]
 
+    async def read_types(
+        self, types: Sequence[str], *, after: int = 0, limit: int = 1000
+    ) -> list[Event]:
+        """A page of the global log holding only `types`."""
+        if not types:
+            return []
+        marks = ",".join("?" * len(types))
+        sql = f"{_SELECT} WHERE type IN ({marks}) AND position > ? ORDER BY position LIMIT ?"
+        args = (*types, after, limit)
+        rows = await self._db.read(lambda c: c.execute(sql, args).fetchall())
+        return [decode_row(r) for r in rows]
+
     async def stream_version(self, stream_id: str) -> int:
         """The stream's last seq, 0 if empty."""
         sql = "SELECT max(seq) FROM events WHERE stream_id = ?"
@@ -378,13 +334,7 @@ class SqliteEventStore:
         row = await self._db.read(lambda c: c.execute(sql, (stream_id,)).fetchone())
         if row is None:
             return None
-        try:
-            state = json.loads(row[1])
-        except ValueError as exc:
-            raise CorruptEventError(
-                stream_id=stream_id, seq=int(row[0]), position=0, reason=f"snapshot: {exc}"
-            ) from exc
-        return Snapshot(stream_id, int(row[0]), state, float(row[2]))
+        return decode_snapshot(stream_id, row[0], row[1], row[2])
 
     # -- leases ---------------------------------------------------------------------
 

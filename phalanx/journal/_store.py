@@ -71,6 +71,16 @@ class EventStore(Protocol):
         """A page of the global log: events with `position > after`, in order."""
         ...
 
+    async def read_types(
+        self, types: Sequence[str], *, after: int = 0, limit: int = 1000
+    ) -> list[Event]:
+        """A page of the global log holding only events of the given types.
+
+        Indexed by type, so projections that care about a few event types (the list
+        of runs and their statuses, say) need not scan the whole log.
+        """
+        ...
+
     async def stream_version(self, stream_id: str) -> int:
         """The stream's last seq, 0 if it has no events."""
         ...

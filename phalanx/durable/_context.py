@@ -1,0 +1,335 @@
+"""The workflow context (`ctx`): every effect a workflow has goes through it.
+
+Each call is an operation numbered in the order the workflow makes it. The first time
+through, the operation runs and its outcome is journaled; on replay the journal's
+outcome is returned without running anything, and asking for something other than
+what the journal holds at that number raises `NonDeterminismError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import json
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from .._clock import Clock
+from .._entropy import Entropy
+from .._errors import (
+    EventDataError,
+    NonDeterminismError,
+    RunFailedError,
+    SignalTimeoutError,
+    UserError,
+)
+from ._history import Operation, RunHistory
+from ._journal import RunJournal
+from ._retry import NO_RETRY, RetryPolicy
+from ._serde import error_from_json, error_to_json
+
+if TYPE_CHECKING:
+    from ._runner import Runner
+
+T = TypeVar("T")
+
+_current_key: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "phalanx_idempotency_key", default=None
+)
+
+
+def _round_trip(stream: str, name: str, value: Any) -> Any:
+    """Return `value` as replay will see it (JSON in, JSON out), refusing non-JSON."""
+    try:
+        return json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise EventDataError(
+            stream_id=stream, event_type=name, reason=f"the result is not JSON-serialisable: {exc}"
+        ) from exc
+
+
+class WorkflowContext:
+    """What a workflow sees of the world; passed as `ctx` to `async def wf(ctx, ...)`.
+
+    Example::
+
+        @phalanx.workflow
+        async def research(ctx, topic: str) -> str:
+            notes = await ctx.step("search", search, topic)
+            await ctx.sleep(5)
+            return await ctx.step("write", write, notes)
+
+    Only effects made through `ctx` are durable. Time, random numbers and ids must come
+    from `ctx.now()`, `ctx.random()` and `ctx.uuid()` so that replay sees the same ones.
+    """
+
+    def __init__(
+        self,
+        runner: Runner,
+        history: RunHistory,
+        journal: RunJournal,
+        clock: Clock,
+        entropy: Entropy,
+    ) -> None:
+        self._runner = runner
+        self._history = history
+        self._journal = journal
+        self._clock = clock
+        self._entropy = entropy
+        self._next_op = 1
+        self.run_id = history.run_id
+        self.inbox_changed = asyncio.Event()
+        #: Child runs started or resumed but not finished, by child run id.
+        self.open_children: set[str] = {
+            str(o.events[0].data["child_run_id"])
+            for o in history.operations.values()
+            if o.kind == "child" and o.last("ChildCompleted", "ChildFailed") is None
+        }
+
+    # -- bookkeeping -----------------------------------------------------------------
+
+    @property
+    def is_replaying(self) -> bool:
+        """Whether the next operation is already in the journal."""
+        return self._next_op in self._history.operations
+
+    @property
+    def idempotency_key(self) -> str:
+        """The key of the step now running: the same on every attempt and after a crash.
+
+        Pass it to a tool or API that deduplicates, so a step that was in flight at a
+        crash and runs again has its effect once.
+        """
+        key = _current_key.get()
+        if key is None:
+            raise UserError("ctx.idempotency_key is only available inside a running step")
+        return key
+
+    def _claim(self, kind: str, name: str) -> tuple[int, Operation | None]:
+        op = self._next_op
+        self._next_op += 1
+        recorded = self._history.operations.get(op)
+        if recorded is not None and (recorded.kind, recorded.name) != (kind, name):
+            raise NonDeterminismError(
+                run_id=self.run_id,
+                position=op,
+                expected=recorded.describe(),
+                actual=f"{kind} {name!r}",
+            )
+        return op, recorded
+
+    def unclaimed_operations(self) -> list[Operation]:
+        """Journaled operations the code has not asked for (yet)."""
+        return [o for n, o in sorted(self._history.operations.items()) if n >= self._next_op]
+
+    # -- recorded values -------------------------------------------------------------
+
+    def _value(self, kind: str, draw: Callable[[], T]) -> T:
+        op, recorded = self._claim("value", kind)
+        if recorded is not None:
+            return cast(T, recorded.events[0].data["value"])
+        value = draw()
+        self._journal.defer("ValueRecorded", {"op": op, "name": kind, "value": value})
+        return value
+
+    def now(self) -> float:
+        """The current time (Unix seconds), recorded so replay sees the same."""
+        return self._value("now", self._clock.now)
+
+    def random(self) -> float:
+        """A float in [0, 1), recorded so replay sees the same."""
+        return self._value("random", self._entropy.random)
+
+    def uuid(self) -> str:
+        """A fresh UUID string, recorded so replay sees the same."""
+        return self._value("uuid", self._entropy.uuid)
+
+    # -- steps -----------------------------------------------------------------------
+
+    async def step(
+        self,
+        name: str,
+        fn: Callable[..., Awaitable[T]] | Callable[..., T],
+        *args: Any,
+        retry: RetryPolicy | None = None,
+        **kwargs: Any,
+    ) -> T:
+        """Run `fn(*args, **kwargs)` once, durably, and return its JSON result.
+
+        `fn` may be sync (run in a worker thread so it cannot stall the run) or async.
+        The result must be JSON-serialisable; the value returned is its JSON round
+        trip, identical to what replay returns. A failure is journaled and re-raised
+        (on replay too, as the same type); with `retry`, failed attempts are retried
+        with back-off, each attempt and its error journaled.
+        """
+        policy = retry or NO_RETRY
+        op, recorded = self._claim("step", name)
+        key = f"{self.run_id}:{op}"
+        attempt = 1
+        if recorded is not None:
+            done = recorded.last("StepCompleted")
+            if done is not None:
+                return cast(T, done.data.get("result"))
+            failed = recorded.last("StepFailed")
+            if failed is not None:
+                if failed.data.get("retry_at") is None:
+                    raise error_from_json(failed.data["error"], step=name)
+                attempt = int(failed.data["attempt"]) + 1
+                if recorded.events[-1] is failed:
+                    await self._clock.sleep(float(failed.data["retry_at"]) - self._clock.now())
+            else:
+                # In flight at the crash: run it again, same attempt, same key.
+                attempt = int(recorded.events[-1].data.get("attempt", 1))
+        while True:
+            await self._journal.append(
+                "StepStarted", {"op": op, "name": name, "attempt": attempt, "key": key}
+            )
+            started = self._clock.monotonic()
+            token = _current_key.set(key)
+            try:
+                if inspect.iscoroutinefunction(fn):
+                    value = await fn(*args, **kwargs)
+                else:
+                    value = await asyncio.to_thread(fn, *args, **kwargs)
+                result = _round_trip(self._journal.stream_id, name, value)
+            except Exception as exc:
+                retrying = policy.should_retry(exc, attempt)
+                delay = policy.delay(attempt, self._entropy.random()) if retrying else 0.0
+                retry_at = self._clock.now() + delay if retrying else None
+                await self._journal.append(
+                    "StepFailed",
+                    {
+                        "op": op,
+                        "name": name,
+                        "attempt": attempt,
+                        "error": error_to_json(exc),
+                        "duration_s": self._clock.monotonic() - started,
+                        "retry_at": retry_at,
+                    },
+                )
+                if not retrying:
+                    raise
+                await self._clock.sleep(delay)
+                attempt += 1
+                continue
+            finally:
+                _current_key.reset(token)
+            await self._journal.append(
+                "StepCompleted",
+                {
+                    "op": op,
+                    "name": name,
+                    "attempt": attempt,
+                    "result": result,
+                    "duration_s": self._clock.monotonic() - started,
+                },
+            )
+            return cast(T, result)
+
+    # -- timers ----------------------------------------------------------------------
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep durably: a resumed run waits only for the time that is left."""
+        op, recorded = self._claim("sleep", "sleep")
+        if recorded is None:
+            fire_at = self._clock.now() + max(0.0, seconds)
+            await self._journal.append(
+                "TimerStarted", {"op": op, "name": "sleep", "seconds": seconds, "fire_at": fire_at}
+            )
+        elif recorded.last("TimerFired") is not None:
+            return
+        else:
+            fire_at = float(recorded.events[0].data["fire_at"])
+        await self._clock.sleep(fire_at - self._clock.now())
+        await self._journal.append("TimerFired", {"op": op, "name": "sleep"})
+
+    # -- signals ---------------------------------------------------------------------
+
+    async def wait_for_signal(self, name: str, *, timeout: float | None = None) -> Any:
+        """Wait for a signal sent with `phalanx signal RUN NAME --data JSON`; return its data.
+
+        The run's status is `waiting` meanwhile. A signal sent before the wait is kept
+        and delivered; each signal is delivered to exactly one wait. The timeout counts
+        from the first time the wait began, across restarts.
+
+        Raises:
+            SignalTimeoutError: no signal arrived within `timeout` seconds.
+        """
+        op, recorded = self._claim("signal", name)
+        if recorded is not None:
+            received = recorded.last("SignalReceived")
+            if received is not None:
+                return received.data.get("data")
+            if recorded.last("SignalTimedOut") is not None:
+                raise SignalTimeoutError(run_id=self.run_id, name=name, timeout=timeout or 0.0)
+            deadline = recorded.events[0].data.get("deadline")
+        else:
+            deadline = None if timeout is None else self._clock.now() + timeout
+            await self._journal.append(
+                "SignalWaiting", {"op": op, "name": name, "timeout": timeout, "deadline": deadline}
+            )
+        while True:
+            self.inbox_changed.clear()
+            sent = self._runner.take_signal(name)
+            if sent is not None:
+                await self._journal.append(
+                    "SignalReceived",
+                    {"op": op, "name": name, "data": sent.data.get("data"), "inbox_seq": sent.seq},
+                )
+                return sent.data.get("data")
+            remaining = None if deadline is None else float(deadline) - self._clock.now()
+            if remaining is not None and remaining <= 0:
+                await self._journal.append("SignalTimedOut", {"op": op, "name": name})
+                raise SignalTimeoutError(run_id=self.run_id, name=name, timeout=timeout or 0.0)
+            try:
+                await asyncio.wait_for(self.inbox_changed.wait(), timeout=remaining)
+            except TimeoutError:
+                continue
+
+    # -- child runs ------------------------------------------------------------------
+
+    async def child(self, workflow: Callable[..., Awaitable[T]], /, **inputs: Any) -> T:
+        """Run another workflow as a child run and return its result.
+
+        The child has its own journal, linked to this run; it is resumed with this run
+        and cancelled with it.
+
+        Raises:
+            RunFailedError: the child run failed or was cancelled.
+        """
+        from ._workflow import workflow_ref
+
+        ref = workflow_ref(workflow)
+        op, recorded = self._claim("child", ref)
+        if recorded is None:
+            child_id = f"{self.run_id}.{op}"
+            await self._journal.append(
+                "ChildStarted", {"op": op, "name": ref, "child_run_id": child_id}
+            )
+        else:
+            child_id = str(recorded.events[0].data["child_run_id"])
+            done = recorded.last("ChildCompleted", "ChildFailed")
+            if done is not None:
+                if done.type == "ChildCompleted":
+                    return cast(T, done.data.get("result"))
+                raise RunFailedError(**done.data["failure"])
+        self.open_children.add(child_id)
+        outcome = await self._runner.run_child(child_id, workflow, dict(inputs))
+        self.open_children.discard(child_id)
+        if outcome.status == "completed":
+            await self._journal.append(
+                "ChildCompleted",
+                {"op": op, "name": ref, "child_run_id": child_id, "result": outcome.result},
+            )
+            return cast(T, outcome.result)
+        failure = {
+            "run_id": child_id,
+            "status": outcome.status,
+            "error_type": str((outcome.error or {}).get("type", "Cancelled")),
+            "message": str((outcome.error or {}).get("message", "")),
+        }
+        await self._journal.append(
+            "ChildFailed", {"op": op, "name": ref, "child_run_id": child_id, "failure": failure}
+        )
+        raise RunFailedError(**failure)

@@ -1,0 +1,60 @@
+"""The runner's pen: the only way a run writes to its own stream.
+
+Every write carries the runner's lease epoch and the version it last wrote, so a
+runner that was taken over is refused by the store itself. Once refused, the pen is
+dead: it raises at once on every later write, so a fenced runner writes nothing more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+from .._errors import FencedError
+from ..journal import EventStore, Lease, Metadata, NewEvent
+from ._history import run_stream
+
+
+class RunJournal:
+    """Appends a run's events under its lease, in order, one writer at a time."""
+
+    def __init__(self, store: EventStore, lease: Lease, version: int, metadata: Metadata):
+        self.store = store
+        self.lease = lease
+        self.stream_id = run_stream(metadata.run_id or "")
+        self.version = version
+        self.metadata = metadata
+        self.fenced: FencedError | None = None
+        self._pending: list[NewEvent] = []
+        self._lock = asyncio.Lock()
+
+    def defer(self, event_type: str, data: Mapping[str, Any]) -> None:
+        """Queue an event to be written with the next append (recorded values).
+
+        A deferred event reaches the journal before any effect that could depend on
+        it, because every effect is journaled by an append that flushes it first.
+        """
+        self._pending.append(NewEvent(event_type, data, self.metadata))
+
+    async def append(self, event_type: str, data: Mapping[str, Any]) -> None:
+        """Write one event (after any deferred ones), or raise if fenced out."""
+        await self.flush(NewEvent(event_type, data, self.metadata))
+
+    async def flush(self, *extra: NewEvent) -> None:
+        """Write deferred events and `extra` in one atomic append."""
+        async with self._lock:
+            if self.fenced is not None:
+                raise self.fenced
+            batch = [*self._pending, *extra]
+            if not batch:
+                return
+            try:
+                result = await self.store.append(
+                    self.stream_id, batch, expected_version=self.version, epoch=self.lease.epoch
+                )
+            except FencedError as exc:
+                self.fenced = exc
+                raise
+            self._pending.clear()
+            self.version = result.version

@@ -1,0 +1,266 @@
+"""Executing one run: the workflow task, its lease keeper and its inbox watcher.
+
+The three live in one TaskGroup, so none outlives the run. The outcome is journaled
+by the runner, not by workflow code: `RunCompleted`, `RunFailed` or `RunCancelled`.
+Two kinds of stop are kept apart: a cancel *requested* through the run's inbox is an
+outcome (cleanup runs, `RunCancelled` is journaled, children are cancelled); losing
+the lease is not (the runner writes nothing more and raises `FencedError`), and
+neither is cancellation from outside (Ctrl-C): the run stays resumable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .._errors import (
+    FencedError,
+    NonDeterminismError,
+    PhalanxError,
+    StoreUnavailableError,
+)
+from ..journal import Event, Lease, Metadata
+from ._context import WorkflowContext, _round_trip
+from ._history import RunHistory, RunStatus, inbox_stream
+from ._journal import RunJournal
+from ._serde import error_to_json
+
+if TYPE_CHECKING:
+    from ._runtime import Runtime
+
+logger = logging.getLogger("phalanx")
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """How a run ended: its status, and its result or error."""
+
+    run_id: str
+    status: RunStatus
+    result: Any = None
+    error: dict[str, Any] | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the run completed."""
+        return self.status == "completed"
+
+    def to_json(self) -> dict[str, Any]:
+        """The `phalanx run --json` form (the traceback left out)."""
+        error = None
+        if self.error is not None:
+            error = {k: v for k, v in self.error.items() if k != "traceback"}
+        return {"run_id": self.run_id, "status": self.status, "result": self.result, "error": error}
+
+    @classmethod
+    def of(cls, history: RunHistory) -> RunOutcome:
+        """The outcome a folded history records."""
+        return cls(history.run_id, history.status, history.result, history.error)
+
+
+class LeaseLostError(StoreUnavailableError):
+    """The runner could not renew its lease before it expired; it stopped writing."""
+
+
+class Runner:
+    """Runs (or resumes) one workflow run while holding its lease."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        history: RunHistory,
+        lease: Lease,
+        fn: Callable[..., Awaitable[Any]],
+        *,
+        force: bool,
+    ) -> None:
+        self.runtime = runtime
+        self.run_id = history.run_id
+        self.history = history
+        self.lease = lease
+        self.fn = fn
+        self.force = force
+        metadata = Metadata(run_id=self.run_id, parent_id=history.parent_run_id)
+        self.journal = RunJournal(runtime.store, lease, history.version, metadata)
+        self.ctx = WorkflowContext(self, history, self.journal, runtime.clock, runtime.entropy)
+        self._inbox: list[Event] = []
+        self._consumed: set[int] = {
+            int(e.data["inbox_seq"]) for e in history.events if e.type == "SignalReceived"
+        }
+        self._stop: BaseException | None = None
+        self._cancel_reason: str | None = None
+        self._task: asyncio.Task[Any] | None = None
+
+    # -- signals and cancellation, fed by the inbox watcher --------------------------
+
+    def take_signal(self, name: str) -> Event | None:
+        """Consume the oldest undelivered signal called `name`, if one arrived."""
+        for event in self._inbox:
+            named = event.type == "SignalSent" and event.data.get("name") == name
+            if named and event.seq not in self._consumed:
+                self._consumed.add(event.seq)
+                return event
+        return None
+
+    def _halt(self, reason: BaseException | None, cancel_reason: str | None = None) -> None:
+        if self._stop is None and self._cancel_reason is None:
+            self._stop = reason
+            self._cancel_reason = cancel_reason
+            if self._task is not None:
+                self._task.cancel()
+
+    async def _read_inbox(self) -> None:
+        fresh = await self.runtime.store.read_stream(
+            inbox_stream(self.run_id), from_seq=len(self._inbox) + 1
+        )
+        if not fresh:
+            return
+        self._inbox.extend(fresh)
+        self.ctx.inbox_changed.set()
+        for event in fresh:
+            if event.type == "CancelRequested":
+                reason = str(event.data.get("reason") or "cancel requested")
+                self._halt(None, cancel_reason=reason)
+
+    async def _watch_inbox(self) -> None:
+        while True:
+            await self.runtime.clock.sleep(self.runtime.inbox_poll)
+            try:
+                await self._read_inbox()
+            except StoreUnavailableError:
+                logger.warning("run %s: cannot read its inbox; will retry", self.run_id)
+
+    async def _keep_lease(self) -> None:
+        ttl = self.runtime.lease_ttl
+        clock = self.runtime.clock
+        while True:
+            await clock.sleep(ttl / 3)
+            try:
+                self.lease = await self.runtime.store.renew_lease(self.lease, ttl)
+            except FencedError as exc:
+                self._halt(exc)
+                return
+            except StoreUnavailableError as exc:
+                if clock.now() >= self.lease.expires_at:
+                    lost = LeaseLostError(
+                        store=self.runtime.store.url,
+                        reason=f"run {self.run_id!r} could not renew its lease before it "
+                        f"expired ({exc.reason}); stopped writing so another runner can "
+                        "take over safely",
+                    )
+                    self._halt(lost)
+                    return
+
+    # -- the run ---------------------------------------------------------------------
+
+    async def run_child(
+        self, child_id: str, fn: Callable[..., Awaitable[Any]], inputs: dict[str, Any]
+    ) -> RunOutcome:
+        """Start or resume a child run of this run, in this process."""
+        return await self.runtime.run_or_resume_child(
+            child_id, fn, inputs, parent_run_id=self.run_id, force=self.force
+        )
+
+    async def _call_workflow(self) -> tuple[str, Any]:
+        try:
+            result = await self.fn(self.ctx, **self.history.inputs)
+        except asyncio.CancelledError:
+            if self._cancel_reason is not None:
+                return "cancelled", self._cancel_reason
+            raise
+        except NonDeterminismError as exc:
+            return "diverged", exc
+        except Exception as exc:
+            return "failed", exc
+        leftover = self.ctx.unclaimed_operations()
+        if leftover:
+            return "diverged", NonDeterminismError(
+                run_id=self.run_id,
+                position=leftover[0].op,
+                expected=leftover[0].describe(),
+                actual="the end of the workflow",
+            )
+        return "completed", result
+
+    async def execute(self) -> RunOutcome:
+        """Run the workflow to an outcome, journal it, release the lease.
+
+        Raises:
+            FencedError: another runner took the run over; nothing more was written.
+            LeaseLostError: the lease could not be renewed in time; same effect.
+            NonDeterminismError: replay diverged from the journal (the run stays
+                resumable once the code is restored).
+        """
+        await self._read_inbox()
+        async with asyncio.TaskGroup() as group:
+            self._task = group.create_task(self._call_workflow())
+            keeper = group.create_task(self._keep_lease())
+            watcher = group.create_task(self._watch_inbox())
+            try:
+                kind, value = await asyncio.shield(self._task)
+            except asyncio.CancelledError:
+                if self._stop is None:
+                    raise  # cancelled from outside: leave the run resumable
+                kind, value = "stopped", self._stop
+            except BaseException:
+                kind, value = "stopped", self._stop
+            finally:
+                keeper.cancel()
+                watcher.cancel()
+        return await self._finish(kind, value)
+
+    async def _finish(self, kind: str, value: Any) -> RunOutcome:
+        if self.journal.fenced is not None:
+            raise self.journal.fenced
+        if kind == "stopped":
+            raise (
+                value
+                if isinstance(value, BaseException)
+                else FencedError(
+                    stream_id=self.journal.stream_id, epoch=self.lease.epoch, current_epoch=None
+                )
+            )
+        if kind == "diverged":
+            await self._append_quietly("ReplayDiverged", {"error": error_to_json(value)})
+            await self._release()
+            raise value
+        if kind == "completed":
+            try:
+                result = _round_trip(self.journal.stream_id, "RunCompleted", value)
+            except PhalanxError as exc:
+                kind, value = "failed", exc
+            else:
+                await self.journal.append("RunCompleted", {"result": result})
+                await self._release()
+                return RunOutcome(self.run_id, "completed", result)
+        if kind == "cancelled":
+            error = {"type": "Cancelled", "message": str(value)}
+            await self._cancel_children(str(value))
+            await self.journal.append("RunCancelled", {"reason": str(value), "error": error})
+            await self._release()
+            return RunOutcome(self.run_id, "cancelled", None, error)
+        error = error_to_json(value)
+        await self.journal.append("RunFailed", {"error": error})
+        await self._release()
+        return RunOutcome(self.run_id, "failed", None, error)
+
+    async def _cancel_children(self, reason: str) -> None:
+        # Children running in this process were cancelled with us; this reaches the
+        # ones a crash left behind, so none is orphaned.
+        for child_id in sorted(self.ctx.open_children):
+            await self.runtime.cancel(child_id, reason=f"parent cancelled: {reason}")
+
+    async def _append_quietly(self, event_type: str, data: dict[str, Any]) -> None:
+        try:
+            await self.journal.append(event_type, data)
+        except (FencedError, StoreUnavailableError):
+            logger.warning("run %s: could not journal %s", self.run_id, event_type)
+
+    async def _release(self) -> None:
+        try:
+            await self.runtime.store.release_lease(self.lease)
+        except (FencedError, StoreUnavailableError):
+            logger.warning("run %s: could not release its lease; it will expire", self.run_id)

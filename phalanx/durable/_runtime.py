@@ -1,0 +1,245 @@
+"""The runtime: start, resume, signal, cancel and list durable runs on one store."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
+
+from .._clock import Clock, SystemClock
+from .._entropy import Entropy, SystemEntropy
+from .._errors import ConcurrencyError, LeaseHeldError, RunExistsError, UnknownRunError
+from ..journal import EventStore, Lease, Metadata, NewEvent, store_from_url
+from ._history import (
+    STATUS_EVENTS,
+    RunHistory,
+    RunStatus,
+    RunSummary,
+    inbox_stream,
+    run_stream,
+    summarize,
+)
+from ._runner import Runner, RunOutcome
+from ._workflow import load_workflow, workflow_ref
+
+logger = logging.getLogger("phalanx")
+
+Workflow = Callable[..., Awaitable[Any]]
+
+
+class Runtime:
+    """Runs durable workflows on an `EventStore`.
+
+    Example::
+
+        async with phalanx.open_runtime("sqlite:///app.db") as runtime:
+            outcome = await runtime.run(research, {"topic": "leases"})
+            print(outcome.status, outcome.result)
+
+    `lease_ttl` bounds how long a crashed runner blocks a plain `resume` (a live
+    runner renews every third of it). The runtime does not own the store's lifecycle
+    unless made by `open_runtime`.
+    """
+
+    def __init__(
+        self,
+        store: EventStore,
+        *,
+        clock: Clock | None = None,
+        entropy: Entropy | None = None,
+        lease_ttl: float = 15.0,
+        inbox_poll: float = 0.05,
+        owner: str | None = None,
+    ) -> None:
+        self.store = store
+        self.clock: Clock = clock or SystemClock()
+        self.entropy: Entropy = entropy or SystemEntropy()
+        self.lease_ttl = lease_ttl
+        self.inbox_poll = inbox_poll
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{self.entropy.token(4)}"
+
+    # -- reading ---------------------------------------------------------------------
+
+    async def history(self, run_id: str) -> RunHistory:
+        """The run's folded journal.
+
+        Raises:
+            UnknownRunError: no such run.
+        """
+        history = RunHistory.fold(run_id, await self.store.read_stream(run_stream(run_id)))
+        if not history.exists:
+            raise UnknownRunError(run_id=run_id, store=self.store.url)
+        return history
+
+    async def runs(self, *, status: RunStatus | None = None) -> list[RunSummary]:
+        """Every run with its status, oldest first (optionally only one status)."""
+        events = []
+        after = 0
+        types = list(STATUS_EVENTS)
+        while page := await self.store.read_types(types, after=after, limit=5000):
+            events.extend(page)
+            after = page[-1].position
+        runs = summarize(events)
+        return [r for r in runs if status is None or r.status == status]
+
+    # -- starting and resuming -------------------------------------------------------
+
+    async def run(
+        self,
+        workflow: Workflow,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        run_id: str | None = None,
+        parent_run_id: str | None = None,
+        force: bool = False,
+    ) -> RunOutcome:
+        """Start a new run of `workflow` and run it to its outcome.
+
+        Raises:
+            RunExistsError: `run_id` is taken.
+            FencedError: the run was taken over by another runner meanwhile.
+        """
+        ref = workflow_ref(workflow)
+        run_id = run_id or self.entropy.token(8)
+        stream = run_stream(run_id)
+        if await self.store.stream_version(stream) > 0:
+            raise RunExistsError(run_id=run_id)
+        try:
+            lease = await self.store.acquire_lease(stream, self.owner, self.lease_ttl)
+        except LeaseHeldError as exc:
+            raise RunExistsError(run_id=run_id) from exc
+        started = NewEvent(
+            "RunStarted",
+            {"workflow": ref, "inputs": dict(inputs or {}), "parent_run_id": parent_run_id},
+            Metadata(run_id=run_id, parent_id=parent_run_id),
+        )
+        try:
+            await self.store.append(stream, [started], expected_version=0, epoch=lease.epoch)
+        except ConcurrencyError as exc:
+            await self.store.release_lease(lease)
+            raise RunExistsError(run_id=run_id) from exc
+        history = await self.history(run_id)
+        return await Runner(self, history, lease, workflow, force=force).execute()
+
+    async def resume(
+        self, run_id: str, *, force: bool = False, workflow: Workflow | None = None
+    ) -> RunOutcome:
+        """Continue a run from its journal; a finished run just reports its outcome.
+
+        Waits for a live lease to expire, or with `force` takes it over at once with a
+        higher epoch, fencing out the old runner.
+
+        Raises:
+            UnknownRunError: no such run.
+            WorkflowImportError: the run's workflow cannot be imported here.
+            NonDeterminismError: the code no longer matches the journal.
+        """
+        history = await self.history(run_id)
+        if history.terminal:
+            return RunOutcome.of(history)
+        fn = workflow or load_workflow(history.workflow)
+        lease = await self._take_lease(run_id, force=force)
+        history = await self.history(run_id)  # it may have moved on while we waited
+        if history.terminal:
+            await self.store.release_lease(lease)
+            return RunOutcome.of(history)
+        return await Runner(self, history, lease, fn, force=force).execute()
+
+    async def _take_lease(self, run_id: str, *, force: bool) -> Lease:
+        stream = run_stream(run_id)
+        if force:
+            return await self.store.take_over_lease(stream, self.owner, self.lease_ttl)
+        while True:
+            try:
+                return await self.store.acquire_lease(stream, self.owner, self.lease_ttl)
+            except LeaseHeldError as exc:
+                wait = max(0.05, min(1.0, exc.expires_at - self.clock.now()))
+                logger.info(
+                    "run %s is leased by %s until %.3f; waiting (use force to take over)",
+                    run_id,
+                    exc.owner,
+                    exc.expires_at,
+                )
+                await self.clock.sleep(wait)
+
+    async def run_or_resume_child(
+        self,
+        child_id: str,
+        workflow: Workflow,
+        inputs: dict[str, Any],
+        *,
+        parent_run_id: str,
+        force: bool,
+    ) -> RunOutcome:
+        """Start a child run, or resume it if a crashed parent had started it."""
+        if await self.store.stream_version(run_stream(child_id)) == 0:
+            return await self.run(
+                workflow, inputs, run_id=child_id, parent_run_id=parent_run_id, force=force
+            )
+        return await self.resume(child_id, force=force, workflow=workflow)
+
+    async def recover(self) -> list[RunOutcome]:
+        """Resume, one after another, every unfinished run whose lease has lapsed."""
+        outcomes = []
+        for summary in await self.runs():
+            if summary.status in ("completed", "failed", "cancelled"):
+                continue
+            if summary.parent_run_id is not None:
+                continue  # resumed by its parent, which knows its inputs and awaits it
+            lease = await self.store.get_lease(run_stream(summary.run_id))
+            if lease is not None and lease.owner and lease.expires_at > self.clock.now():
+                continue
+            outcomes.append(await self.resume(summary.run_id))
+        return outcomes
+
+    # -- talking to runs -------------------------------------------------------------
+
+    async def signal(self, run_id: str, name: str, data: Any = None) -> None:
+        """Send a signal to a run; a `wait_for_signal(name)` receives `data` once.
+
+        Raises:
+            UnknownRunError: no such run.
+        """
+        await self.history(run_id)
+        await self.store.append(
+            inbox_stream(run_id),
+            [NewEvent("SignalSent", {"name": name, "data": data}, Metadata(run_id=run_id))],
+        )
+
+    async def cancel(self, run_id: str, *, reason: str = "cancel requested") -> bool:
+        """Ask a run to cancel at its next await; False if it had already ended.
+
+        Raises:
+            UnknownRunError: no such run.
+        """
+        history = await self.history(run_id)
+        if history.terminal:
+            return False
+        await self.store.append(
+            inbox_stream(run_id),
+            [NewEvent("CancelRequested", {"reason": reason}, Metadata(run_id=run_id))],
+        )
+        return True
+
+
+@contextlib.asynccontextmanager
+async def open_runtime(
+    store: str | EventStore | None = None, **options: Any
+) -> AsyncIterator[Runtime]:
+    """Open a store (a URL, `$PHALANX_STORE`, or the default file) and a runtime on it.
+
+    The store is closed on exit if this opened it.
+    """
+    if store is None or isinstance(store, str):
+        opened = store_from_url(store, clock=options.get("clock"))
+        await opened.open()
+        try:
+            yield Runtime(opened, **options)
+        finally:
+            await opened.close()
+    else:
+        await store.open()
+        yield Runtime(store, **options)

@@ -1,0 +1,62 @@
+"""Errors to and from the journal: a failed step re-raises on replay as it first did."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import traceback
+from typing import Any
+
+from .._errors import PhalanxError, StepError
+
+
+def _json_safe(value: Any) -> bool:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def error_to_json(error: BaseException) -> dict[str, Any]:
+    """The journal form of an exception: type, message, rebuild arguments, traceback."""
+    cls = type(error)
+    record: dict[str, Any] = {
+        "type": f"{cls.__module__}.{cls.__qualname__}",
+        "message": str(error),
+        "traceback": "".join(traceback.format_exception(error)),
+    }
+    fields = getattr(error, "_fields", None) if isinstance(error, PhalanxError) else None
+    if fields is not None and _json_safe(fields):
+        record["fields"] = fields
+    elif _json_safe(list(error.args)):
+        record["args"] = list(error.args)
+    return record
+
+
+def error_from_json(record: dict[str, Any], *, step: str) -> BaseException:
+    """Rebuild the journaled exception, or a `StepError` naming its type if we cannot."""
+    type_name = str(record.get("type", "Exception"))
+    message = str(record.get("message", ""))
+    module_name, _, qualname = type_name.rpartition(".")
+    try:
+        obj: Any = importlib.import_module(module_name or "builtins")
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError):
+        obj = None
+    if isinstance(obj, type) and issubclass(obj, Exception):
+        if issubclass(obj, PhalanxError) and "fields" in record:
+            error = obj.__new__(obj)
+            PhalanxError.__init__(error, message, **record["fields"])
+            return error
+        for args in (record.get("args"), [message]):
+            if args is None:
+                continue
+            try:
+                rebuilt = obj(*args)
+            except Exception:  # any constructor failure means: try the next form
+                continue
+            if str(rebuilt) == message:
+                return rebuilt
+    return StepError(step=step, error_type=type_name, message=message)

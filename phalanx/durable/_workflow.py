@@ -1,0 +1,93 @@
+"""Marking workflows and finding them again by name, so any process can resume a run."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .._errors import WorkflowImportError
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+_MARK = "__phalanx_workflow__"
+
+
+def workflow(fn: F) -> F:
+    """Mark `async def fn(ctx, **inputs)` as a durable workflow.
+
+    The run journals the workflow's `module:qualname`, which is how `phalanx resume`
+    in another process finds the code again; so define workflows at module level.
+
+    Raises:
+        TypeError: `fn` is not an async function.
+    """
+    if not inspect.iscoroutinefunction(fn):
+        raise TypeError(f"@phalanx.workflow needs an async def, got {fn!r}")
+    setattr(fn, _MARK, True)
+    return fn  # type: ignore[return-value]  # iscoroutinefunction narrowed F; it is still fn
+
+
+def is_workflow(fn: object) -> bool:
+    """Whether `fn` was marked with `@workflow`."""
+    return callable(fn) and getattr(fn, _MARK, False) is True
+
+
+def workflow_ref(fn: Callable[..., Any]) -> str:
+    """The `module:qualname` that loads `fn` again in another process."""
+    if not is_workflow(fn):
+        raise WorkflowImportError(ref=repr(fn), reason="it is not decorated with @phalanx.workflow")
+    module = fn.__module__
+    if module == "__main__":
+        main = sys.modules["__main__"]
+        spec = getattr(main, "__spec__", None)
+        if spec is not None and spec.name:
+            module = spec.name
+        elif getattr(main, "__file__", None):
+            module = str(Path(main.__file__ or "").resolve())
+    return f"{module}:{fn.__qualname__}"
+
+
+def load_workflow(ref: str) -> Callable[..., Awaitable[Any]]:
+    """Import the workflow a `MODULE:FUNCTION` (or `path/file.py:FUNCTION`) names.
+
+    Raises:
+        WorkflowImportError: the module cannot be imported, lacks the function, or
+            the function is not a workflow; the message says which.
+    """
+    module_name, sep, qualname = ref.rpartition(":")
+    if not sep or not module_name or not qualname:
+        raise WorkflowImportError(ref=ref, reason="expected MODULE:FUNCTION")
+    if "" not in sys.path and "." not in sys.path:
+        sys.path.insert(0, "")
+    try:
+        if module_name.endswith(".py"):
+            path = Path(module_name)
+            spec = importlib.util.spec_from_file_location(path.stem, path)
+            if spec is None or spec.loader is None or not path.exists():
+                raise WorkflowImportError(ref=ref, reason=f"no Python file at {path}")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules.setdefault(path.stem, module)
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
+    except WorkflowImportError:
+        raise
+    except Exception as exc:
+        raise WorkflowImportError(
+            ref=ref, reason=f"importing {module_name!r} raised {type(exc).__name__}: {exc}"
+        ) from exc
+    obj: Any = module
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            raise WorkflowImportError(ref=ref, reason=f"module {module_name!r} has no {qualname!r}")
+    if not is_workflow(obj):
+        raise WorkflowImportError(
+            ref=ref, reason=f"{qualname!r} is not decorated with @phalanx.workflow"
+        )
+    return obj  # type: ignore[no-any-return]  # checked by is_workflow above

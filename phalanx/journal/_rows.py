@@ -1,0 +1,86 @@
+"""Event rows: the one encoding of events to table rows and back, for every SQL store.
+
+Both stores keep the same columns, so building insert rows and decoding stored rows
+(with the same `CorruptEventError` for a bad row) lives here once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from .._errors import CorruptEventError
+from ._events import NO_METADATA, Event, Metadata, NewEvent, Snapshot, encode_data
+
+#: The columns `decode_row` expects, in order.
+EVENT_COLUMNS = (
+    "position, stream_id, seq, type, data, epoch, recorded_at,"
+    " run_id, agent_id, parent_id, trace_id, span_id"
+)
+
+Row = tuple[Any, ...]
+
+
+def decode_row(row: Row) -> Event:
+    """Build an `Event` from a stored row, naming the row if it is corrupt."""
+    position, stream_id, seq, type_, text, epoch, recorded_at = row[:7]
+    try:
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError(f"data is a JSON {type(data).__name__}, not an object")
+        if not isinstance(type_, str) or not isinstance(recorded_at, float | int):
+            raise ValueError("type or timestamp column has the wrong type")
+    except (ValueError, TypeError) as exc:
+        raise CorruptEventError(
+            stream_id=str(stream_id), seq=int(seq), position=int(position), reason=str(exc)
+        ) from exc
+    meta = row[7:]
+    metadata = NO_METADATA if meta == (None, None, None, None, None) else Metadata(*meta)
+    return Event(stream_id, seq, position, type_, data, metadata, epoch, float(recorded_at))
+
+
+def decode_snapshot(stream_id: str, version: int, text: str, recorded_at: float) -> Snapshot:
+    """Build a `Snapshot` from a stored row, naming the stream if its state is corrupt."""
+    try:
+        state = json.loads(text)
+    except ValueError as exc:
+        raise CorruptEventError(
+            stream_id=stream_id, seq=int(version), position=0, reason=f"snapshot: {exc}"
+        ) from exc
+    return Snapshot(stream_id, int(version), state, float(recorded_at))
+
+
+def event_rows(
+    stream_id: str,
+    events: Sequence[NewEvent],
+    first_seq: int,
+    epoch: int | None,
+    now: float,
+    max_bytes: int,
+) -> list[Row]:
+    """Encode events into insert rows, refusing bad data before any SQL runs.
+
+    Each row is (stream_id, seq, type, data, epoch, recorded_at, run_id, agent_id,
+    parent_id, trace_id, span_id).
+    """
+    rows: list[Row] = []
+    for offset, event in enumerate(events):
+        text = encode_data(stream_id, event, max_bytes)
+        m = event.metadata
+        rows.append(
+            (
+                stream_id,
+                first_seq + offset,
+                event.type,
+                text,
+                epoch,
+                now,
+                m.run_id,
+                m.agent_id,
+                m.parent_id,
+                m.trace_id,
+                m.span_id,
+            )
+        )
+    return rows
