@@ -9,6 +9,7 @@ what the journal holds at that number raises `NonDeterminismError`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import inspect
 import json
@@ -282,10 +283,11 @@ class WorkflowContext:
             if remaining is not None and remaining <= 0:
                 await self._journal.append("SignalTimedOut", {"op": op, "name": name})
                 raise SignalTimeoutError(run_id=self.run_id, name=name, timeout=timeout or 0.0)
-            try:
-                await asyncio.wait_for(self.inbox_changed.wait(), timeout=remaining)
-            except TimeoutError:
-                continue
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that
+            # lands as the wait completes, and a cancel request must never be lost.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
+                    await self.inbox_changed.wait()
 
     # -- child runs ------------------------------------------------------------------
 

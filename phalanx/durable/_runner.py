@@ -119,11 +119,11 @@ class Runner:
         if not fresh:
             return
         self._inbox.extend(fresh)
-        self.ctx.inbox_changed.set()
         for event in fresh:
             if event.type == "CancelRequested":
                 reason = str(event.data.get("reason") or "cancel requested")
                 self._halt(None, cancel_reason=reason)
+        self.ctx.inbox_changed.set()
 
     async def _watch_inbox(self) -> None:
         while True:

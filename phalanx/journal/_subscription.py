@@ -66,7 +66,9 @@ async def tail(
                 poll = min_poll
                 continue
             try:
-                await asyncio.wait_for(flag.wait(), timeout=poll)
+                # asyncio.timeout, not wait_for, which on 3.11 can swallow a cancel.
+                async with asyncio.timeout(poll):
+                    await flag.wait()
                 poll = min_poll
             except TimeoutError:
                 poll = min(poll * 2, max_poll)

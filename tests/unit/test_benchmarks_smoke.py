@@ -1,0 +1,55 @@
+"""The benchmark scripts run end to end; their figures are never asserted on (too noisy)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SQLITE_FIGURES = {
+    "sqlite.append_latency.normal",
+    "sqlite.append_latency.full",
+    "sqlite.batch_throughput",
+    "sqlite.read_stream",
+}
+POSTGRES_FIGURES = {
+    "postgres.append_latency",
+    "postgres.batch_throughput",
+    "postgres.read_stream",
+}
+
+
+def test_journal_benchmark_quick_json_reports_every_figure() -> None:
+    """`benchmarks/journal.py --quick --json` exits 0 with every figure a positive number."""
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/journal.py", "--quick", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+
+    postgres = report["postgres"]
+    assert postgres["status"] in ("ok", "skipped", "incomplete")
+    if postgres["status"] == "ok":
+        expected = SQLITE_FIGURES | POSTGRES_FIGURES
+    else:
+        assert postgres["reason"], "a skipped PostgreSQL section must say why"
+        expected = SQLITE_FIGURES
+    figures = report["figures"]
+    assert expected <= figures.keys()
+    for key, figure in figures.items():
+        for name in ("phalanx", "raw", "ratio"):
+            value = figure[name]
+            assert isinstance(value, float), (key, name, value)
+            assert math.isfinite(value) and value > 0, (key, name, value)
+        if key in SQLITE_FIGURES:
+            assert isinstance(figure["pass"], bool), key
+    assert isinstance(report["all_targets_met"], bool)
