@@ -15,6 +15,7 @@ from .._errors import WorkflowImportError
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 _MARK = "__phalanx_workflow__"
+_REF = "__phalanx_ref__"
 
 
 def workflow(fn: F) -> F:
@@ -41,6 +42,9 @@ def workflow_ref(fn: Callable[..., Any]) -> str:
     """The `module:qualname` that loads `fn` again in another process."""
     if not is_workflow(fn):
         raise WorkflowImportError(ref=repr(fn), reason="it is not decorated with @phalanx.workflow")
+    loaded_as = getattr(fn, _REF, None)
+    if isinstance(loaded_as, str):
+        return loaded_as  # loaded from a file path: that path finds it again
     module = fn.__module__
     if module == "__main__":
         main = sys.modules["__main__"]
@@ -90,4 +94,6 @@ def load_workflow(ref: str) -> Callable[..., Awaitable[Any]]:
         raise WorkflowImportError(
             ref=ref, reason=f"{qualname!r} is not decorated with @phalanx.workflow"
         )
+    if module_name.endswith(".py"):
+        setattr(obj, _REF, f"{Path(module_name).resolve()}:{qualname}")
     return obj  # type: ignore[no-any-return]  # checked by is_workflow above

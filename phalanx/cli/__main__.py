@@ -1,0 +1,5 @@
+"""`python -m phalanx.cli` runs the `phalanx` command."""
+
+from . import main
+
+main()
