@@ -7,6 +7,7 @@ The hierarchy, so callers can branch on what happened::
     │   ├── InvalidStoreURLError    a store URL with an unknown scheme or shape
     │   └── EventDataError          event data that is not a JSON object of JSON values
     │       └── PayloadTooLargeError   encoded data above the store's payload limit
+    │   ├── ModelConfigError        PHALANX_MODEL unknown, or a provider's key is missing
     │   ├── WorkflowImportError     MODULE:FUNCTION that cannot be imported as a workflow
     │   ├── UnknownRunError         a run id the store has never seen
     │   └── RunExistsError          starting a run under an id that is already taken
@@ -14,6 +15,16 @@ The hierarchy, so callers can branch on what happened::
     ├── StepError                   a journaled step failure whose type cannot be rebuilt
     ├── SignalTimeoutError          wait_for_signal ran past its timeout (also TimeoutError)
     ├── RunFailedError              a run (e.g. a child run) ended failed or cancelled
+    ├── ModelError                  a model call failed: provider, HTTP status, retryable?
+    │   ├── ModelRateLimitedError   429; carries the server's Retry-After
+    │   ├── ModelTimeoutError       no (complete) answer in time
+    │   ├── ModelConnectionError    the endpoint cannot be reached (refused, DNS, TLS)
+    │   └── ModelResponseError      an answer that cannot be understood
+    ├── ToolArgumentsError          a tool call's arguments are not valid JSON / break its schema
+    ├── AgentError                  an agent loop could not reach a valid answer
+    │   ├── MaxTurnsExceededError   the tool loop hit its turn limit
+    │   ├── AgentTimeoutError       the agent ran past its timeout (also TimeoutError)
+    │   └── OutputValidationError   structured output stayed invalid after retries
     └── StoreError                  the journal refused or could not do what was asked
         ├── StoreUnavailableError   the store cannot be reached or opened (retryable)
         ├── CorruptEventError       a stored row that cannot be decoded
@@ -345,4 +356,138 @@ class RunFailedError(PhalanxError):
             status=status,
             error_type=error_type,
             message=message,
+        )
+
+
+class ModelConfigError(UserError):
+    """A model that cannot be set up from the configuration; the message names the fix."""
+
+    def __init__(self, *, spec: str, reason: str) -> None:
+        super().__init__(f"cannot use model {spec!r}: {reason}", spec=spec, reason=reason)
+
+
+class ModelError(PhalanxError):
+    """A model call failed. `retryable` says whether the same call may succeed later."""
+
+    provider: str
+    status: int | None
+    detail: str
+
+    def __init__(
+        self, *, provider: str, status: int | None, detail: str, retryable: bool = False
+    ) -> None:
+        where = f"HTTP {status}" if status is not None else "no HTTP status"
+        super().__init__(
+            f"{provider} model call failed ({where}): {detail}"
+            + ("; retrying may help" if retryable else ""),
+            provider=provider,
+            status=status,
+            detail=detail,
+            retryable=retryable,
+        )
+
+
+class ModelRateLimitedError(ModelError):
+    """The provider said 429: slow down; `retry_after` is its hint in seconds, if any."""
+
+    retry_after: float | None
+
+    def __init__(
+        self, *, provider: str, detail: str, retry_after: float | None = None, status: int = 429
+    ) -> None:
+        PhalanxError.__init__(
+            self,
+            f"{provider} rate-limited the call (HTTP {status}): {detail}"
+            + (f"; retry after {retry_after:g}s" if retry_after is not None else ""),
+            provider=provider,
+            status=status,
+            detail=detail,
+            retryable=True,
+            retry_after=retry_after,
+        )
+
+
+class ModelTimeoutError(ModelError):
+    """The model did not answer (or finish answering) in time."""
+
+    def __init__(self, *, provider: str, detail: str, status: int | None = None) -> None:
+        super().__init__(provider=provider, status=status, detail=detail, retryable=True)
+
+
+class ModelConnectionError(ModelError):
+    """The endpoint could not be reached at all (refused, unknown host, TLS)."""
+
+    def __init__(self, *, provider: str, detail: str, status: int | None = None) -> None:
+        super().__init__(provider=provider, status=status, detail=detail, retryable=True)
+
+
+class ModelResponseError(ModelError):
+    """The provider answered with something that is not a valid response."""
+
+    def __init__(
+        self, *, provider: str, detail: str, status: int | None = None, retryable: bool = True
+    ) -> None:
+        super().__init__(provider=provider, status=status, detail=detail, retryable=retryable)
+
+
+class AgentError(PhalanxError):
+    """An agent's loop ended without a valid answer."""
+
+
+class MaxTurnsExceededError(AgentError):
+    """The agent used all its turns without a final answer; nothing was truncated."""
+
+    agent: str
+    max_turns: int
+
+    def __init__(self, *, agent: str, max_turns: int) -> None:
+        super().__init__(
+            f"agent {agent!r} reached its limit of {max_turns} turns without a final "
+            "answer; raise max_turns or make the task smaller",
+            agent=agent,
+            max_turns=max_turns,
+        )
+
+
+class OutputValidationError(AgentError):
+    """The agent's structured output stayed invalid; carries the last raw output."""
+
+    agent: str
+    attempts: int
+    last_output: str
+    errors: str
+
+    def __init__(self, *, agent: str, attempts: int, last_output: str, errors: str) -> None:
+        super().__init__(
+            f"agent {agent!r} gave no valid structured output in {attempts} attempts; "
+            f"last validation errors: {errors}",
+            agent=agent,
+            attempts=attempts,
+            last_output=last_output,
+            errors=errors,
+        )
+
+
+class ToolArgumentsError(PhalanxError):
+    """A tool call whose arguments are not JSON or break the tool's schema.
+
+    The agent loop sends the message back to the model instead of running the tool.
+    """
+
+    tool: str
+    errors: str
+
+    def __init__(self, *, tool: str, errors: str) -> None:
+        super().__init__(f"invalid arguments for tool {tool!r}: {errors}", tool=tool, errors=errors)
+
+
+class AgentTimeoutError(AgentError, TimeoutError):
+    """The agent did not finish within its timeout."""
+
+    agent: str
+    timeout: float
+
+    def __init__(self, *, agent: str, timeout: float) -> None:
+        super().__init__(
+            f"agent {agent!r} did not finish within {timeout:g}s", agent=agent, timeout=timeout
         )

@@ -14,7 +14,7 @@ import contextvars
 import inspect
 import json
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
 from .._clock import Clock
 from .._entropy import Entropy
@@ -148,14 +148,34 @@ class WorkflowContext:
 
     # -- steps -----------------------------------------------------------------------
 
+    @overload
     async def step(
         self,
         name: str,
-        fn: Callable[..., Awaitable[T]] | Callable[..., T],
+        fn: Callable[..., Awaitable[T]],
         *args: Any,
         retry: RetryPolicy | None = None,
         **kwargs: Any,
-    ) -> T:
+    ) -> T: ...
+
+    @overload
+    async def step(
+        self,
+        name: str,
+        fn: Callable[..., T],
+        *args: Any,
+        retry: RetryPolicy | None = None,
+        **kwargs: Any,
+    ) -> T: ...
+
+    async def step(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        *args: Any,
+        retry: RetryPolicy | None = None,
+        **kwargs: Any,
+    ) -> Any:
         """Run `fn(*args, **kwargs)` once, durably, and return its JSON result.
 
         `fn` may be sync (run in a worker thread so it cannot stall the run) or async.
@@ -171,7 +191,7 @@ class WorkflowContext:
         if recorded is not None:
             done = recorded.last("StepCompleted")
             if done is not None:
-                return cast(T, done.data.get("result"))
+                return done.data.get("result")
             failed = recorded.last("StepFailed")
             if failed is not None:
                 if failed.data.get("retry_at") is None:
@@ -197,6 +217,9 @@ class WorkflowContext:
             except Exception as exc:
                 retrying = policy.should_retry(exc, attempt)
                 delay = policy.delay(attempt, self._entropy.random()) if retrying else 0.0
+                hint = getattr(exc, "retry_after", None)
+                if retrying and isinstance(hint, int | float):
+                    delay = max(delay, float(hint))  # the server knows when it can take more
                 retry_at = self._clock.now() + delay if retrying else None
                 await self._journal.append(
                     "StepFailed",
@@ -226,7 +249,7 @@ class WorkflowContext:
                     "duration_s": self._clock.monotonic() - started,
                 },
             )
-            return cast(T, result)
+            return result
 
     # -- timers ----------------------------------------------------------------------
 

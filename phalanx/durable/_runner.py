@@ -197,6 +197,11 @@ class Runner:
         await self._read_inbox()
         async with asyncio.TaskGroup() as group:
             self._task = group.create_task(self._call_workflow())
+            if self._cancel_reason is not None:
+                # Requested while no runner ran it (a crashed run cancelled, then
+                # resumed): cancel at the workflow's first real await, as the watcher
+                # would; call_soon so the cancel lands inside the started workflow.
+                asyncio.get_running_loop().call_soon(self._task.cancel)
             keeper = group.create_task(self._keep_lease())
             watcher = group.create_task(self._watch_inbox())
             try:
@@ -206,6 +211,8 @@ class Runner:
                     raise  # cancelled from outside: leave the run resumable
                 kind, value = "stopped", self._stop
             except BaseException:
+                if self._stop is None:
+                    raise  # the process is going down (SystemExit, ...): stay resumable
                 kind, value = "stopped", self._stop
             finally:
                 keeper.cancel()
@@ -248,10 +255,16 @@ class Runner:
         return RunOutcome(self.run_id, "failed", None, error)
 
     async def _cancel_children(self, reason: str) -> None:
-        # Children running in this process were cancelled with us; this reaches the
-        # ones a crash left behind, so none is orphaned.
+        # A child running in this process was stopped with us (resumable, not ended),
+        # and one a crash left behind has no runner at all: request the cancel, then
+        # resume each here so it runs its cleanup and journals RunCancelled. None is
+        # orphaned in `running` or `waiting`.
         for child_id in sorted(self.ctx.open_children):
-            await self.runtime.cancel(child_id, reason=f"parent cancelled: {reason}")
+            try:
+                if await self.runtime.cancel(child_id, reason=f"parent cancelled: {reason}"):
+                    await self.runtime.resume(child_id, force=self.force)
+            except PhalanxError as exc:
+                logger.warning("run %s: could not cancel child %s: %s", self.run_id, child_id, exc)
 
     async def _append_quietly(self, event_type: str, data: dict[str, Any]) -> None:
         try:

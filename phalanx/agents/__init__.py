@@ -1,0 +1,18 @@
+"""Models and agents: the Model protocol, its adapters, the scripted model, the Agent."""
+
+from ._agent import Agent as Agent
+from ._agent import AgentResult as AgentResult
+from ._agent import ToolCallRecord as ToolCallRecord
+from ._messages import Message as Message
+from ._messages import ModelRequest as ModelRequest
+from ._messages import ModelResponse as ModelResponse
+from ._messages import StreamChunk as StreamChunk
+from ._messages import ToolCall as ToolCall
+from ._messages import ToolSpec as ToolSpec
+from ._messages import Usage as Usage
+from ._model import Model as Model
+from ._scripted import Fault as Fault
+from ._scripted import Rule as Rule
+from ._scripted import Script as Script
+from ._scripted import ScriptedModel as ScriptedModel
+from ._scripted import Turn as Turn

@@ -1,0 +1,234 @@
+"""The scripted model: offline, deterministic, clearly not a real model.
+
+It drives the demo and the tests. A `Script` maps patterns in an agent's
+instructions or prompt to a sequence of turns (tool calls, then an answer); each
+turn is picked by how many assistant turns the conversation already holds, so the
+same request always gets the same answer, which is what replay after a crash needs.
+
+Latency and token counts are realistic but approximate. Tokens are estimated as one
+per four characters of text (rounded up), plus four per message and the length of the
+tool schemas: close to what BPE tokenizers give for English prose, and it needs no
+download. Faults can be injected on purpose: a hang, a slow answer, an error status,
+malformed JSON, or tool calls with wrong arguments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import math
+import random
+import re
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .._clock import Clock, SystemClock
+from .._errors import ModelError, ModelRateLimitedError
+from ._messages import ModelRequest, ModelResponse, StreamChunk, ToolCall, Usage
+
+FaultKind = Literal["hang", "slow", "error", "rate_limit", "malformed_json", "bad_tool_args"]
+
+#: Every scripted response carries this provider name, so nothing shows it as a real model.
+PROVIDER = "scripted"
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A failure the scripted model produces on purpose.
+
+    `hang` never answers; `slow` adds `delay` seconds; `error` raises a `ModelError`
+    with `status`; `rate_limit` a 429 with `retry_after`; `malformed_json` answers
+    text that is not JSON; `bad_tool_args` calls the turn's tools with arguments that
+    break their schema.
+    """
+
+    kind: FaultKind
+    delay: float = 5.0
+    status: int = 500
+    retry_after: float | None = 1.0
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One scripted answer: tool calls to make, or text (a template) to reply.
+
+    Templates may use `{prompt}` (the first user message), `{tool_results}` (every
+    tool result so far, joined) and `{instructions}` (the system message).
+    """
+
+    text: str | None = None
+    tool_calls: tuple[tuple[str, Mapping[str, Any] | str], ...] = ()
+    fault: Fault | None = None
+
+
+@dataclass(frozen=True)
+class Rule:
+    """When `pattern` (a regex) matches the system message or the prompt, play `turns`.
+
+    Past the last turn, the last one repeats.
+    """
+
+    pattern: str
+    turns: tuple[Turn, ...]
+
+
+@dataclass(frozen=True)
+class Script:
+    """Rules tried in order; `default` answers when none matches."""
+
+    rules: tuple[Rule, ...] = ()
+    default: Turn = field(default_factory=lambda: Turn(text="[scripted answer] {prompt}"))
+
+    def turn_for(self, request: ModelRequest) -> Turn:
+        """The turn this request gets."""
+        system = " ".join(m.content or "" for m in request.messages if m.role == "system")
+        prompt = next((m.content or "" for m in request.messages if m.role == "user"), "")
+        done = sum(1 for m in request.messages if m.role == "assistant")
+        for rule in self.rules:
+            if re.search(rule.pattern, system) or re.search(rule.pattern, prompt):
+                return rule.turns[min(done, len(rule.turns) - 1)]
+        return self.default
+
+
+def estimate_tokens(text: str) -> int:
+    """Approximate BPE token count: one token per four characters, rounded up."""
+    return math.ceil(len(text) / 4)
+
+
+def _input_tokens(request: ModelRequest) -> int:
+    tokens = sum(4 + estimate_tokens(m.content or "") for m in request.messages)
+    tokens += sum(estimate_tokens(c.arguments) for m in request.messages for c in m.tool_calls)
+    tokens += sum(estimate_tokens(json.dumps(t.parameters)) + 8 for t in request.tools)
+    return tokens
+
+
+class ScriptedModel:
+    """An offline `Model` that answers from a `Script`, deterministic for a seed.
+
+    Example::
+
+        model = ScriptedModel(Script(rules=(
+            Rule("researcher", (Turn(tool_calls=(("search", {"query": "leases"}),)),
+                                Turn(text="Found: {tool_results}"))),
+        )))
+
+    `latency` is the base seconds per call and `seconds_per_token` the generation
+    speed; a per-request jitter drawn from the seed keeps timings realistic yet
+    repeatable. `faults` maps a regex (matched like rules) to a `Fault` that overrides
+    the script, so a demo can make one agent hang.
+    """
+
+    provider = PROVIDER
+
+    def __init__(
+        self,
+        script: Script | None = None,
+        *,
+        name: str = "scripted-1",
+        seed: int = 0,
+        latency: float = 0.05,
+        seconds_per_token: float = 0.002,
+        faults: Mapping[str, Fault] | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.script = script or Script()
+        self.name = name
+        self.seed = seed
+        self.latency = latency
+        self.seconds_per_token = seconds_per_token
+        self.faults = dict(faults or {})
+        self._clock: Clock = clock or SystemClock()
+
+    def _rng(self, request: ModelRequest) -> random.Random:
+        digest = hashlib.sha256(f"{self.seed}:{request.model_dump_json()}".encode()).digest()
+        return random.Random(int.from_bytes(digest[:8], "big"))
+
+    def _fault_for(self, request: ModelRequest, turn: Turn) -> Fault | None:
+        system = " ".join(m.content or "" for m in request.messages if m.role == "system")
+        for pattern, fault in self.faults.items():
+            if re.search(pattern, system):
+                return fault
+        return turn.fault
+
+    def _render(self, request: ModelRequest, turn: Turn, fault: Fault | None) -> ModelResponse:
+        prompt = next((m.content or "" for m in request.messages if m.role == "user"), "")
+        system = " ".join(m.content or "" for m in request.messages if m.role == "system")
+        results = "; ".join(m.content or "" for m in request.messages if m.role == "tool")
+        done = sum(1 for m in request.messages if m.role == "assistant")
+        calls: list[ToolCall] = []
+        for index, (tool_name, arguments) in enumerate(turn.tool_calls):
+            raw = arguments if isinstance(arguments, str) else json.dumps(arguments)
+            if fault is not None and fault.kind == "bad_tool_args":
+                raw = json.dumps({"unexpected": True})
+            calls.append(ToolCall(id=f"call_{done}_{index}", name=tool_name, arguments=raw))
+        text: str | None = None
+        if turn.text is not None and not calls:
+            # Plain replacement, not str.format: scripted answers are often JSON.
+            text = (
+                turn.text.replace("{prompt}", prompt)
+                .replace("{tool_results}", results)
+                .replace("{instructions}", system)
+            )
+        if fault is not None and fault.kind == "malformed_json":
+            text, calls = '{"answer": "truncated', []
+        output = (text or "") + "".join(c.name + c.arguments for c in calls)
+        return ModelResponse(
+            text=text,
+            tool_calls=tuple(calls),
+            finish_reason="tool_calls" if calls else "stop",
+            usage=Usage(input_tokens=_input_tokens(request), output_tokens=estimate_tokens(output)),
+            model=self.name,
+            provider=PROVIDER,
+        )
+
+    async def complete(self, request: ModelRequest) -> ModelResponse:
+        """Answer from the script after a realistic, seeded delay."""
+        response: ModelResponse | None = None
+        async for chunk in self.stream(request):
+            response = chunk.response or response
+        assert response is not None  # stream always ends with the full response
+        return response
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[StreamChunk]:
+        """Stream the scripted answer in a few chunks, ending with the full response."""
+        started = self._clock.monotonic()
+        turn = self.script.turn_for(request)
+        fault = self._fault_for(request, turn)
+        rng = self._rng(request)
+        if fault is not None and fault.kind == "hang":
+            await asyncio.Event().wait()  # never set: a model that silently hangs
+        first_token = self.latency * (0.8 + 0.4 * rng.random())
+        if fault is not None and fault.kind == "slow":
+            first_token += fault.delay
+        await self._clock.sleep(first_token)
+        if fault is not None and fault.kind == "error":
+            raise ModelError(
+                provider=PROVIDER,
+                status=fault.status,
+                detail="scripted fault",
+                retryable=fault.status >= 500,
+            )
+        if fault is not None and fault.kind == "rate_limit":
+            raise ModelRateLimitedError(
+                provider=PROVIDER, detail="scripted fault", retry_after=fault.retry_after
+            )
+        response = self._render(request, turn, fault)
+        ttft = self._clock.monotonic() - started
+        pieces = _split(response.text or "", 3)
+        per_piece = self.seconds_per_token * response.usage.output_tokens / max(1, len(pieces))
+        for piece in pieces:
+            yield StreamChunk(text=piece)
+            await self._clock.sleep(per_piece)
+        final = response.model_copy(
+            update={"latency_s": self._clock.monotonic() - started, "time_to_first_token_s": ttft}
+        )
+        yield StreamChunk(response=final)
+
+
+def _split(text: str, parts: int) -> Sequence[str]:
+    if not text:
+        return []
+    size = max(1, math.ceil(len(text) / parts))
+    return [text[i : i + size] for i in range(0, len(text), size)]
