@@ -1,4 +1,10 @@
-"""The event-sourced journal: events, the `EventStore` protocol and its backends."""
+"""The event-sourced journal: events, the `EventStore` protocol and its backends.
+
+`PostgresEventStore` is imported on first use, because asyncpg is an optional extra
+(`phalanx[postgres]`) and `import phalanx` must work without it.
+"""
+
+from typing import TYPE_CHECKING
 
 from ._events import DEFAULT_MAX_PAYLOAD_BYTES as DEFAULT_MAX_PAYLOAD_BYTES
 from ._events import AppendResult as AppendResult
@@ -13,3 +19,14 @@ from ._url import DEFAULT_STORE_URL as DEFAULT_STORE_URL
 from ._url import STORE_ENV as STORE_ENV
 from ._url import resolve_store_url as resolve_store_url
 from ._url import store_from_url as store_from_url
+
+if TYPE_CHECKING:
+    from ._postgres import PostgresEventStore as PostgresEventStore
+
+
+def __getattr__(name: str) -> object:
+    if name == "PostgresEventStore":
+        from ._postgres import PostgresEventStore
+
+        return PostgresEventStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
