@@ -13,7 +13,7 @@ from typing import Any
 
 from .._errors import FencedError
 from ..journal import EventStore, Lease, Metadata, NewEvent
-from ._history import run_stream
+from ._history import STATUS_EVENTS, run_stream
 
 
 class RunJournal:
@@ -26,6 +26,7 @@ class RunJournal:
         self.version = version
         self.metadata = metadata
         self.fenced: FencedError | None = None
+        self.closed: str | None = None
         self._pending: list[NewEvent] = []
         self._lock = asyncio.Lock()
 
@@ -37,15 +38,27 @@ class RunJournal:
         """
         self._pending.append(NewEvent(event_type, data, self.metadata))
 
+    def close(self, reason: str) -> None:
+        """Refuse every later write: the runner was stopped and must write nothing more.
+
+        A refused write raises `asyncio.CancelledError(reason)`: the workflow is being
+        cancelled anyway, and its cleanup unwinds without journaling anything.
+        """
+        self.closed = reason
+
     async def append(self, event_type: str, data: Mapping[str, Any]) -> None:
         """Write one event (after any deferred ones), or raise if fenced out."""
-        await self.flush(NewEvent(event_type, data, self.metadata))
+        await self.flush(
+            NewEvent(event_type, data, self.metadata, indexed=event_type in STATUS_EVENTS)
+        )
 
     async def flush(self, *extra: NewEvent) -> None:
         """Write deferred events and `extra` in one atomic append."""
         async with self._lock:
             if self.fenced is not None:
                 raise self.fenced
+            if self.closed is not None:
+                raise asyncio.CancelledError(self.closed)
             batch = [*self._pending, *extra]
             if not batch:
                 return

@@ -11,7 +11,13 @@ from typing import Any
 
 from .._clock import Clock, SystemClock
 from .._entropy import Entropy, SystemEntropy
-from .._errors import ConcurrencyError, LeaseHeldError, RunExistsError, UnknownRunError
+from .._errors import (
+    ConcurrencyError,
+    EventDataError,
+    LeaseHeldError,
+    RunExistsError,
+    UnknownRunError,
+)
 from ..journal import EventStore, Lease, Metadata, NewEvent, store_from_url
 from ._history import (
     STATUS_EVENTS,
@@ -79,7 +85,7 @@ class Runtime:
         events = []
         after = 0
         types = list(STATUS_EVENTS)
-        while page := await self.store.read_types(types, after=after, limit=5000):
+        while page := await self.store.read_indexed(types, after=after, limit=5000):
             events.extend(page)
             after = page[-1].position
         runs = summarize(events)
@@ -115,12 +121,16 @@ class Runtime:
             "RunStarted",
             {"workflow": ref, "inputs": dict(inputs or {}), "parent_run_id": parent_run_id},
             Metadata(run_id=run_id, parent_id=parent_run_id),
+            indexed=True,
         )
         try:
             await self.store.append(stream, [started], expected_version=0, epoch=lease.epoch)
         except ConcurrencyError as exc:
             await self.store.release_lease(lease)
             raise RunExistsError(run_id=run_id) from exc
+        except EventDataError:
+            await self.store.release_lease(lease)  # inputs not JSON: nothing written, id free
+            raise
         history = await self.history(run_id)
         return await Runner(self, history, lease, workflow, force=force).execute()
 
@@ -142,7 +152,9 @@ class Runtime:
             return RunOutcome.of(history)
         fn = workflow or load_workflow(history.workflow)
         lease = await self._take_lease(run_id, force=force)
-        history = await self.history(run_id)  # it may have moved on while we waited
+        # It may have moved on while we waited: fold only what is new.
+        for event in await self.store.read_stream(run_stream(run_id), from_seq=history.version + 1):
+            history.apply(event)
         if history.terminal:
             await self.store.release_lease(lease)
             return RunOutcome.of(history)
@@ -211,6 +223,10 @@ class Runtime:
 
     async def cancel(self, run_id: str, *, reason: str = "cancel requested") -> bool:
         """Ask a run to cancel at its next await; False if it had already ended.
+
+        A run that no runner is running (crashed) is cancelled when it is next resumed:
+        replay catches up and the first operation the journal cannot answer raises the
+        cancel, so no step starts (or re-runs) before its cleanup.
 
         Raises:
             UnknownRunError: no such run.

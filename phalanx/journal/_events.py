@@ -40,11 +40,17 @@ NO_METADATA = Metadata()
 
 @dataclass(frozen=True, slots=True)
 class NewEvent:
-    """An event to append: a type name and a JSON object of data."""
+    """An event to append: a type name and a JSON object of data.
+
+    `indexed` events can be found by type across the whole store (`read_indexed`);
+    mark the few that projections look for (a run's start and end), not every event:
+    the index costs every indexed append a little.
+    """
 
     type: str
     data: Mapping[str, Any] = field(default_factory=dict)
     metadata: Metadata = NO_METADATA
+    indexed: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -99,6 +99,7 @@ _MIGRATIONS: tuple[str, ...] = (
         parent_id   TEXT,
         trace_id    TEXT,
         span_id     TEXT,
+        indexed     BOOLEAN NOT NULL DEFAULT FALSE,
         UNIQUE (stream_id, seq)
     );
     CREATE TABLE leases (
@@ -118,7 +119,7 @@ _MIGRATIONS: tuple[str, ...] = (
         value BIGINT NOT NULL
     );
     INSERT INTO phalanx_position (id, value) VALUES (TRUE, 0);
-    CREATE INDEX events_by_type ON events (type, position);
+    CREATE INDEX events_indexed ON events (type, position) WHERE indexed;
 
     -- One round trip per append. The rules mirror _leases.check_append_epoch and the
     -- expected-version check of the SQLite store; refusals carry the current number
@@ -135,6 +136,7 @@ _MIGRATIONS: tuple[str, ...] = (
         p_parent_ids text[],
         p_trace_ids text[],
         p_span_ids text[],
+        p_indexed boolean[],
         OUT new_version bigint,
         OUT last_position bigint
     ) LANGUAGE plpgsql AS $fn$
@@ -159,10 +161,10 @@ _MIGRATIONS: tuple[str, ...] = (
                 USING ERRCODE = 'PX001', DETAIL = old_version::text;
         END IF;
         INSERT INTO events (position, stream_id, seq, type, data, epoch, recorded_at,
-                            run_id, agent_id, parent_id, trace_id, span_id)
+                            run_id, agent_id, parent_id, trace_id, span_id, indexed)
         SELECT last_position - n + i, p_stream_id, old_version + i, p_types[i], p_datas[i],
                p_epoch, p_recorded_at, p_run_ids[i], p_agent_ids[i], p_parent_ids[i],
-               p_trace_ids[i], p_span_ids[i]
+               p_trace_ids[i], p_span_ids[i], p_indexed[i]
         FROM generate_series(1, n) AS i;
         PERFORM pg_notify('phalanx_events', coalesce(current_schema(), ''));
         new_version := old_version + n;
@@ -174,7 +176,7 @@ _MIGRATIONS: tuple[str, ...] = (
 _SELECT = f"SELECT {EVENT_COLUMNS} FROM events"
 _APPEND = (
     "SELECT new_version, last_position"
-    " FROM phalanx_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+    " FROM phalanx_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
 )
 _LEASE = "SELECT owner, epoch, expires_at FROM leases WHERE stream_id = $1"
 
@@ -434,7 +436,7 @@ class PostgresEventStore:
             expected_version,
             epoch,
             now,
-            *(list(columns[i]) for i in (2, 3, 6, 7, 8, 9, 10)),
+            *(list(columns[i]) for i in (2, 3, 6, 7, 8, 9, 10, 11)),
         )
         hook = self._before_commit
 
@@ -500,13 +502,16 @@ class PostgresEventStore:
         rows = await self._run(lambda c: c.fetch(sql, after, limit))
         return [decode_row(tuple(r)) for r in rows]
 
-    async def read_types(
+    async def read_indexed(
         self, types: Sequence[str], *, after: int = 0, limit: int = 1000
     ) -> list[Event]:
-        """A page of the global log holding only `types`."""
+        """A page of the indexed events of `types`."""
         if not types:
             return []
-        sql = f"{_SELECT} WHERE type = ANY($1::text[]) AND position > $2 ORDER BY position LIMIT $3"
+        sql = (
+            f"{_SELECT} WHERE indexed AND type = ANY($1::text[]) AND position > $2"
+            " ORDER BY position LIMIT $3"
+        )
         rows = await self._run(lambda c: c.fetch(sql, list(types), after, limit))
         return [decode_row(tuple(r)) for r in rows]
 

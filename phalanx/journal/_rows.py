@@ -62,7 +62,7 @@ def event_rows(
     """Encode events into insert rows, refusing bad data before any SQL runs.
 
     Each row is (stream_id, seq, type, data, epoch, recorded_at, run_id, agent_id,
-    parent_id, trace_id, span_id).
+    parent_id, trace_id, span_id, indexed).
     """
     rows: list[Row] = []
     for offset, event in enumerate(events):
@@ -81,6 +81,7 @@ def event_rows(
                 m.parent_id,
                 m.trace_id,
                 m.span_id,
+                event.indexed,
             )
         )
     return rows

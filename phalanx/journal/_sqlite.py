@@ -58,6 +58,7 @@ _MIGRATIONS: tuple[str, ...] = (
         parent_id   TEXT,
         trace_id    TEXT,
         span_id     TEXT,
+        indexed     INTEGER NOT NULL DEFAULT 0,
         UNIQUE (stream_id, seq)
     );
     CREATE TABLE leases (
@@ -72,14 +73,15 @@ _MIGRATIONS: tuple[str, ...] = (
         state       TEXT NOT NULL,
         recorded_at REAL NOT NULL
     ) WITHOUT ROWID;
-    CREATE INDEX events_by_type ON events (type, position);
+    CREATE INDEX events_indexed ON events (type, position) WHERE indexed = 1;
     """,
 )
 
 _SELECT = f"SELECT {EVENT_COLUMNS} FROM events"
 _INSERT = (
     "INSERT INTO events (stream_id, seq, type, data, epoch, recorded_at,"
-    " run_id, agent_id, parent_id, trace_id, span_id) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+    " run_id, agent_id, parent_id, trace_id, span_id, indexed)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 
 
@@ -283,14 +285,17 @@ class SqliteEventStore:
         rows = await self._db.read(lambda c: c.execute(sql, (after, limit)).fetchall())
         return [decode_row(r) for r in rows]
 
-    async def read_types(
+    async def read_indexed(
         self, types: Sequence[str], *, after: int = 0, limit: int = 1000
     ) -> list[Event]:
-        """A page of the global log holding only `types`."""
+        """A page of the indexed events of `types`."""
         if not types:
             return []
         marks = ",".join("?" * len(types))
-        sql = f"{_SELECT} WHERE type IN ({marks}) AND position > ? ORDER BY position LIMIT ?"
+        sql = (
+            f"{_SELECT} WHERE indexed = 1 AND type IN ({marks}) AND position > ?"
+            " ORDER BY position LIMIT ?"
+        )
         args = (*types, after, limit)
         rows = await self._db.read(lambda c: c.execute(sql, args).fetchall())
         return [decode_row(r) for r in rows]

@@ -71,13 +71,14 @@ class EventStore(Protocol):
         """A page of the global log: events with `position > after`, in order."""
         ...
 
-    async def read_types(
+    async def read_indexed(
         self, types: Sequence[str], *, after: int = 0, limit: int = 1000
     ) -> list[Event]:
-        """A page of the global log holding only events of the given types.
+        """A page of the global log holding only indexed events of the given types.
 
-        Indexed by type, so projections that care about a few event types (the list
-        of runs and their statuses, say) need not scan the whole log.
+        Only events appended with `indexed=True` are in the index, so projections
+        that care about a few event types (the list of runs and their statuses, say)
+        need not scan the whole log, and other appends do not pay for the index.
         """
         ...
 

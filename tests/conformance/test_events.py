@@ -160,19 +160,26 @@ async def test_corrupt_row_names_its_stream_and_seq(store_factory: StoreFactory)
     assert [e.data for e in await store.read_stream("c", limit=1)] == [{"ok": 1}]
 
 
-async def test_read_types_filters_the_global_log(store: EventStore) -> None:
-    """Reading by type returns just those events, in position order, paged."""
+async def test_read_indexed_filters_the_global_log(store: EventStore) -> None:
+    """Indexed events are found by type, in position order, paged; others are not."""
     for i in range(6):
-        await store.append(f"r{i}", [NewEvent("Started", {"i": i}), NewEvent("Noise")])
+        await store.append(
+            f"r{i}",
+            [
+                NewEvent("Started", {"i": i}, indexed=True),
+                NewEvent("Noise"),
+                NewEvent("Started", {"unindexed": i}),
+            ],
+        )
         if i % 2:
-            await store.append(f"r{i}", [NewEvent("Done", {"i": i})])
-    page = await store.read_types(["Started", "Done"], limit=4)
+            await store.append(f"r{i}", [NewEvent("Done", {"i": i}, indexed=True)])
+    page = await store.read_indexed(["Started", "Done"], limit=4)
     assert [(e.type, e.data["i"]) for e in page] == [
         ("Started", 0),
         ("Started", 1),
         ("Done", 1),
         ("Started", 2),
     ]
-    rest = await store.read_types(["Started", "Done"], after=page[-1].position)
-    assert len(rest) == 5 and all(e.type != "Noise" for e in rest)
-    assert await store.read_types([]) == []
+    rest = await store.read_indexed(["Started", "Done"], after=page[-1].position)
+    assert len(rest) == 5 and all("unindexed" not in e.data for e in rest)
+    assert await store.read_indexed([]) == []
