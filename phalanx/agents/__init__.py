@@ -3,6 +3,9 @@
 from ._agent import Agent as Agent
 from ._agent import AgentResult as AgentResult
 from ._agent import ToolCallRecord as ToolCallRecord
+from ._anthropic import AnthropicModel as AnthropicModel
+from ._faults import Fault as Fault
+from ._faults import FaultyModel as FaultyModel
 from ._messages import Message as Message
 from ._messages import ModelRequest as ModelRequest
 from ._messages import ModelResponse as ModelResponse
@@ -11,7 +14,9 @@ from ._messages import ToolCall as ToolCall
 from ._messages import ToolSpec as ToolSpec
 from ._messages import Usage as Usage
 from ._model import Model as Model
-from ._scripted import Fault as Fault
+from ._openai import OpenAICompatibleModel as OpenAICompatibleModel
+from ._registry import model_from_env as model_from_env
+from ._registry import model_from_spec as model_from_spec
 from ._scripted import Rule as Rule
 from ._scripted import Script as Script
 from ._scripted import ScriptedModel as ScriptedModel

@@ -14,7 +14,6 @@ malformed JSON, or tool calls with wrong arguments.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import math
@@ -22,32 +21,14 @@ import random
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from .._clock import Clock, SystemClock
-from .._errors import ModelError, ModelRateLimitedError
+from ._faults import Fault, after_call, before_call
 from ._messages import ModelRequest, ModelResponse, StreamChunk, ToolCall, Usage
-
-FaultKind = Literal["hang", "slow", "error", "rate_limit", "malformed_json", "bad_tool_args"]
 
 #: Every scripted response carries this provider name, so nothing shows it as a real model.
 PROVIDER = "scripted"
-
-
-@dataclass(frozen=True)
-class Fault:
-    """A failure the scripted model produces on purpose.
-
-    `hang` never answers; `slow` adds `delay` seconds; `error` raises a `ModelError`
-    with `status`; `rate_limit` a 429 with `retry_after`; `malformed_json` answers
-    text that is not JSON; `bad_tool_args` calls the turn's tools with arguments that
-    break their schema.
-    """
-
-    kind: FaultKind
-    delay: float = 5.0
-    status: int = 500
-    retry_after: float | None = 1.0
 
 
 @dataclass(frozen=True)
@@ -116,8 +97,8 @@ class ScriptedModel:
 
     `latency` is the base seconds per call and `seconds_per_token` the generation
     speed; a per-request jitter drawn from the seed keeps timings realistic yet
-    repeatable. `faults` maps a regex (matched like rules) to a `Fault` that overrides
-    the script, so a demo can make one agent hang.
+    repeatable. A turn's `fault` is injected on purpose (to fault a whole agent, wrap
+    any model in `FaultyModel`).
     """
 
     provider = PROVIDER
@@ -130,7 +111,6 @@ class ScriptedModel:
         seed: int = 0,
         latency: float = 0.05,
         seconds_per_token: float = 0.002,
-        faults: Mapping[str, Fault] | None = None,
         clock: Clock | None = None,
     ) -> None:
         self.script = script or Script()
@@ -138,21 +118,13 @@ class ScriptedModel:
         self.seed = seed
         self.latency = latency
         self.seconds_per_token = seconds_per_token
-        self.faults = dict(faults or {})
         self._clock: Clock = clock or SystemClock()
 
     def _rng(self, request: ModelRequest) -> random.Random:
         digest = hashlib.sha256(f"{self.seed}:{request.model_dump_json()}".encode()).digest()
         return random.Random(int.from_bytes(digest[:8], "big"))
 
-    def _fault_for(self, request: ModelRequest, turn: Turn) -> Fault | None:
-        system = " ".join(m.content or "" for m in request.messages if m.role == "system")
-        for pattern, fault in self.faults.items():
-            if re.search(pattern, system):
-                return fault
-        return turn.fault
-
-    def _render(self, request: ModelRequest, turn: Turn, fault: Fault | None) -> ModelResponse:
+    def _render(self, request: ModelRequest, turn: Turn) -> ModelResponse:
         prompt = next((m.content or "" for m in request.messages if m.role == "user"), "")
         system = " ".join(m.content or "" for m in request.messages if m.role == "system")
         results = "; ".join(m.content or "" for m in request.messages if m.role == "tool")
@@ -160,8 +132,6 @@ class ScriptedModel:
         calls: list[ToolCall] = []
         for index, (tool_name, arguments) in enumerate(turn.tool_calls):
             raw = arguments if isinstance(arguments, str) else json.dumps(arguments)
-            if fault is not None and fault.kind == "bad_tool_args":
-                raw = json.dumps({"unexpected": True})
             calls.append(ToolCall(id=f"call_{done}_{index}", name=tool_name, arguments=raw))
         text: str | None = None
         if turn.text is not None and not calls:
@@ -171,8 +141,6 @@ class ScriptedModel:
                 .replace("{tool_results}", results)
                 .replace("{instructions}", system)
             )
-        if fault is not None and fault.kind == "malformed_json":
-            text, calls = '{"answer": "truncated', []
         output = (text or "") + "".join(c.name + c.arguments for c in calls)
         return ModelResponse(
             text=text,
@@ -195,26 +163,11 @@ class ScriptedModel:
         """Stream the scripted answer in a few chunks, ending with the full response."""
         started = self._clock.monotonic()
         turn = self.script.turn_for(request)
-        fault = self._fault_for(request, turn)
+        fault = turn.fault
         rng = self._rng(request)
-        if fault is not None and fault.kind == "hang":
-            await asyncio.Event().wait()  # never set: a model that silently hangs
-        first_token = self.latency * (0.8 + 0.4 * rng.random())
-        if fault is not None and fault.kind == "slow":
-            first_token += fault.delay
-        await self._clock.sleep(first_token)
-        if fault is not None and fault.kind == "error":
-            raise ModelError(
-                provider=PROVIDER,
-                status=fault.status,
-                detail="scripted fault",
-                retryable=fault.status >= 500,
-            )
-        if fault is not None and fault.kind == "rate_limit":
-            raise ModelRateLimitedError(
-                provider=PROVIDER, detail="scripted fault", retry_after=fault.retry_after
-            )
-        response = self._render(request, turn, fault)
+        await before_call(fault, PROVIDER, self._clock)
+        await self._clock.sleep(self.latency * (0.8 + 0.4 * rng.random()))
+        response = after_call(fault, self._render(request, turn))
         ttft = self._clock.monotonic() - started
         pieces = _split(response.text or "", 3)
         per_piece = self.seconds_per_token * response.usage.output_tokens / max(1, len(pieces))

@@ -81,6 +81,9 @@ class WorkflowContext:
         self._next_op = 1
         self.run_id = history.run_id
         self.inbox_changed = asyncio.Event()
+        #: A cancel requested while no runner ran this run; raised by the first
+        #: operation the journal cannot answer (see `_deliver_pending_cancel`).
+        self.cancel_pending: str | None = None
         #: Child runs started or resumed but not finished, by child run id.
         self.open_children: set[str] = {
             str(o.events[0].data["child_run_id"])
@@ -119,6 +122,19 @@ class WorkflowContext:
                 actual=f"{kind} {name!r}",
             )
         return op, recorded
+
+    def _deliver_pending_cancel(self) -> None:
+        # Replay answers from the journal whatever it holds; the first operation it
+        # cannot answer would start new work or redo in-flight work (a step, a wait, a
+        # child). A run cancelled while no runner ran it stops here, before any of that,
+        # and its cleanup runs. Cancelling the task at its first real await instead
+        # would first re-run the in-flight step, which may be the very call to avoid.
+        reason = self.cancel_pending
+        if reason is None:
+            return
+        self.cancel_pending = None
+        self._runner.cancel_workflow()  # if we are a sub-task of the workflow, stop it too
+        raise asyncio.CancelledError(reason)
 
     def unclaimed_operations(self) -> list[Operation]:
         """Journaled operations the code has not asked for (yet)."""
@@ -197,11 +213,13 @@ class WorkflowContext:
                 if failed.data.get("retry_at") is None:
                     raise error_from_json(failed.data["error"], step=name)
                 attempt = int(failed.data["attempt"]) + 1
+                self._deliver_pending_cancel()
                 if recorded.events[-1] is failed:
                     await self._clock.sleep(float(failed.data["retry_at"]) - self._clock.now())
             else:
                 # In flight at the crash: run it again, same attempt, same key.
                 attempt = int(recorded.events[-1].data.get("attempt", 1))
+        self._deliver_pending_cancel()
         while True:
             await self._journal.append(
                 "StepStarted", {"op": op, "name": name, "attempt": attempt, "key": key}
@@ -256,13 +274,14 @@ class WorkflowContext:
     async def sleep(self, seconds: float) -> None:
         """Sleep durably: a resumed run waits only for the time that is left."""
         op, recorded = self._claim("sleep", "sleep")
+        if recorded is not None and recorded.last("TimerFired") is not None:
+            return
+        self._deliver_pending_cancel()
         if recorded is None:
             fire_at = self._clock.now() + max(0.0, seconds)
             await self._journal.append(
                 "TimerStarted", {"op": op, "name": "sleep", "seconds": seconds, "fire_at": fire_at}
             )
-        elif recorded.last("TimerFired") is not None:
-            return
         else:
             fire_at = float(recorded.events[0].data["fire_at"])
         await self._clock.sleep(fire_at - self._clock.now())
@@ -287,6 +306,8 @@ class WorkflowContext:
                 return received.data.get("data")
             if recorded.last("SignalTimedOut") is not None:
                 raise SignalTimeoutError(run_id=self.run_id, name=name, timeout=timeout or 0.0)
+        self._deliver_pending_cancel()
+        if recorded is not None:
             deadline = recorded.events[0].data.get("deadline")
         else:
             deadline = None if timeout is None else self._clock.now() + timeout
@@ -327,6 +348,13 @@ class WorkflowContext:
 
         ref = workflow_ref(workflow)
         op, recorded = self._claim("child", ref)
+        if recorded is not None:
+            done = recorded.last("ChildCompleted", "ChildFailed")
+            if done is not None:
+                if done.type == "ChildCompleted":
+                    return cast(T, done.data.get("result"))
+                raise RunFailedError(**done.data["failure"])
+        self._deliver_pending_cancel()
         if recorded is None:
             child_id = f"{self.run_id}.{op}"
             await self._journal.append(
@@ -334,11 +362,6 @@ class WorkflowContext:
             )
         else:
             child_id = str(recorded.events[0].data["child_run_id"])
-            done = recorded.last("ChildCompleted", "ChildFailed")
-            if done is not None:
-                if done.type == "ChildCompleted":
-                    return cast(T, done.data.get("result"))
-                raise RunFailedError(**done.data["failure"])
         self.open_children.add(child_id)
         outcome = await self._runner.run_child(child_id, workflow, dict(inputs))
         self.open_children.discard(child_id)

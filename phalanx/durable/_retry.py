@@ -48,7 +48,13 @@ class RetryPolicy:
 
     def delay(self, attempt: int, draw: float) -> float:
         """Seconds to wait after failed `attempt`; `draw` is uniform in [0, 1)."""
-        base = min(self.max_interval, self.initial_interval * self.backoff ** (attempt - 1))
+        try:
+            grown = self.initial_interval * self.backoff ** (attempt - 1)
+        except OverflowError:
+            # Float pow raises rather than giving inf (attempt ~1000 at backoff 2, as
+            # with max_attempts set very high to retry "forever"); the cap applies.
+            grown = self.max_interval if self.initial_interval > 0 else 0.0
+        base = min(self.max_interval, grown)
         return max(0.0, base * (1 + self.jitter * (2 * draw - 1)))
 
 

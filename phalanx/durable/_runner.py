@@ -105,10 +105,19 @@ class Runner:
                 return event
         return None
 
+    def cancel_workflow(self) -> None:
+        """Cancel the workflow's task, unless that is the task asking (it raises itself)."""
+        if self._task is not None and self._task is not asyncio.current_task():
+            self._task.cancel()
+
     def _halt(self, reason: BaseException | None, cancel_reason: str | None = None) -> None:
         if self._stop is None and self._cancel_reason is None:
             self._stop = reason
             self._cancel_reason = cancel_reason
+            if reason is not None:
+                # Fenced or lease lost: the workflow's cleanup must write nothing (an
+                # expired lease's epoch is still accepted until someone takes over).
+                self.journal.close(str(reason))
             if self._task is not None:
                 self._task.cancel()
 
@@ -195,20 +204,23 @@ class Runner:
                 resumable once the code is restored).
         """
         await self._read_inbox()
+        # Requested while no runner ran it (a crashed run cancelled, then resumed):
+        # replay catches up, and the first new operation raises the cancel.
+        self.ctx.cancel_pending = self._cancel_reason
         async with asyncio.TaskGroup() as group:
             self._task = group.create_task(self._call_workflow())
-            if self._cancel_reason is not None:
-                # Requested while no runner ran it (a crashed run cancelled, then
-                # resumed): cancel at the workflow's first real await, as the watcher
-                # would; call_soon so the cancel lands inside the started workflow.
-                asyncio.get_running_loop().call_soon(self._task.cancel)
             keeper = group.create_task(self._keep_lease())
             watcher = group.create_task(self._watch_inbox())
             try:
                 kind, value = await asyncio.shield(self._task)
             except asyncio.CancelledError:
                 if self._stop is None:
-                    raise  # cancelled from outside: leave the run resumable
+                    # Cancelled from outside: leave the run resumable. The workflow is
+                    # cancelled next (by the TaskGroup) and its cleanup must journal
+                    # nothing, or replay would find that cleanup where the code, resumed,
+                    # asks for the next step: a divergence that strands the run.
+                    self.journal.close("the runner was cancelled from outside")
+                    raise
                 kind, value = "stopped", self._stop
             except BaseException:
                 if self._stop is None:

@@ -1,0 +1,125 @@
+"""What the HTTP model adapters share at the edge: deadlines, Retry-After, redaction.
+
+Both SDKs (`openai`, `anthropic`) fail in similar ways, and the adapters must turn
+every failure into a precise `ModelError` without leaking the API key, so the small
+pieces they have in common live here rather than in either adapter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import AsyncIterator, Mapping
+from email.utils import parsedate_to_datetime
+from typing import Literal, TypeVar
+
+from ._messages import FinishReason
+
+T = TypeVar("T")
+
+#: Sent as the API key to OpenAI-compatible servers that ignore it (vLLM, Ollama, ...).
+PLACEHOLDER_API_KEY = "not-needed"
+
+#: Longest piece of a server's error text that goes into an error message.
+MAX_DETAIL_CHARS = 500
+
+
+async def next_before(iterator: AsyncIterator[T], deadline: float) -> T:
+    """The iterator's next item, or `TimeoutError` once the loop time passes `deadline`.
+
+    A stream is read under one deadline for the whole call, re-armed around each read
+    instead of held open across `yield`: a timeout scope that spans a `yield` would
+    cancel the *consumer's* code, where it cannot be told apart from a real
+    cancellation.
+    """
+    async with asyncio.timeout_at(deadline):
+        return await anext(iterator)
+
+
+def parse_retry_after(headers: Mapping[str, str], *, now: float) -> float | None:
+    """Seconds the server asks us to wait, from `retry-after-ms` or `retry-after`.
+
+    `retry-after` may be seconds or an HTTP date (RFC 9110); a date is measured from
+    `now` (wall-clock seconds, from the clock seam) and never gives less than zero.
+    Unparseable values give None rather than an error: the hint is optional.
+    """
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms is not None and (seconds := _seconds(raw_ms, scale=1000.0)) is not None:
+        return seconds
+    raw = headers.get("retry-after")
+    if raw is None:
+        return None
+    if (seconds := _seconds(raw, scale=1.0)) is not None:
+        return seconds
+    try:
+        when = parsedate_to_datetime(raw)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+def _seconds(raw: str, *, scale: float) -> float | None:
+    try:
+        value = float(raw) / scale
+    except ValueError:
+        return None
+    return max(0.0, value) if math.isfinite(value) else None
+
+
+def redact(text: str, secret: str | None) -> str:
+    """`text` with `secret` (an API key) cut out, and kept short enough to read.
+
+    Servers sometimes echo the key they rejected; it must never reach an error
+    message, a log or the journal.
+    """
+    if secret and secret != PLACEHOLDER_API_KEY:
+        text = text.replace(secret, "***")
+    if len(text) > MAX_DETAIL_CHARS:
+        text = text[:MAX_DETAIL_CHARS] + "..."
+    return text
+
+
+def transport_failure(exc: BaseException) -> Literal["timeout", "connection"] | None:
+    """Whether `exc` is a network timeout or a broken connection, else None.
+
+    The SDKs wrap transport errors from the request, but not always those raised
+    while a stream's body is read. They are recognised by module rather than by
+    class so the adapters work whether the SDK sits on `httpx` or `httpx2`.
+    """
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    module = type(exc).__module__
+    if module.startswith(("httpx", "httpcore")):
+        return "timeout" if "Timeout" in type(exc).__name__ else "connection"
+    if isinstance(exc, ConnectionError | EOFError):
+        return "connection"
+    return None
+
+
+def finish_reason_for(raw: str | None, *, has_tool_calls: bool) -> FinishReason:
+    """A provider's stop reason as a `FinishReason`.
+
+    Some servers (Ollama, older vLLM) say "stop" even when they called tools, so a
+    response with tool calls reports "tool_calls" unless it was cut off.
+    """
+    mapped: FinishReason
+    match raw:
+        case "length" | "max_tokens" | "model_context_window_exceeded":
+            mapped = "length"
+        case "tool_calls" | "function_call" | "tool_use":
+            mapped = "tool_calls"
+        case "content_filter" | "refusal":
+            mapped = "content_filter"
+        case _:
+            mapped = "stop"
+    if has_tool_calls and mapped == "stop":
+        return "tool_calls"
+    return mapped
+
+
+def innermost_cause(exc: BaseException) -> str:
+    """The innermost cause's text, e.g. "[Errno 111] Connection refused"."""
+    inner = exc
+    while inner.__cause__ is not None:
+        inner = inner.__cause__
+    return str(inner) or type(inner).__name__
