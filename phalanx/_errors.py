@@ -10,7 +10,11 @@ The hierarchy, so callers can branch on what happened::
     │   ├── ModelConfigError        PHALANX_MODEL unknown, or a provider's key is missing
     │   ├── WorkflowImportError     MODULE:FUNCTION that cannot be imported as a workflow
     │   ├── UnknownRunError         a run id the store has never seen
-    │   └── RunExistsError          starting a run under an id that is already taken
+    │   ├── RunExistsError          starting a run under an id that is already taken
+    │   ├── ActorConfigError        an actor setting out of range (capacity, restarts...)
+    │   ├── ActorSpawnError         an actor that cannot be spawned (parent gone, bad factory)
+    │   │   └── ActorNameTakenError    a sibling already has that name
+    │   └── ActorDeadlockError      an actor waiting on itself (ask to self, stop from inside)
     ├── NonDeterminismError         replay asked for another step than the journal holds
     ├── StepError                   a journaled step failure whose type cannot be rebuilt
     ├── SignalTimeoutError          wait_for_signal ran past its timeout (also TimeoutError)
@@ -20,6 +24,14 @@ The hierarchy, so callers can branch on what happened::
     │   ├── ModelTimeoutError       no (complete) answer in time
     │   ├── ModelConnectionError    the endpoint cannot be reached (refused, DNS, TLS)
     │   └── ModelResponseError      an answer that cannot be understood
+    ├── PartialResultError          reading a partial fan-out without accepting it
+    ├── DeadlineExceededError       a fail_after scope ran past its deadline (also TimeoutError)
+    ├── ActorError                  the actor runtime could not deliver or finish a message
+    │   ├── MailboxFullError        a fail_fast mailbox at capacity refused a message (retryable)
+    │   ├── AskTimeoutError         no reply to an ask in time (also TimeoutError)
+    │   ├── ActorStoppedError       the actor stopped (or restarted) before taking the message
+    │   ├── ActorStalledError       no heartbeat within the timeout (why a stalled actor restarts)
+    │   └── SupervisorEscalationError  restarts over the intensity limit: the subtree stopped
     ├── ToolArgumentsError          a tool call's arguments are not valid JSON / break its schema
     ├── AgentError                  an agent loop could not reach a valid answer
     │   ├── MaxTurnsExceededError   the tool loop hit its turn limit
@@ -490,4 +502,223 @@ class AgentTimeoutError(AgentError, TimeoutError):
     def __init__(self, *, agent: str, timeout: float) -> None:
         super().__init__(
             f"agent {agent!r} did not finish within {timeout:g}s", agent=agent, timeout=timeout
+        )
+
+
+class PartialResultError(PhalanxError):
+    """A fan-out's values were read although branches are missing and nobody said so.
+
+    Synthesising from partial data must be a visible decision: call
+    `await result.accept_partial(reason)` (journaled), or handle `result.missing`.
+    """
+
+    fan_out: str
+    missing: list[str]
+
+    def __init__(self, *, fan_out: str, missing: list[str]) -> None:
+        super().__init__(
+            f"fan-out {fan_out!r} is partial (no value from {', '.join(missing)}); call "
+            "`await result.accept_partial(reason)` to go on without them, visibly",
+            fan_out=fan_out,
+            missing=missing,
+        )
+
+
+class ActorConfigError(UserError):
+    """An actor setting (mailbox, supervision, heartbeat, deadline) outside its range."""
+
+    setting: str
+    value: Any
+    reason: str
+
+    def __init__(self, *, setting: str, value: Any, reason: str) -> None:
+        super().__init__(
+            f"invalid actor setting {setting}={value!r}: {reason}",
+            setting=setting,
+            value=value,
+            reason=reason,
+        )
+
+
+class ActorSpawnError(UserError):
+    """An actor that cannot be spawned; nothing was started."""
+
+    path: str
+    reason: str
+
+    def __init__(self, *, path: str, reason: str) -> None:
+        super().__init__(
+            f"cannot spawn actor {path!r}: {reason}; nothing was started",
+            path=path,
+            reason=reason,
+        )
+
+
+class ActorNameTakenError(ActorSpawnError):
+    """A live sibling already has the name; pick another or stop the old one first."""
+
+    path: str
+
+    def __init__(self, *, path: str) -> None:
+        PhalanxError.__init__(
+            self,
+            f"cannot spawn actor {path!r}: a live actor already has that path; pick another "
+            "name, or `await ref.stop()` the old one first; nothing was started",
+            path=path,
+            reason="name taken",
+        )
+
+
+class ActorDeadlockError(UserError):
+    """An actor would wait for itself: it can only answer after the wait ends."""
+
+    path: str
+    operation: str
+
+    def __init__(self, *, path: str, operation: str) -> None:
+        super().__init__(
+            f"actor {path!r} called {operation} on itself, which waits for this very actor "
+            "to finish its current message: it would wait forever. Use `tell` (or call the "
+            "method directly) instead of asking yourself; stop yourself with `self.stop()`; "
+            "stop the system from the code that opened it",
+            path=path,
+            operation=operation,
+        )
+
+
+class DeadlineExceededError(PhalanxError, TimeoutError):
+    """The body of a `fail_after` scope did not finish before its deadline."""
+
+    timeout: float
+
+    def __init__(self, *, timeout: float) -> None:
+        super().__init__(
+            f"deadline of {timeout:g}s exceeded; the work inside the scope was cancelled. "
+            "Raise the timeout, or use move_on_after to carry on without the result",
+            timeout=timeout,
+        )
+
+
+class ActorError(PhalanxError):
+    """The actor runtime could not deliver a message or get it processed."""
+
+
+class MailboxFullError(ActorError):
+    """A `fail_fast` mailbox was at capacity; the message was not delivered."""
+
+    path: str
+    capacity: int
+    message_id: str
+
+    retryable = True
+
+    def __init__(self, *, path: str, capacity: int, message_id: str) -> None:
+        super().__init__(
+            f"mailbox of actor {path!r} is full ({capacity} messages, when_full='fail_fast'); "
+            f"message {message_id!r} was not delivered. Retry it later with the same "
+            "message_id, slow the sender down, raise the capacity, or use when_full='block'",
+            path=path,
+            capacity=capacity,
+            message_id=message_id,
+        )
+
+
+class AskTimeoutError(ActorError, TimeoutError):
+    """An ask got no reply within its timeout; the actor may still process the message."""
+
+    path: str
+    timeout: float
+    message_id: str
+
+    retryable = True
+
+    def __init__(self, *, path: str, timeout: float, message_id: str) -> None:
+        super().__init__(
+            f"actor {path!r} did not answer message {message_id!r} within {timeout:g}s. "
+            "Raise the timeout, give the actor a heartbeat to see whether it is stalled, or "
+            "ask again with the same message_id (the actor deduplicates it)",
+            path=path,
+            timeout=timeout,
+            message_id=message_id,
+        )
+
+
+_STOPPED_WHY = {
+    "stopped": "it was stopped; spawn a new actor to go on",
+    "deadline": "its deadline passed; give it (or its parent) a later deadline",
+    "failed": "it failed and its restart policy does not restart it",
+    "escalated": "its supervisor gave up after too many restarts (see SupervisorEscalationError)",
+    "restarting": "it was restarted while handling the message; send it again",
+    "shutdown": "its actor system shut down",
+}
+
+
+class ActorStoppedError(ActorError):
+    """The actor stopped, or restarted, before it processed (or answered) the message."""
+
+    path: str
+    reason: str
+
+    def __init__(self, *, path: str, reason: str) -> None:
+        why = _STOPPED_WHY.get(reason, reason)
+        super().__init__(
+            f"actor {path!r} cannot take the message: {why}",
+            path=path,
+            reason=reason,
+        )
+
+
+class ActorStalledError(ActorError):
+    """An actor sent no heartbeat for longer than its timeout while handling a message."""
+
+    path: str
+    silent_for: float
+    timeout: float
+
+    def __init__(self, *, path: str, silent_for: float, timeout: float) -> None:
+        super().__init__(
+            f"actor {path!r} sent no heartbeat for {silent_for:g}s (timeout {timeout:g}s) "
+            "while handling a message; call self.heartbeat() more often, or raise the "
+            "heartbeat timeout if the work is legitimately slow",
+            path=path,
+            silent_for=silent_for,
+            timeout=timeout,
+        )
+
+
+class SupervisorEscalationError(ActorError):
+    """A supervisor hit its restart intensity, stopped its children and gave up.
+
+    Raised into the supervisor's own parent (which applies its strategy in turn) and,
+    at the top, out of `open_actor_system`.
+    """
+
+    supervisor: str
+    child: str
+    restarts: int
+    within: float
+    error_type: str
+    error_message: str
+
+    def __init__(
+        self,
+        *,
+        supervisor: str,
+        child: str,
+        restarts: int,
+        within: float,
+        error_type: str,
+        error_message: str,
+    ) -> None:
+        super().__init__(
+            f"supervisor {supervisor!r} gave up: more than {restarts} restarts within "
+            f"{within:g}s, the last after {child!r} failed with {error_type}: {error_message}. "
+            "Its children were stopped. Fix the failing actor, or allow more restarts "
+            "(SupervisionPolicy(max_restarts=..., within=...))",
+            supervisor=supervisor,
+            child=child,
+            restarts=restarts,
+            within=within,
+            error_type=error_type,
+            error_message=error_message,
         )

@@ -14,7 +14,7 @@ import contextvars
 import inspect
 import json
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast, overload
 
 from .._clock import Clock
 from .._entropy import Entropy
@@ -31,7 +31,7 @@ from ._retry import NO_RETRY, RetryPolicy
 from ._serde import error_from_json, error_to_json
 
 if TYPE_CHECKING:
-    from ._runner import Runner
+    from ._runner import Runner, RunOutcome
 
 T = TypeVar("T")
 
@@ -362,9 +362,7 @@ class WorkflowContext:
             )
         else:
             child_id = str(recorded.events[0].data["child_run_id"])
-        self.open_children.add(child_id)
-        outcome = await self._runner.run_child(child_id, workflow, dict(inputs))
-        self.open_children.discard(child_id)
+        outcome = await self.run_child_run(child_id, workflow, dict(inputs))
         if outcome.status == "completed":
             await self._journal.append(
                 "ChildCompleted",
@@ -381,3 +379,83 @@ class WorkflowContext:
             "ChildFailed", {"op": op, "name": ref, "child_run_id": child_id, "failure": failure}
         )
         raise RunFailedError(**failure)
+
+    # -- heartbeats and deadlines --------------------------------------------------
+
+    def heartbeat(self) -> None:
+        """Report progress: a watcher will not call this run stalled for a while.
+
+        Every journal write already counts; call this from long work between steps.
+        """
+        self._runner.touch()
+
+    @property
+    def deadline_at(self) -> float | None:
+        """When this run is cancelled for running too long (Unix seconds), if ever."""
+        return self._history.deadline_at
+
+    @property
+    def clock(self) -> Clock:
+        """The runtime's clock (for durations; use `now()` for recorded time)."""
+        return self._clock
+
+    # -- the surface orchestration patterns build on ----------------------------------
+
+    def operation(self, kind: str, name: str) -> tuple[int, Operation | None]:
+        """Claim the next operation number for a pattern's own kind of operation.
+
+        Returns the number and what the journal recorded there (None the first time).
+        A pending cancel is raised before an operation the journal cannot answer.
+
+        Raises:
+            NonDeterminismError: the journal holds another operation at that number.
+        """
+        op, recorded = self._claim(kind, name)
+        if recorded is None:
+            self._deliver_pending_cancel()
+        return op, recorded
+
+    async def record(self, event_type: str, data: dict[str, Any]) -> None:
+        """Journal a pattern's event in this run's stream (under its lease)."""
+        await self._journal.append(event_type, data)
+
+    def diverge(self, op: int, expected: str, actual: str) -> NoReturn:
+        """Stop replay: the code asks for something else than the journal holds."""
+        raise NonDeterminismError(run_id=self.run_id, position=op, expected=expected, actual=actual)
+
+    async def decide(self, name: str, data: dict[str, Any]) -> None:
+        """Journal a decision (e.g. accepting a partial result) once; replay skips it."""
+        op, recorded = self.operation("decision", name)
+        if recorded is None:
+            await self._journal.append("DecisionRecorded", {"op": op, "name": name, **data})
+
+    async def run_child_run(
+        self,
+        child_id: str,
+        workflow: Callable[..., Awaitable[Any]],
+        inputs: dict[str, Any],
+        *,
+        deadline_at: float | None = None,
+    ) -> RunOutcome:
+        """Start or resume child run `child_id` and wait for its outcome.
+
+        Never raises for a failed or cancelled child: the outcome says so.
+        """
+        self.open_children.add(child_id)
+        outcome = await self._runner.run_child(child_id, workflow, inputs, deadline_at=deadline_at)
+        self.open_children.discard(child_id)
+        reason = self._runner.cancelling
+        if reason is not None:
+            # The child ended cancelled because we are being cancelled; the cancel that
+            # reached us was absorbed on the way, so deliver it to the workflow again.
+            raise asyncio.CancelledError(reason)
+        return outcome
+
+    def cancel_child_run(self, child_id: str, reason: str) -> None:
+        """Cancel a child run executing here (its cleanup runs, it journals RunCancelled)."""
+        self._runner.cancel_child(child_id, reason)
+
+    def child_silence(self, child_id: str) -> float | None:
+        """Seconds since child run `child_id` last made progress; None if not running here."""
+        child = self._runner.children.get(child_id)
+        return None if child is None else child.silence()

@@ -84,6 +84,7 @@ class RunHistory:
     workflow: str = ""
     inputs: dict[str, Any] = field(default_factory=dict)
     parent_run_id: str | None = None
+    deadline_at: float | None = None
     status: RunStatus = "running"
     result: Any = None
     error: dict[str, Any] | None = None
@@ -115,6 +116,7 @@ class RunHistory:
             self.workflow = data.get("workflow", "")
             self.inputs = data.get("inputs", {})
             self.parent_run_id = data.get("parent_run_id")
+            self.deadline_at = data.get("deadline_at")
             self.started_at = event.recorded_at
         elif event.type == "RunCompleted":
             self.result = data.get("result")

@@ -27,6 +27,8 @@ class RunJournal:
         self.metadata = metadata
         self.fenced: FencedError | None = None
         self.closed: str | None = None
+        #: Successful appends so far; watchers read progress from it.
+        self.writes = 0
         self._pending: list[NewEvent] = []
         self._lock = asyncio.Lock()
 
@@ -71,3 +73,4 @@ class RunJournal:
                 raise
             self._pending.clear()
             self.version = result.version
+            self.writes += 1

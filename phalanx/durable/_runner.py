@@ -76,8 +76,15 @@ class Runner:
         fn: Callable[..., Awaitable[Any]],
         *,
         force: bool,
+        parent: Runner | None = None,
     ) -> None:
         self.runtime = runtime
+        self.parent = parent
+        #: Child runs executing in this process, by run id (for deadlines and cancels).
+        self.children: dict[str, Runner] = {}
+        self._child_cancels: dict[str, str] = {}
+        self.last_activity = runtime.clock.monotonic()
+        self._writes_seen = 0
         self.run_id = history.run_id
         self.history = history
         self.lease = lease
@@ -105,6 +112,34 @@ class Runner:
                 return event
         return None
 
+    @property
+    def cancelling(self) -> str | None:
+        """The reason this run is being cancelled, if it is."""
+        return self._cancel_reason
+
+    def request_cancel(self, reason: str) -> None:
+        """Cancel this run as if asked through its inbox: cleanup runs, RunCancelled."""
+        self._halt(None, cancel_reason=reason)
+
+    def cancel_child(self, child_id: str, reason: str) -> None:
+        """Cancel a child run of this run, now or as soon as it starts executing."""
+        child = self.children.get(child_id)
+        if child is not None:
+            child.request_cancel(reason)
+        else:
+            self._child_cancels[child_id] = reason
+
+    def touch(self) -> None:
+        """Record progress now (a heartbeat)."""
+        self.last_activity = self.runtime.clock.monotonic()
+
+    def silence(self) -> float:
+        """Seconds since this run last made progress (a journal write or a heartbeat)."""
+        if self.journal.writes != self._writes_seen:
+            self._writes_seen = self.journal.writes
+            self.touch()
+        return self.runtime.clock.monotonic() - self.last_activity
+
     def cancel_workflow(self) -> None:
         """Cancel the workflow's task, unless that is the task asking (it raises itself)."""
         if self._task is not None and self._task is not asyncio.current_task():
@@ -114,6 +149,11 @@ class Runner:
         if self._stop is None and self._cancel_reason is None:
             self._stop = reason
             self._cancel_reason = cancel_reason
+            if cancel_reason is not None:
+                # Children first, so each ends cancelled itself (cleanup, RunCancelled)
+                # rather than being torn down with our task and left `running`.
+                for child in list(self.children.values()):
+                    child.request_cancel(f"parent cancelled: {cancel_reason}")
             if reason is not None:
                 # Fenced or lease lost: the workflow's cleanup must write nothing (an
                 # expired lease's epoch is still accepted until someone takes over).
@@ -166,12 +206,28 @@ class Runner:
     # -- the run ---------------------------------------------------------------------
 
     async def run_child(
-        self, child_id: str, fn: Callable[..., Awaitable[Any]], inputs: dict[str, Any]
+        self,
+        child_id: str,
+        fn: Callable[..., Awaitable[Any]],
+        inputs: dict[str, Any],
+        *,
+        deadline_at: float | None = None,
     ) -> RunOutcome:
-        """Start or resume a child run of this run, in this process."""
+        """Start or resume a child run of this run, in this process.
+
+        The child's deadline is the earlier of `deadline_at` and this run's own.
+        """
+        own = self.history.deadline_at
+        if own is not None:
+            deadline_at = own if deadline_at is None else min(own, deadline_at)
         return await self.runtime.run_or_resume_child(
-            child_id, fn, inputs, parent_run_id=self.run_id, force=self.force
+            child_id, fn, inputs, parent=self, force=self.force, deadline_at=deadline_at
         )
+
+    async def _enforce_deadline(self, deadline_at: float) -> None:
+        clock = self.runtime.clock
+        await clock.sleep(deadline_at - clock.now())
+        self.request_cancel("deadline exceeded")
 
     async def _call_workflow(self) -> tuple[str, Any]:
         try:
@@ -207,21 +263,42 @@ class Runner:
         # Requested while no runner ran it (a crashed run cancelled, then resumed):
         # replay catches up, and the first new operation raises the cancel.
         self.ctx.cancel_pending = self._cancel_reason
+        if self.parent is not None:
+            self.parent.children[self.run_id] = self
+            pending = self.parent._child_cancels.pop(self.run_id, None)
+            if pending is not None:
+                self._halt(None, cancel_reason=pending)
+                self.ctx.cancel_pending = pending
+        try:
+            return await self._execute()
+        finally:
+            if self.parent is not None:
+                self.parent.children.pop(self.run_id, None)
+
+    async def _execute(self) -> RunOutcome:
         async with asyncio.TaskGroup() as group:
             self._task = group.create_task(self._call_workflow())
             keeper = group.create_task(self._keep_lease())
             watcher = group.create_task(self._watch_inbox())
+            timer = None
+            if self.history.deadline_at is not None:
+                timer = group.create_task(self._enforce_deadline(self.history.deadline_at))
             try:
                 kind, value = await asyncio.shield(self._task)
             except asyncio.CancelledError:
-                if self._stop is None:
+                if self._cancel_reason is not None:
+                    # Our parent's cancellation reached us too; ours is already under
+                    # way: let the workflow's cleanup finish, then journal the outcome.
+                    kind, value = await self._task
+                elif self._stop is None:
                     # Cancelled from outside: leave the run resumable. The workflow is
                     # cancelled next (by the TaskGroup) and its cleanup must journal
                     # nothing, or replay would find that cleanup where the code, resumed,
                     # asks for the next step: a divergence that strands the run.
                     self.journal.close("the runner was cancelled from outside")
                     raise
-                kind, value = "stopped", self._stop
+                else:
+                    kind, value = "stopped", self._stop
             except BaseException:
                 if self._stop is None:
                     raise  # the process is going down (SystemExit, ...): stay resumable
@@ -229,6 +306,8 @@ class Runner:
             finally:
                 keeper.cancel()
                 watcher.cancel()
+                if timer is not None:
+                    timer.cancel()
         return await self._finish(kind, value)
 
     async def _finish(self, kind: str, value: Any) -> RunOutcome:

@@ -101,8 +101,13 @@ class Runtime:
         run_id: str | None = None,
         parent_run_id: str | None = None,
         force: bool = False,
+        deadline_at: float | None = None,
+        parent: Runner | None = None,
     ) -> RunOutcome:
         """Start a new run of `workflow` and run it to its outcome.
+
+        With `deadline_at` (Unix seconds), the run is cancelled ("deadline exceeded")
+        when it passes, wherever it is; its children inherit the deadline.
 
         Raises:
             RunExistsError: `run_id` is taken.
@@ -119,7 +124,12 @@ class Runtime:
             raise RunExistsError(run_id=run_id) from exc
         started = NewEvent(
             "RunStarted",
-            {"workflow": ref, "inputs": dict(inputs or {}), "parent_run_id": parent_run_id},
+            {
+                "workflow": ref,
+                "inputs": dict(inputs or {}),
+                "parent_run_id": parent_run_id,
+                "deadline_at": deadline_at,
+            },
             Metadata(run_id=run_id, parent_id=parent_run_id),
             indexed=True,
         )
@@ -132,10 +142,15 @@ class Runtime:
             await self.store.release_lease(lease)  # inputs not JSON: nothing written, id free
             raise
         history = await self.history(run_id)
-        return await Runner(self, history, lease, workflow, force=force).execute()
+        return await Runner(self, history, lease, workflow, force=force, parent=parent).execute()
 
     async def resume(
-        self, run_id: str, *, force: bool = False, workflow: Workflow | None = None
+        self,
+        run_id: str,
+        *,
+        force: bool = False,
+        workflow: Workflow | None = None,
+        parent: Runner | None = None,
     ) -> RunOutcome:
         """Continue a run from its journal; a finished run just reports its outcome.
 
@@ -158,7 +173,7 @@ class Runtime:
         if history.terminal:
             await self.store.release_lease(lease)
             return RunOutcome.of(history)
-        return await Runner(self, history, lease, fn, force=force).execute()
+        return await Runner(self, history, lease, fn, force=force, parent=parent).execute()
 
     async def _take_lease(self, run_id: str, *, force: bool) -> Lease:
         stream = run_stream(run_id)
@@ -183,15 +198,22 @@ class Runtime:
         workflow: Workflow,
         inputs: dict[str, Any],
         *,
-        parent_run_id: str,
+        parent: Runner,
         force: bool,
+        deadline_at: float | None = None,
     ) -> RunOutcome:
         """Start a child run, or resume it if a crashed parent had started it."""
         if await self.store.stream_version(run_stream(child_id)) == 0:
             return await self.run(
-                workflow, inputs, run_id=child_id, parent_run_id=parent_run_id, force=force
+                workflow,
+                inputs,
+                run_id=child_id,
+                parent_run_id=parent.run_id,
+                force=force,
+                deadline_at=deadline_at,
+                parent=parent,
             )
-        return await self.resume(child_id, force=force, workflow=workflow)
+        return await self.resume(child_id, force=force, workflow=workflow, parent=parent)
 
     async def recover(self) -> list[RunOutcome]:
         """Resume, one after another, every unfinished run whose lease has lapsed."""
