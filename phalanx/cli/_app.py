@@ -20,6 +20,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from .._errors import (
     FencedError,
@@ -41,8 +42,10 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# No markup or emoji codes: run ids, paths, errors and results are printed verbatim
+# (a "[/x]" in a message would otherwise be eaten, or crash the print).
+out = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 StoreOption = Annotated[
     str | None,
@@ -61,7 +64,7 @@ LeaseOption = Annotated[
 
 
 def _fail(message: str, code: int) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}")
+    err.print(Text.assemble(("error:", "bold red"), f" {message}"))
     return typer.Exit(code)
 
 
@@ -335,7 +338,11 @@ def show(
     if as_json:
         print(json.dumps(info, ensure_ascii=False))
         return
-    out.print(f"run [bold]{info['run_id']}[/] {info['status']}  workflow {info['workflow']}")
+    out.print(
+        Text.assemble(
+            "run ", (info["run_id"], "bold"), f" {info['status']}  workflow {info['workflow']}"
+        )
+    )
     if info["parent_run_id"]:
         out.print(f"parent {info['parent_run_id']}")
     out.print(f"started {_time(info['started_at'])}  ended {_time(info['ended_at'])}")
