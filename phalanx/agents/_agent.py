@@ -30,6 +30,7 @@ from ..tools import Tool
 from ..tools._tool import encode_result
 from ._messages import Message, ModelRequest, ModelResponse, ToolCall, Usage
 from ._model import Model
+from ._registry import model_from_env
 
 OutputT = TypeVar("OutputT")
 
@@ -110,7 +111,7 @@ class Agent(Generic[OutputT]):
         self,
         name: str,
         *,
-        model: Model,
+        model: Model | None = None,
         instructions: str = "",
         role: str = "",
         tools: Sequence[Tool] = (),
@@ -128,7 +129,8 @@ class Agent(Generic[OutputT]):
         self.name = name
         self.role = role
         self.instructions = instructions
-        self.model = model
+        # No model given: the one PHALANX_MODEL names (the scripted model if unset).
+        self.model = model if model is not None else model_from_env()
         self.tools = {t.name: t for t in tools}
         self.max_turns = max_turns
         self.timeout = timeout
