@@ -1,9 +1,10 @@
 """Models and agents: the Model protocol, its adapters, the scripted model, the Agent."""
 
+from typing import TYPE_CHECKING, Any
+
 from ._agent import Agent as Agent
 from ._agent import AgentResult as AgentResult
 from ._agent import ToolCallRecord as ToolCallRecord
-from ._anthropic import AnthropicModel as AnthropicModel
 from ._faults import Fault as Fault
 from ._faults import FaultyModel as FaultyModel
 from ._messages import Message as Message
@@ -14,10 +15,26 @@ from ._messages import ToolCall as ToolCall
 from ._messages import ToolSpec as ToolSpec
 from ._messages import Usage as Usage
 from ._model import Model as Model
-from ._openai import OpenAICompatibleModel as OpenAICompatibleModel
 from ._registry import model_from_env as model_from_env
 from ._registry import model_from_spec as model_from_spec
 from ._scripted import Rule as Rule
 from ._scripted import Script as Script
 from ._scripted import ScriptedModel as ScriptedModel
 from ._scripted import Turn as Turn
+
+if TYPE_CHECKING:
+    from ._anthropic import AnthropicModel as AnthropicModel
+    from ._openai import OpenAICompatibleModel as OpenAICompatibleModel
+
+
+def __getattr__(name: str) -> Any:
+    # The provider SDKs take a third of a second to import: only when asked for.
+    if name == "OpenAICompatibleModel":
+        from ._openai import OpenAICompatibleModel
+
+        return OpenAICompatibleModel
+    if name == "AnthropicModel":
+        from ._anthropic import AnthropicModel
+
+        return AnthropicModel
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

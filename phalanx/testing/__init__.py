@@ -2,3 +2,6 @@
 
 from ._clock import VirtualClock as VirtualClock
 from ._entropy import SeededEntropy as SeededEntropy
+from ._faults import FaultyClock as FaultyClock
+from ._faults import FaultyStore as FaultyStore
+from ._faults import sigkill_self as sigkill_self
