@@ -8,6 +8,7 @@ The hierarchy, so callers can branch on what happened::
     │   └── EventDataError          event data that is not a JSON object of JSON values
     │       └── PayloadTooLargeError   encoded data above the store's payload limit
     │   ├── ModelConfigError        PHALANX_MODEL unknown, or a provider's key is missing
+    │   ├── TelemetryConfigError    OTEL_* settings phalanx cannot apply (SDK missing, bad value)
     │   ├── WorkflowImportError     MODULE:FUNCTION that cannot be imported as a workflow
     │   ├── UnknownRunError         a run id the store has never seen
     │   ├── RunExistsError          starting a run under an id that is already taken
@@ -378,6 +379,15 @@ class ModelConfigError(UserError):
         super().__init__(f"cannot use model {spec!r}: {reason}", spec=spec, reason=reason)
 
 
+class TelemetryConfigError(UserError):
+    """Telemetry asked for (OTEL_* or configure_tracing) that cannot be set up."""
+
+    def __init__(self, *, setting: str, reason: str) -> None:
+        super().__init__(
+            f"cannot export telemetry with {setting}: {reason}", setting=setting, reason=reason
+        )
+
+
 class ModelError(PhalanxError):
     """A model call failed. `retryable` says whether the same call may succeed later."""
 
@@ -614,7 +624,7 @@ class MailboxFullError(ActorError):
 
     def __init__(self, *, path: str, capacity: int, message_id: str) -> None:
         super().__init__(
-            f"mailbox of actor {path!r} is full ({capacity} messages, when_full='fail_fast'); "
+            f"mailbox of actor {path!r} is full (capacity {capacity}, when_full='fail_fast'); "
             f"message {message_id!r} was not delivered. Retry it later with the same "
             "message_id, slow the sender down, raise the capacity, or use when_full='block'",
             path=path,
