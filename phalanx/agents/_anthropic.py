@@ -28,9 +28,9 @@ from .._errors import (
 from ._http import (
     finish_reason_for,
     innermost_cause,
-    next_before,
     parse_retry_after,
     redact,
+    relay,
     transport_failure,
 )
 from ._messages import Message, ModelRequest, ModelResponse, StreamChunk, ToolCall, Usage
@@ -133,38 +133,18 @@ class AnthropicModel:
                 )
         except Exception as exc:
             raise self._translate(exc) from exc
-        answer = _Answer()
-        try:
-            while True:
-                try:
-                    event = await next_before(sdk_stream, deadline)
-                except StopAsyncIteration:
-                    break
-                except Exception as exc:
-                    raise self._translate(exc) from exc
-                try:
-                    text = answer.add(event, self._clock.monotonic() - started)
-                except (AttributeError, TypeError, ValueError) as exc:
-                    # The SDK builds events without validation, so an event of the
-                    # wrong shape only fails when its fields are read.
-                    raise ModelResponseError(
-                        provider=self.provider,
-                        detail=f"the server sent an event that does not fit the Messages "
-                        f"API ({type(exc).__name__}: {redact(str(exc), self._api_key)})",
-                    ) from exc
-                if text:
-                    yield StreamChunk(text=text)
-        finally:
-            # Release the connection even when the consumer stops early; shielded so
-            # a cancellation arriving now cannot leak the socket.
-            await asyncio.shield(sdk_stream.close())
-        yield StreamChunk(
-            response=answer.response(
-                provider=self.provider,
-                model=self.name,
-                latency_s=self._clock.monotonic() - started,
-            )
-        )
+        async for chunk in relay(
+            sdk_stream,
+            _Answer(),
+            model=self,
+            deadline=deadline,
+            started=started,
+            clock=self._clock,
+            translate=self._translate,
+            shape="an event that does not fit the Messages API",
+            api_key=self._api_key,
+        ):
+            yield chunk
 
     async def aclose(self) -> None:
         """Close the SDK client and its connections; the model can still be used after."""

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from email.utils import parsedate_to_datetime
-from typing import Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
-from ._messages import FinishReason
+from .._clock import Clock
+from .._errors import ModelError, ModelResponseError
+from ._messages import FinishReason, ModelResponse, StreamChunk
 
 T = TypeVar("T")
 
@@ -123,3 +125,75 @@ def innermost_cause(exc: BaseException) -> str:
     while inner.__cause__ is not None:
         inner = inner.__cause__
     return str(inner) or type(inner).__name__
+
+
+class StreamAnswer(Protocol):
+    """What an adapter accumulates from a provider's stream."""
+
+    def add(self, item: Any, elapsed: float) -> str:
+        """Fold one stream item; return the text it added."""
+        ...
+
+    def response(self, *, provider: str, model: str, latency_s: float) -> ModelResponse:
+        """The whole answer, once the stream has ended."""
+        ...
+
+
+class SdkStream(Protocol):
+    """A provider SDK's async stream: iterable, and closable to free its connection."""
+
+    def __aiter__(self) -> AsyncIterator[Any]: ...
+
+    async def close(self) -> None:
+        """Release the connection."""
+        ...
+
+
+async def relay(
+    sdk_stream: SdkStream,
+    answer: StreamAnswer,
+    *,
+    model: Any,
+    deadline: float,
+    started: float,
+    clock: Clock,
+    translate: Callable[[Exception], ModelError],
+    shape: str,
+    api_key: str | None,
+) -> AsyncIterator[StreamChunk]:
+    """Relay a provider stream as `StreamChunk`s, then the whole response.
+
+    Shared by the adapters: every read is bounded by `deadline`, SDK errors become
+    `ModelError`s through `translate`, an item of the wrong shape is a
+    `ModelResponseError` naming `shape`, and the connection is released even when the
+    consumer stops early.
+    """
+    iterator = sdk_stream.__aiter__()
+    try:
+        while True:
+            try:
+                item = await next_before(iterator, deadline)
+            except StopAsyncIteration:
+                break
+            except Exception as exc:
+                raise translate(exc) from exc
+            try:
+                text = answer.add(item, clock.monotonic() - started)
+            except (AttributeError, TypeError, ValueError) as exc:
+                # The SDKs build items without validation, so an item of the wrong
+                # shape only fails when its fields are read.
+                raise ModelResponseError(
+                    provider=model.provider,
+                    detail=f"the server sent {shape} "
+                    f"({type(exc).__name__}: {redact(str(exc), api_key)})",
+                ) from exc
+            if text:
+                yield StreamChunk(text=text)
+    finally:
+        # Shielded so a cancellation arriving now cannot leak the socket.
+        await asyncio.shield(sdk_stream.close())
+    yield StreamChunk(
+        response=answer.response(
+            provider=model.provider, model=model.name, latency_s=clock.monotonic() - started
+        )
+    )

@@ -43,9 +43,9 @@ from ._http import (
     PLACEHOLDER_API_KEY,
     finish_reason_for,
     innermost_cause,
-    next_before,
     parse_retry_after,
     redact,
+    relay,
     transport_failure,
 )
 from ._messages import (
@@ -152,38 +152,18 @@ class OpenAICompatibleModel:
         started = self._clock.monotonic()
         deadline = asyncio.get_running_loop().time() + self.timeout
         sdk_stream = await self._open_stream(request, deadline)
-        answer = _Answer()
-        try:
-            while True:
-                try:
-                    chunk = await next_before(sdk_stream, deadline)
-                except StopAsyncIteration:
-                    break
-                except Exception as exc:
-                    raise self._translate(exc) from exc
-                try:
-                    text = answer.add(chunk, self._clock.monotonic() - started)
-                except (AttributeError, TypeError, ValueError) as exc:
-                    # The SDK builds chunks without validation, so a chunk of the
-                    # wrong shape only fails when its fields are read.
-                    raise ModelResponseError(
-                        provider=self.provider,
-                        detail=f"the server sent a chunk that is not a chat completion chunk "
-                        f"({type(exc).__name__}: {redact(str(exc), self._api_key)})",
-                    ) from exc
-                if text:
-                    yield StreamChunk(text=text)
-        finally:
-            # Release the connection even when the consumer stops early; shielded so
-            # a cancellation arriving now cannot leak the socket.
-            await asyncio.shield(sdk_stream.close())
-        yield StreamChunk(
-            response=answer.response(
-                provider=self.provider,
-                model=self.name,
-                latency_s=self._clock.monotonic() - started,
-            )
-        )
+        async for chunk in relay(
+            sdk_stream,
+            _Answer(),
+            model=self,
+            deadline=deadline,
+            started=started,
+            clock=self._clock,
+            translate=self._translate,
+            shape="a chunk that is not a chat completion chunk",
+            api_key=self._api_key,
+        ):
+            yield chunk
 
     async def aclose(self) -> None:
         """Close the SDK client and its connections; the model can still be used after."""
