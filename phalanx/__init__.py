@@ -1,5 +1,7 @@
 """phalanx: a durable, observable runtime for multi-agent LLM systems."""
 
+from typing import TYPE_CHECKING, Any
+
 from ._clock import Clock as Clock
 from ._clock import SystemClock as SystemClock
 from ._errors import ActorConfigError as ActorConfigError
@@ -10,9 +12,16 @@ from ._errors import ActorSpawnError as ActorSpawnError
 from ._errors import ActorStalledError as ActorStalledError
 from ._errors import ActorStoppedError as ActorStoppedError
 from ._errors import AskTimeoutError as AskTimeoutError
+from ._errors import CircuitOpenError as CircuitOpenError
+from ._errors import ClaimLostError as ClaimLostError
 from ._errors import ConcurrencyError as ConcurrencyError
+from ._errors import ConversationError as ConversationError
+from ._errors import ConversationTimeoutError as ConversationTimeoutError
 from ._errors import CorruptEventError as CorruptEventError
+from ._errors import DeadLetterClosedError as DeadLetterClosedError
+from ._errors import DeadLetterRetryError as DeadLetterRetryError
 from ._errors import DeadlineExceededError as DeadlineExceededError
+from ._errors import EscalationError as EscalationError
 from ._errors import EventDataError as EventDataError
 from ._errors import FencedError as FencedError
 from ._errors import InvalidStoreURLError as InvalidStoreURLError
@@ -21,7 +30,9 @@ from ._errors import MailboxFullError as MailboxFullError
 from ._errors import NonDeterminismError as NonDeterminismError
 from ._errors import PartialResultError as PartialResultError
 from ._errors import PayloadTooLargeError as PayloadTooLargeError
+from ._errors import PeerFailedError as PeerFailedError
 from ._errors import PhalanxError as PhalanxError
+from ._errors import RoundLimitError as RoundLimitError
 from ._errors import RunExistsError as RunExistsError
 from ._errors import RunFailedError as RunFailedError
 from ._errors import SignalTimeoutError as SignalTimeoutError
@@ -29,6 +40,13 @@ from ._errors import StepError as StepError
 from ._errors import StoreError as StoreError
 from ._errors import StoreUnavailableError as StoreUnavailableError
 from ._errors import SupervisorEscalationError as SupervisorEscalationError
+from ._errors import ToolArgumentsError as ToolArgumentsError
+from ._errors import ToolAttemptError as ToolAttemptError
+from ._errors import ToolDeadLetteredError as ToolDeadLetteredError
+from ._errors import ToolError as ToolError
+from ._errors import ToolFailed as ToolFailed
+from ._errors import ToolTimeoutError as ToolTimeoutError
+from ._errors import UnknownDeadLetterError as UnknownDeadLetterError
 from ._errors import UnknownRunError as UnknownRunError
 from ._errors import UserError as UserError
 from ._errors import WorkflowImportError as WorkflowImportError
@@ -57,5 +75,29 @@ from .journal import store_from_url as store_from_url
 from .patterns import Branch as Branch
 from .patterns import BranchOutcome as BranchOutcome
 from .patterns import FanOutResult as FanOutResult
+from .patterns import Peer as Peer
 from .patterns import Policy as Policy
+from .patterns import TaskBoard as TaskBoard
+from .patterns import converse as converse
 from .patterns import gather as gather
+
+# Tools need pydantic, which costs a tenth of a second to import: loaded on first use.
+_TOOL_NAMES = frozenset(
+    {"CircuitBreaker", "DeadLetterQueue", "Tool", "ToolUnavailable", "call_tool", "tool"}
+)
+
+if TYPE_CHECKING:
+    from .tools import CircuitBreaker as CircuitBreaker
+    from .tools import DeadLetterQueue as DeadLetterQueue
+    from .tools import Tool as Tool
+    from .tools import ToolUnavailable as ToolUnavailable
+    from .tools import call_tool as call_tool
+    from .tools import tool as tool
+
+
+def __getattr__(name: str) -> Any:
+    if name in _TOOL_NAMES:
+        from . import tools
+
+        return getattr(tools, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,7 +15,10 @@ The hierarchy, so callers can branch on what happened::
     │   ├── ActorConfigError        an actor setting out of range (capacity, restarts...)
     │   ├── ActorSpawnError         an actor that cannot be spawned (parent gone, bad factory)
     │   │   └── ActorNameTakenError    a sibling already has that name
-    │   └── ActorDeadlockError      an actor waiting on itself (ask to self, stop from inside)
+    │   ├── ActorDeadlockError      an actor waiting on itself (ask to self, stop from inside)
+    │   ├── PlanError               a conductor plan that cannot run (unknown agent, cycle...)
+    │   ├── UnknownDeadLetterError  a dead-letter entry id the store has never seen
+    │   └── DeadLetterRetryError    a dead-letter entry not retryable here (import, secrets)
     ├── NonDeterminismError         replay asked for another step than the journal holds
     ├── StepError                   a journaled step failure whose type cannot be rebuilt
     ├── SignalTimeoutError          wait_for_signal ran past its timeout (also TimeoutError)
@@ -34,6 +37,19 @@ The hierarchy, so callers can branch on what happened::
     │   ├── ActorStalledError       no heartbeat within the timeout (why a stalled actor restarts)
     │   └── SupervisorEscalationError  restarts over the intensity limit: the subtree stopped
     ├── ToolArgumentsError          a tool call's arguments are not valid JSON / break its schema
+    ├── ToolFailed                  raised by a tool: this call failed (retryable? HTTP status?)
+    ├── ToolError                   a reliable tool call produced no result
+    │   ├── ToolAttemptError        one attempt failed: the tool's error type, message, retryable?
+    │   │   └── ToolTimeoutError    an attempt ran past the tool's timeout (also TimeoutError)
+    │   ├── CircuitOpenError        the tool's circuit breaker is open: refused without calling it
+    │   └── ToolDeadLetteredError   the call failed for good and waits in the dead-letter queue
+    ├── DeadLetterClosedError       acting on a dead-letter entry already resolved or discarded
+    ├── EscalationError             a notifier (e.g. a webhook) did not take an escalation
+    ├── ConversationError           a peer conversation ended without going quiet on its own
+    │   ├── RoundLimitError         a chain of messages ran past max_rounds (a loop, stopped)
+    │   ├── PeerFailedError         a peer failed, was cancelled or left before the end
+    │   └── ConversationTimeoutError  not quiet before its deadline (also TimeoutError)
+    ├── ClaimLostError              a claimed task was taken over while its holder was down
     ├── AgentError                  an agent loop could not reach a valid answer
     │   ├── MaxTurnsExceededError   the tool loop hit its turn limit
     │   ├── AgentTimeoutError       the agent ran past its timeout (also TimeoutError)
@@ -731,4 +747,409 @@ class SupervisorEscalationError(ActorError):
             within=within,
             error_type=error_type,
             error_message=error_message,
+        )
+
+
+# -- tools: reliability and the dead-letter queue --------------------------------------
+
+
+class ToolFailed(PhalanxError):
+    """Raised by a tool to say how its failure should be treated.
+
+    Any exception a tool raises is a failed attempt; raise this one to decide yourself
+    whether trying again can help (`retryable`), to report an HTTP `status`, or to
+    pass on the server's `retry_after` hint (seconds). Example::
+
+        if response.status_code == 409:
+            raise phalanx.ToolFailed("order already exists", retryable=False, status=409)
+    """
+
+    reason: str
+    status: int | None
+    retry_after: float | None
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        retryable: bool = True,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(
+            reason,
+            reason=reason,
+            retryable=retryable,
+            status=status,
+            retry_after=retry_after,
+        )
+
+
+class ToolError(PhalanxError):
+    """A reliable tool call (retries, breaker, dead-letter queue) produced no result."""
+
+    tool: str
+
+
+class ToolAttemptError(ToolError):
+    """One attempt of a tool call failed; the tool's own error is described by the fields.
+
+    `error_type`, `message` and `traceback` are the tool's exception (secrets scrubbed),
+    `status` its HTTP status if it had one, `retryable` whether the tool's retry policy
+    lets the call be tried again, `key` the call's idempotency key.
+    """
+
+    step: str
+    attempt: int
+    error_type: str
+    message: str
+    traceback: str
+    status: int | None
+    retry_after: float | None
+    key: str | None
+
+    def __init__(
+        self,
+        *,
+        tool: str,
+        step: str,
+        attempt: int,
+        error_type: str,
+        message: str,
+        traceback: str = "",
+        status: int | None = None,
+        retryable: bool = True,
+        retry_after: float | None = None,
+        key: str | None = None,
+    ) -> None:
+        where = f" (HTTP {status})" if status is not None else ""
+        super().__init__(
+            f"tool {tool!r} attempt {attempt} failed{where}: {error_type}: {message}"
+            + ("" if retryable else "; its retry policy does not retry this error"),
+            tool=tool,
+            step=step,
+            attempt=attempt,
+            error_type=error_type,
+            message=message,
+            traceback=traceback,
+            status=status,
+            retryable=retryable,
+            retry_after=retry_after,
+            key=key,
+        )
+
+
+class ToolTimeoutError(ToolAttemptError, TimeoutError):
+    """An attempt of a tool call ran past the tool's timeout and was cancelled."""
+
+    timeout: float
+
+    def __init__(
+        self,
+        *,
+        tool: str,
+        step: str,
+        attempt: int,
+        timeout: float,
+        retryable: bool = True,
+        key: str | None = None,
+    ) -> None:
+        message = f"no result within the tool's timeout of {timeout:g}s"
+        PhalanxError.__init__(
+            self,
+            f"tool {tool!r} attempt {attempt} timed out: {message}; raise the tool's "
+            "timeout if the work is legitimately slow",
+            tool=tool,
+            step=step,
+            attempt=attempt,
+            timeout=timeout,
+            error_type="TimeoutError",
+            message=message,
+            traceback="",
+            status=None,
+            retryable=retryable,
+            retry_after=None,
+            key=key,
+        )
+
+
+class CircuitOpenError(ToolError):
+    """The tool's circuit breaker is open: the call was refused without touching the tool.
+
+    `open_until` (Unix seconds) is when the breaker lets a probe call through; the
+    error is not retried within the call (every retry would be refused too).
+    """
+
+    step: str
+    attempt: int
+    state: str
+    open_until: float
+    key: str | None
+
+    def __init__(
+        self,
+        *,
+        tool: str,
+        step: str,
+        attempt: int,
+        state: str,
+        open_until: float,
+        key: str | None = None,
+    ) -> None:
+        why = (
+            "its half-open probes are all in use"
+            if state == "half_open"
+            else f"it is open until {open_until:.3f}"
+        )
+        super().__init__(
+            f"tool {tool!r} was not called: its circuit breaker is {state.replace('_', '-')} "
+            f"and {why}, after too many recent failures. Wait for the breaker to close, or "
+            f"fix the tool and see `phalanx tools stats --tool {tool}`",
+            tool=tool,
+            step=step,
+            attempt=attempt,
+            state=state,
+            open_until=open_until,
+            key=key,
+            retryable=False,
+        )
+
+
+class ToolDeadLetteredError(ToolError):
+    """A tool call failed for good and was dead-lettered (its policy is `fail`).
+
+    The entry keeps the call's whole context; `phalanx dlq show ID` prints it.
+    """
+
+    dead_letter_id: str
+    step: str
+    attempts: int
+    error_type: str
+    message: str
+
+    def __init__(
+        self,
+        *,
+        tool: str,
+        dead_letter_id: str,
+        step: str,
+        attempts: int,
+        error_type: str,
+        message: str,
+    ) -> None:
+        super().__init__(
+            f"tool {tool!r} failed after {attempts} attempt(s) ({error_type}: {message}); "
+            f"the call is dead-lettered as {dead_letter_id!r}: inspect it with `phalanx dlq "
+            f"show {dead_letter_id}`, and once the fault is fixed `phalanx dlq retry "
+            f"{dead_letter_id}` (or resolve it by hand with `phalanx dlq resolve`)",
+            tool=tool,
+            dead_letter_id=dead_letter_id,
+            step=step,
+            attempts=attempts,
+            error_type=error_type,
+            message=message,
+        )
+
+
+class UnknownDeadLetterError(UserError):
+    """No dead-letter entry with this id exists in the store."""
+
+    dead_letter_id: str
+    store: str
+
+    def __init__(self, *, dead_letter_id: str, store: str) -> None:
+        super().__init__(
+            f"no dead-letter entry {dead_letter_id!r} in store {store}; `phalanx dlq list "
+            "--status all` lists them (check --store / PHALANX_STORE)",
+            dead_letter_id=dead_letter_id,
+            store=store,
+        )
+
+
+class DeadLetterClosedError(PhalanxError):
+    """An action on a dead-letter entry that was already resolved or discarded."""
+
+    dead_letter_id: str
+    status: str
+    by: str
+
+    def __init__(self, *, dead_letter_id: str, status: str, by: str) -> None:
+        super().__init__(
+            f"dead-letter entry {dead_letter_id!r} is already {status} (by {by}); nothing "
+            f"was changed. `phalanx dlq show {dead_letter_id}` shows what happened",
+            dead_letter_id=dead_letter_id,
+            status=status,
+            by=by,
+        )
+
+
+class DeadLetterRetryError(UserError):
+    """A dead-letter entry that cannot be retried here; the reason says what to supply."""
+
+    dead_letter_id: str
+    reason: str
+
+    def __init__(self, *, dead_letter_id: str, reason: str) -> None:
+        super().__init__(
+            f"cannot retry dead-letter entry {dead_letter_id!r}: {reason}",
+            dead_letter_id=dead_letter_id,
+            reason=reason,
+        )
+
+
+class EscalationError(PhalanxError):
+    """A notifier did not accept an escalation; the entry or state change it reports stands.
+
+    Raised by a notifier (the webhook, after its retries); whoever escalates logs it
+    and records the failed delivery, never loses the escalated entry because of it.
+    """
+
+    notifier: str
+    attempts: int
+    reason: str
+
+    retryable = True
+
+    def __init__(self, *, notifier: str, attempts: int, reason: str) -> None:
+        super().__init__(
+            f"{notifier} did not accept the escalation after {attempts} attempt(s): {reason}; "
+            "check that the endpoint is up and reachable from this process",
+            notifier=notifier,
+            attempts=attempts,
+            reason=reason,
+        )
+
+
+class ConversationError(PhalanxError):
+    """A peer conversation was stopped before it went quiet on its own.
+
+    Quiet (quiescent) means no peer is handling a message and no message is in
+    flight; anything else that ends a conversation is one of these errors, journaled
+    in the coordinator's run as `ConversationEnded` with the reason.
+    """
+
+
+class RoundLimitError(ConversationError):
+    """A message would have started round `max_rounds + 1`: the peers were stopped.
+
+    A round is one hop of a chain of messages (the kickoff is round 1, a reply to it
+    round 2, ...), so a bound on rounds stops peers that would answer each other
+    forever.
+    """
+
+    conversation: str
+    max_rounds: int
+    peer: str
+    to: str
+
+    def __init__(self, *, conversation: str, max_rounds: int, peer: str, to: str) -> None:
+        super().__init__(
+            f"conversation {conversation!r} stopped: peer {peer!r} tried to send round "
+            f"{max_rounds + 1} to {to!r}, past max_rounds={max_rounds}, so the peers would "
+            "have kept talking (a loop?). Make the peers converge, or raise max_rounds",
+            conversation=conversation,
+            max_rounds=max_rounds,
+            peer=peer,
+            to=to,
+        )
+
+
+class PeerFailedError(ConversationError):
+    """A peer's run ended before its conversation did; the other peers were stopped.
+
+    A peer that returns early counts too: messages sent to it could never be taken,
+    so the conversation could never go quiet.
+    """
+
+    conversation: str
+    peer: str
+    run_id: str
+    status: str
+    error_type: str
+    message: str
+
+    def __init__(
+        self,
+        *,
+        conversation: str,
+        peer: str,
+        run_id: str,
+        status: str,
+        error_type: str,
+        message: str,
+    ) -> None:
+        super().__init__(
+            f"conversation {conversation!r} stopped: peer {peer!r} (run {run_id}) ended "
+            f"{status} before the conversation was over: {error_type}: {message}. "
+            f"`phalanx events {run_id}` shows what it did",
+            conversation=conversation,
+            peer=peer,
+            run_id=run_id,
+            status=status,
+            error_type=error_type,
+            message=message,
+        )
+
+
+class ConversationTimeoutError(ConversationError, TimeoutError):
+    """The conversation was not quiet by its deadline; the peers were cancelled."""
+
+    conversation: str
+    timeout: float
+
+    def __init__(self, *, conversation: str, timeout: float) -> None:
+        super().__init__(
+            f"conversation {conversation!r} was still going after its deadline of "
+            f"{timeout:g}s; its peers were cancelled. Raise the deadline, or bound the "
+            "peers' work (max_rounds, agent timeouts)",
+            conversation=conversation,
+            timeout=timeout,
+        )
+
+
+class ClaimLostError(PhalanxError):
+    """A task's claim was taken over while its holder was not running.
+
+    The holder's run died (its lease expired), another run claimed the task, and the
+    holder, resumed, finds it no longer holds the claim: it gives the task up instead
+    of doing the work a second time.
+    """
+
+    board: str
+    task: str
+    holder: str
+    claimant: str
+
+    def __init__(self, *, board: str, task: str, holder: str, claimant: str) -> None:
+        super().__init__(
+            f"task {task!r} on board {board!r} is now claimed by run {holder!r}: run "
+            f"{claimant!r} stopped running while it held the claim, which was then "
+            "released and taken over; the task was left to the new holder",
+            board=board,
+            task=task,
+            holder=holder,
+            claimant=claimant,
+        )
+
+
+# -- orchestration patterns: conductor -------------------------------------------------
+
+
+class PlanError(UserError):
+    """A conductor's plan or assignment that cannot run as written.
+
+    Raised before anything is journaled: an agent name the conductor was not given,
+    a task name used twice, a dependency missing from the plan, tasks that depend on
+    each other.
+    """
+
+    plan: str
+    reason: str
+
+    def __init__(self, *, plan: str, reason: str) -> None:
+        super().__init__(
+            f"conductor {plan!r} cannot run this: {reason}; fix the plan (or the agents "
+            "given to the Conductor) and run again",
+            plan=plan,
+            reason=reason,
         )

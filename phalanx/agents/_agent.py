@@ -7,6 +7,14 @@ raised: unknown tools, arguments that are not JSON or break the schema, failed t
 structured output that does not validate (the last within a bounded number of
 retries). What cannot be fixed by talking to the model is a typed error: the turn
 limit, the timeout, model errors that retries did not cure.
+
+Tool calls go through the reliability layer (`phalanx.tools.reliable_call`): retries,
+the circuit breaker and the dead-letter queue. A call that fails for good does what
+its tool's dead-letter policy says: `continue` feeds the model a typed "unavailable"
+result, `wait` waits for a person, `fail` fails the agent with
+`ToolDeadLetteredError`. Every call that failed, was retried or was dead-lettered is
+listed in the result (`AgentResult.tool_failures`), so an answer produced after a tool
+failure is never presented as if every tool had worked.
 """
 
 from __future__ import annotations
@@ -20,13 +28,17 @@ import pydantic
 
 from .._errors import (
     AgentTimeoutError,
+    CircuitOpenError,
     MaxTurnsExceededError,
     ModelError,
     OutputValidationError,
+    StoreError,
     ToolArgumentsError,
+    ToolDeadLetteredError,
 )
 from ..durable import RetryPolicy, WorkflowContext
-from ..tools import Tool
+from ..observe import _tracing as tracing
+from ..tools import Tool, ToolUnavailable, reliable_call
 from ..tools._tool import encode_result
 from ._messages import Message, ModelRequest, ModelResponse, ToolCall, Usage
 from ._model import Model
@@ -47,8 +59,19 @@ class ToolCallRecord:
     turn: int
     tool: str
     call_id: str
-    outcome: str  # "ok", "invalid_arguments", "unknown_tool", "failed"
+    #: "ok", "invalid_arguments", "unknown_tool", "unavailable" (the model got a typed
+    #: unavailable result), "resolved" (a person supplied the result from the
+    #: dead-letter queue) or "failed" (the tool broke its contract, e.g. a result
+    #: that is not JSON).
+    outcome: str
     error: str | None = None
+    attempts: int = 0
+    dead_letter_id: str | None = None
+
+    @property
+    def troubled(self) -> bool:
+        """Whether the tool failed, was retried or was dead-lettered on this call."""
+        return self.outcome in ("unavailable", "resolved", "failed") or self.attempts > 1
 
     def to_json(self) -> dict[str, Any]:
         """JSON form, for results and journals."""
@@ -58,6 +81,8 @@ class ToolCallRecord:
             "call_id": self.call_id,
             "outcome": self.outcome,
             "error": self.error,
+            "attempts": self.attempts,
+            "dead_letter_id": self.dead_letter_id,
         }
 
 
@@ -73,6 +98,11 @@ class AgentResult(Generic[OutputT]):
     tool_calls: tuple[ToolCallRecord, ...] = ()
     messages: tuple[Message, ...] = field(default=(), repr=False)
 
+    @property
+    def tool_failures(self) -> tuple[ToolCallRecord, ...]:
+        """The tool calls that failed, were retried or went to the dead-letter queue."""
+        return tuple(c for c in self.tool_calls if c.troubled)
+
     def to_json(self) -> dict[str, Any]:
         """JSON form (the output as JSON), to return from a workflow."""
         output: Any = self.output
@@ -84,6 +114,7 @@ class AgentResult(Generic[OutputT]):
             "turns": self.turns,
             "usage": self.usage.model_dump(),
             "tool_calls": [c.to_json() for c in self.tool_calls],
+            "tool_failures": [c.to_json() for c in self.tool_failures],
         }
 
 
@@ -145,29 +176,45 @@ class Agent(Generic[OutputT]):
         return None if self._output_adapter is None else self._output_adapter.json_schema()
 
     async def _call_model(self, request: ModelRequest) -> dict[str, Any]:
-        response = await self.model.complete(request)
+        # Inside the step: a model call answered by the journal gets no chat span.
+        with tracing.chat_span(self.model, request, self.tools) as chat:
+            response = await self.model.complete(request)
+            chat.response(response)
         return response.model_dump(mode="json")
 
     async def run(
         self, ctx: WorkflowContext, prompt: str, *, history: Sequence[Message] = ()
     ) -> AgentResult[OutputT]:
         """Run the tool loop for `prompt` until a final (valid) answer."""
-        if self.timeout is None:
-            return await self._loop(ctx, prompt, history)
-        try:
-            async with asyncio.timeout(self.timeout):
-                return await self._loop(ctx, prompt, history)
-        except TimeoutError as exc:
-            raise AgentTimeoutError(agent=self.name, timeout=self.timeout) from exc
-
-    async def _loop(
-        self, ctx: WorkflowContext, prompt: str, history: Sequence[Message]
-    ) -> AgentResult[OutputT]:
         messages: list[Message] = []
         if self.instructions:
             messages.append(Message.system(self.instructions))
         messages.extend(history)
         messages.append(Message.user(prompt))
+        with tracing.agent_span(
+            run_id=ctx.run_id,
+            name=self.name,
+            role=self.role,
+            model=self.model,
+            messages=messages,
+            tools=self.tools,
+            replaying=ctx.is_replaying,
+        ) as invocation:
+            result = await self._run(ctx, messages)
+            invocation.finish(result)
+            return result
+
+    async def _run(self, ctx: WorkflowContext, messages: list[Message]) -> AgentResult[OutputT]:
+        if self.timeout is None:
+            return await self._loop(ctx, messages)
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await self._loop(ctx, messages)
+        except TimeoutError as exc:
+            raise AgentTimeoutError(agent=self.name, timeout=self.timeout) from exc
+
+    async def _loop(self, ctx: WorkflowContext, messages: list[Message]) -> AgentResult[OutputT]:
+        messages = list(messages)
         specs = tuple(t.spec() for t in self.tools.values())
         records: list[ToolCallRecord] = []
         usage = Usage()
@@ -238,24 +285,29 @@ class Agent(Generic[OutputT]):
             reply = f"error: {exc}. Call the tool again with arguments matching its schema."
             return reply, ToolCallRecord(turn, call.name, call.id, "invalid_arguments", exc.errors)
         try:
-            result = await ctx.step(
-                f"{self.name}/tool/{call.name}/{turn}.{index}",
-                self._invoke_tool,
+            # Retries, breaker, dead-letter queue; each attempt runs in a tool span.
+            report = await reliable_call(
                 ctx,
                 tool,
                 arguments,
-                retry=tool.retry,
+                step=f"{self.name}/tool/{call.name}/{turn}.{index}",
+                agent=self.name,
+                call_id=call.id,
             )
-        except Exception as exc:
+        except (ToolDeadLetteredError, CircuitOpenError, StoreError):
+            raise  # the tool's policy says fail; or the journal itself is in trouble
+        except Exception as exc:  # a tool that broke its contract (a result not JSON...)
             error = f"{type(exc).__name__}: {exc}"
             reply = f"error: tool {call.name!r} failed: {error}"
-            return reply, ToolCallRecord(turn, call.name, call.id, "failed", error)
-        return encode_result(result), ToolCallRecord(turn, call.name, call.id, "ok")
-
-    @staticmethod
-    async def _invoke_tool(ctx: WorkflowContext, tool: Tool, arguments: dict[str, Any]) -> Any:
-        key = ctx.idempotency_key if tool.idempotent else None
-        if tool.timeout is None:
-            return await tool.invoke(arguments, key)
-        async with asyncio.timeout(tool.timeout):
-            return await tool.invoke(arguments, key)
+            return reply, ToolCallRecord(turn, call.name, call.id, "failed", error, 1)
+        value = report.value
+        reply = encode_result(value.to_json() if isinstance(value, ToolUnavailable) else value)
+        return reply, ToolCallRecord(
+            turn,
+            call.name,
+            call.id,
+            report.outcome,
+            report.error,
+            report.attempts,
+            report.dead_letter_id,
+        )

@@ -27,11 +27,14 @@ from .._errors import (
     NonDeterminismError,
     PhalanxError,
     StoreUnavailableError,
+    TelemetryConfigError,
     UserError,
 )
 from ..durable import RunHistory, RunOutcome, Runtime, load_workflow, open_runtime
 from ..durable._history import TERMINAL, inbox_stream, run_stream
 from ..journal import Event
+from ..observe import configure_from_env
+from ..tools import troubled_tool_calls
 
 T = TypeVar("T")
 
@@ -324,6 +327,8 @@ def _show(history: RunHistory) -> dict[str, Any]:
         else {k: v for k, v in history.error.items() if k != "traceback"},
         "steps": steps,
         "children": children,
+        # Tool calls that failed, were retried or dead-lettered: never hidden by a result.
+        "tool_calls": troubled_tool_calls(history.events),
     }
 
 
@@ -358,6 +363,14 @@ def show(
             "; ".join(f"#{e['attempt']} {e['type']}: {e['message']}" for e in step["errors"]),
         )
     out.print(table)
+    for call in info["tool_calls"]:
+        dead = call["dead_letter"]
+        dlq = "" if dead is None else f"; dead-lettered {dead['id']} ({dead['outcome']})"
+        errors = "; ".join(f"#{e['attempt']} {e['type']}: {e['message']}" for e in call["errors"])
+        out.print(
+            f"tool {call['tool']} ({call['step']}) {call['status']} after {call['attempts']} "
+            f"attempt(s){dlq}: {errors}"
+        )
     for child in info["children"]:
         out.print(f"child {child['run_id']} ({child['workflow']}) {child['status']}")
     if info["status"] == "completed":
@@ -407,4 +420,14 @@ def main() -> None:
     logger = logging.getLogger("phalanx")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
-    app()
+    try:
+        # Exports only when OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_TRACES_EXPORTER) says so.
+        telemetry = configure_from_env()
+    except TelemetryConfigError as exc:
+        err.print(Text.assemble(("error:", "bold red"), f" {exc}"))
+        sys.exit(2)
+    try:
+        app()
+    finally:
+        if telemetry is not None:
+            telemetry.shutdown()  # flush the batch before the process ends

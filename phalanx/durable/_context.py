@@ -13,7 +13,7 @@ import contextlib
 import contextvars
 import inspect
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast, overload
 
 from .._clock import Clock
@@ -25,18 +25,27 @@ from .._errors import (
     SignalTimeoutError,
     UserError,
 )
-from ._history import Operation, RunHistory
+from ..journal import Event, Metadata, NewEvent
+from ..observe import _tracing as tracing
+from ._history import Operation, RunHistory, inbox_stream, run_stream
 from ._journal import RunJournal
 from ._retry import NO_RETRY, RetryPolicy
 from ._serde import error_from_json, error_to_json
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
+    from ..journal import EventStore
     from ._runner import Runner, RunOutcome
+    from ._runtime import Runtime
 
 T = TypeVar("T")
 
 _current_key: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "phalanx_idempotency_key", default=None
+)
+_current_attempt: contextvars.ContextVar[int] = contextvars.ContextVar(
+    "phalanx_step_attempt", default=0
 )
 
 
@@ -109,6 +118,26 @@ class WorkflowContext:
         if key is None:
             raise UserError("ctx.idempotency_key is only available inside a running step")
         return key
+
+    @property
+    def attempt(self) -> int:
+        """The attempt number of the step now running: 1, then 2 on its first retry...
+
+        Counted across crashes, like the journal counts it.
+        """
+        attempt = _current_attempt.get()
+        if attempt == 0:
+            raise UserError("ctx.attempt is only available inside a running step")
+        return attempt
+
+    @property
+    def store(self) -> EventStore:
+        """The store this run is journaled in, for streams kept beside runs.
+
+        Tool circuit breakers and dead-letter entries live there. The run's own stream
+        is written only through `ctx`, under its lease.
+        """
+        return self._journal.store
 
     def _claim(self, kind: str, name: str) -> tuple[int, Operation | None]:
         op = self._next_op
@@ -220,12 +249,30 @@ class WorkflowContext:
                 # In flight at the crash: run it again, same attempt, same key.
                 attempt = int(recorded.events[-1].data.get("attempt", 1))
         self._deliver_pending_cancel()
+        # Only executed steps get a span: the replayed ones returned above.
+        with tracing.step_span(self.run_id, op, name, attempt) as span:
+            return await self._attempts(span, op, name, key, attempt, policy, fn, args, kwargs)
+
+    async def _attempts(
+        self,
+        span: Span,
+        op: int,
+        name: str,
+        key: str,
+        attempt: int,
+        policy: RetryPolicy,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        """Run a step's attempts, journaling each, until one succeeds or retries end."""
         while True:
             await self._journal.append(
                 "StepStarted", {"op": op, "name": name, "attempt": attempt, "key": key}
             )
             started = self._clock.monotonic()
             token = _current_key.set(key)
+            attempt_token = _current_attempt.set(attempt)
             try:
                 if inspect.iscoroutinefunction(fn):
                     value = await fn(*args, **kwargs)
@@ -252,11 +299,13 @@ class WorkflowContext:
                 )
                 if not retrying:
                     raise
+                tracing.record_retry(span, attempt, exc, delay)
                 await self._clock.sleep(delay)
                 attempt += 1
                 continue
             finally:
                 _current_key.reset(token)
+                _current_attempt.reset(attempt_token)
             await self._journal.append(
                 "StepCompleted",
                 {
@@ -419,6 +468,15 @@ class WorkflowContext:
         """Journal a pattern's event in this run's stream (under its lease)."""
         await self._journal.append(event_type, data)
 
+    def record_later(self, event_type: str, data: dict[str, Any]) -> None:
+        """Journal a pattern's event with this run's next write, not in a write of its own.
+
+        For markers whose loss is harmless (a message's delivery: if the run dies before
+        the marker is written, the message is sent again and the receiver drops the
+        copy by its id), so they cost no extra write.
+        """
+        self._journal.defer(event_type, data)
+
     def diverge(self, op: int, expected: str, actual: str) -> NoReturn:
         """Stop replay: the code asks for something else than the journal holds."""
         raise NonDeterminismError(run_id=self.run_id, position=op, expected=expected, actual=actual)
@@ -459,3 +517,54 @@ class WorkflowContext:
         """Seconds since child run `child_id` last made progress; None if not running here."""
         child = self._runner.children.get(child_id)
         return None if child is None else child.silence()
+
+    @property
+    def epoch(self) -> int:
+        """The lease epoch this run executes under: its fencing token.
+
+        Every runner that takes the run over gets a larger one. The store fences this
+        run's own stream by it; a pattern stamps it on what it sends to *other* runs
+        (whose streams the store cannot fence for us), so they can refuse a runner that
+        was taken over (see `patterns.FencedInbox`).
+        """
+        return self._runner.lease.epoch
+
+    @property
+    def runtime(self) -> Runtime:
+        """The runtime executing this run, for patterns that act on other runs.
+
+        Nothing done through it is journaled in this run: a pattern that uses it (the
+        hierarchy cancelling or adopting a dead node's children) journals its own
+        decisions and keeps each action idempotent. Workflow code should not use it.
+        """
+        return self._runner.runtime
+
+    @property
+    def inbox(self) -> Sequence[Event]:
+        """Everything that reached this run's inbox so far, oldest first.
+
+        Signals, cancel requests and the peers pattern's messages arrive there; the
+        runner's watcher appends new ones and sets `inbox_changed`. A pattern reads its
+        own kind of event here and journals what it consumes, so a replay hands the
+        same event to the same code.
+        """
+        return self._runner.inbox
+
+    async def post(self, run_id: str, event_type: str, data: dict[str, Any]) -> None:
+        """Append an event to another run's inbox (the run need not exist yet).
+
+        The inbox is not leased: anyone may write to it, and a crash can make a sender
+        post the same thing twice, so what is posted must carry an id the receiver
+        deduplicates by.
+        """
+        metadata = Metadata(run_id=run_id, parent_id=self.run_id)
+        await self.store.append(inbox_stream(run_id), [NewEvent(event_type, data, metadata)])
+
+    async def run_is_live(self, run_id: str) -> bool:
+        """Whether some runner holds run `run_id`'s lease now.
+
+        False for a run that ended (its lease was released), whose runner died (its
+        lease expired) or that never started: nobody is executing it.
+        """
+        lease = await self.store.get_lease(run_stream(run_id))
+        return lease is not None and lease.owner != "" and lease.expires_at > self._clock.now()

@@ -17,13 +17,36 @@ from ..journal import Event
 RunStatus = Literal["running", "waiting", "completed", "failed", "cancelled"]
 TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
 
-# The first event of an operation says what kind of operation it is.
+# The first event of an operation says what kind of operation it is. Replay matches
+# this kind against the one the code claims (`ctx.operation(kind, name)`), so the
+# opening events of the orchestration patterns' operations are listed too: an
+# unlisted one would make every resumed fan-out or decision look like changed code.
 _OPENING_KIND = {
     "StepStarted": "step",
     "ValueRecorded": "value",
     "TimerStarted": "sleep",
     "SignalWaiting": "signal",
     "ChildStarted": "child",
+    "DecisionRecorded": "decision",
+    "GatherStarted": "gather",
+    # The peers pattern (phalanx/patterns/_messaging.py, _peers.py, _claims.py).
+    "MessageSent": "send",
+    "MessageReceived": "receive",
+    "ConversationStarted": "conversation",
+    "ClaimGranted": "claim",
+    "ClaimRefused": "claim",
+    "ClaimCompleted": "claim",
+    "ClaimLost": "claim",
+    "ClaimReleased": "claim",
+    # Conductor, hierarchy and receiver-side fencing (phalanx/patterns/_conductor.py,
+    # _hierarchy.py, _fencing.py).
+    "AssignmentMade": "assignment",
+    "PlanRecorded": "plan",
+    "DelegationStarted": "delegation",
+    "InstructionSent": "instruction",
+    "InstructionAccepted": "fence",
+    "InstructionRejected": "fence",
+    "InstructionDuplicate": "fence",
 }
 
 #: Event types that change a run's status; `runs` reads only these (by type index).

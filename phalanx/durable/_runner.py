@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +23,7 @@ from .._errors import (
     StoreUnavailableError,
 )
 from ..journal import Event, Lease, Metadata
+from ..observe import _tracing as tracing
 from ._context import WorkflowContext, _round_trip
 from ._history import RunHistory, RunStatus, inbox_stream
 from ._journal import RunJournal
@@ -102,6 +103,11 @@ class Runner:
         self._task: asyncio.Task[Any] | None = None
 
     # -- signals and cancellation, fed by the inbox watcher --------------------------
+
+    @property
+    def inbox(self) -> Sequence[Event]:
+        """Everything that arrived in the run's inbox so far, oldest first."""
+        return self._inbox
 
     def take_signal(self, name: str) -> Event | None:
         """Consume the oldest undelivered signal called `name`, if one arrived."""
@@ -269,8 +275,24 @@ class Runner:
             if pending is not None:
                 self._halt(None, cancel_reason=pending)
                 self.ctx.cancel_pending = pending
+        deadline_at = self.history.deadline_at
+        if (
+            self.ctx.cancel_pending is None
+            and deadline_at is not None
+            and self.runtime.clock.now() >= deadline_at
+        ):
+            # Resumed (or started) past its deadline: stop like a pending cancel, before
+            # any new work. The deadline timer alone would fire only once the workflow
+            # task ran, after it had started re-running the step in flight at the crash
+            # (e.g. a model call nobody is waiting for any more).
+            self._halt(None, cancel_reason="deadline exceeded")
+            self.ctx.cancel_pending = "deadline exceeded"
         try:
-            return await self._execute()
+            with tracing.run_span(self.history, self.lease, force=self.force) as span:
+                # Every event this runner writes carries its run span's context, so a
+                # resume (anywhere) continues the trace.
+                self.journal.metadata = tracing.stamp(self.journal.metadata, span)
+                return tracing.ended(span, await self._execute())
         finally:
             if self.parent is not None:
                 self.parent.children.pop(self.run_id, None)

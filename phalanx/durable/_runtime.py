@@ -19,6 +19,7 @@ from .._errors import (
     UnknownRunError,
 )
 from ..journal import EventStore, Lease, Metadata, NewEvent, store_from_url
+from ..observe import _tracing as tracing
 from ._history import (
     STATUS_EVENTS,
     RunHistory,
@@ -130,7 +131,8 @@ class Runtime:
                 "parent_run_id": parent_run_id,
                 "deadline_at": deadline_at,
             },
-            Metadata(run_id=run_id, parent_id=parent_run_id),
+            # The context the run was started from (a parent's span, the caller's).
+            tracing.stamp(Metadata(run_id=run_id, parent_id=parent_run_id)),
             indexed=True,
         )
         try:

@@ -1,0 +1,224 @@
+"""Installing an OpenTelemetry SDK: by code, or from the standard `OTEL_*` variables.
+
+The library itself only uses the OpenTelemetry API; the SDK and the OTLP exporters are
+the `otel` extra (`pip install 'phalanx[otel]'`), imported here and only when asked
+for. `configure_tracing` installs global tracer and meter providers, as OpenTelemetry
+expects an application to do once at start; an application that configures
+OpenTelemetry itself needs none of this: phalanx's spans go wherever its providers say.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from .._errors import TelemetryConfigError
+
+Protocol = Literal["grpc", "http/protobuf"]
+_PROTOCOLS: tuple[str, ...] = ("grpc", "http/protobuf")
+_EXTRA_HINT = "install the extra: pip install 'phalanx[otel]'"
+
+
+@dataclass
+class Telemetry:
+    """The providers `configure_tracing` installed; flush or shut them down.
+
+    Shut down before the process exits, or spans still in the batch are lost (the
+    SDK also does it at interpreter exit, but not after `os._exit` or a SIGKILL).
+    """
+
+    tracer_provider: Any
+    meter_provider: Any | None = None
+
+    def force_flush(self, timeout_s: float = 10.0) -> None:
+        """Export what is buffered now (what arrived is for the receiver to say)."""
+        millis = int(timeout_s * 1000)
+        self.tracer_provider.force_flush(millis)
+        if self.meter_provider is not None:
+            self.meter_provider.force_flush(millis)
+
+    def shutdown(self) -> None:
+        """Flush and stop exporting (idempotent)."""
+        self.tracer_provider.shutdown()
+        if self.meter_provider is not None:
+            self.meter_provider.shutdown()
+
+
+def _env(environ: Mapping[str, str], *names: str) -> str | None:
+    for name in names:
+        value = environ.get(name, "").strip()
+        if value:
+            return value
+    return None
+
+
+def _signal_endpoint(base: str, path: str) -> str:
+    """The HTTP endpoint of one signal: `path` appended to a base endpoint."""
+    return base.rstrip("/") + "/" + path
+
+
+def _span_exporter(protocol: str, endpoint: str | None, headers: Mapping[str, str] | None) -> Any:
+    try:
+        if protocol == "grpc":
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+                OTLPSpanExporter as GrpcSpanExporter,
+            )
+
+            insecure = None if endpoint is None else urlsplit(endpoint).scheme == "http"
+            return GrpcSpanExporter(
+                endpoint=endpoint, insecure=insecure, headers=dict(headers or {}) or None
+            )
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+            OTLPSpanExporter as HttpSpanExporter,
+        )
+
+        url = None if endpoint is None else _signal_endpoint(endpoint, "v1/traces")
+        return HttpSpanExporter(endpoint=url, headers=headers)
+    except ImportError as exc:
+        raise TelemetryConfigError(
+            setting=f"OTLP over {protocol}", reason=f"{exc.name} is not installed; {_EXTRA_HINT}"
+        ) from exc
+
+
+def _metric_exporter(protocol: str, endpoint: str | None, headers: Mapping[str, str] | None) -> Any:
+    try:
+        if protocol == "grpc":
+            from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
+                OTLPMetricExporter as GrpcMetricExporter,
+            )
+
+            insecure = None if endpoint is None else urlsplit(endpoint).scheme == "http"
+            return GrpcMetricExporter(
+                endpoint=endpoint, insecure=insecure, headers=dict(headers or {}) or None
+            )
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
+            OTLPMetricExporter as HttpMetricExporter,
+        )
+
+        url = None if endpoint is None else _signal_endpoint(endpoint, "v1/metrics")
+        return HttpMetricExporter(endpoint=url, headers=headers)
+    except ImportError as exc:
+        raise TelemetryConfigError(
+            setting=f"OTLP over {protocol}", reason=f"{exc.name} is not installed; {_EXTRA_HINT}"
+        ) from exc
+
+
+def configure_tracing(
+    *,
+    endpoint: str | None = None,
+    protocol: Protocol | None = None,
+    service_name: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    span_exporter: Any = None,
+    batch: bool = True,
+    metrics: bool = True,
+    metric_interval_s: float | None = None,
+    resource_attributes: Mapping[str, str] | None = None,
+) -> Telemetry:
+    """Install a global tracer (and meter) provider exporting over OTLP.
+
+    Example::
+
+        telemetry = phalanx.observe.configure_tracing(
+            endpoint="http://127.0.0.1:4318", service_name="research-bot"
+        )
+        ...
+        telemetry.shutdown()
+
+    Args:
+        endpoint: The OTLP base endpoint (`http://host:4318` for HTTP, `http://host:4317`
+            for gRPC); None lets the exporters read `OTEL_EXPORTER_OTLP_*`.
+        protocol: `http/protobuf` (the OTLP default) or `grpc`; None reads
+            `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL` / `OTEL_EXPORTER_OTLP_PROTOCOL`.
+        service_name: `service.name` of the resource; None reads `OTEL_SERVICE_NAME`
+            (then "phalanx").
+        headers: Extra export headers (e.g. an API key).
+        span_exporter: Any SDK `SpanExporter` instead of OTLP (console, in-memory...).
+        batch: Export in batches from a background thread (the default; tune with
+            `OTEL_BSP_*`), or synchronously as each span ends (tests, short scripts).
+        metrics: Also install a meter provider exporting metrics over OTLP.
+        metric_interval_s: Seconds between metric exports (default
+            `OTEL_METRIC_EXPORT_INTERVAL`, then 60).
+        resource_attributes: More resource attributes (`OTEL_RESOURCE_ATTRIBUTES` too).
+
+    Raises:
+        TelemetryConfigError: the SDK or the exporter is not installed, or a setting is
+            not supported.
+    """
+    try:
+        from opentelemetry import metrics as otel_metrics
+        from opentelemetry import trace
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+    except ImportError as exc:
+        raise TelemetryConfigError(
+            setting="the OpenTelemetry SDK", reason=f"{exc.name} is not installed; {_EXTRA_HINT}"
+        ) from exc
+    environ = os.environ
+    chosen = protocol or _env(
+        environ, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"
+    )
+    chosen = chosen or "http/protobuf"
+    if chosen not in _PROTOCOLS:
+        raise TelemetryConfigError(
+            setting=f"OTLP protocol {chosen!r}", reason=f"use one of {', '.join(_PROTOCOLS)}"
+        )
+    attributes: dict[str, str] = dict(resource_attributes or {})
+    name = service_name or _env(environ, "OTEL_SERVICE_NAME")
+    # Resource.create reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES itself; an
+    # explicit name wins, and without any the service is "phalanx", not "unknown_service".
+    attributes["service.name"] = name or "phalanx"
+    resource = Resource.create(attributes)
+    exporter = span_exporter or _span_exporter(chosen, endpoint, headers)
+    provider = TracerProvider(resource=resource)
+    processor = BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter)
+    provider.add_span_processor(processor)
+    trace.set_tracer_provider(provider)
+    meter_provider = None
+    if metrics and span_exporter is None:
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+        interval = None if metric_interval_s is None else metric_interval_s * 1000
+        reader = PeriodicExportingMetricReader(
+            _metric_exporter(chosen, endpoint, headers), export_interval_millis=interval
+        )
+        meter_provider = MeterProvider(resource=resource, metric_readers=[reader])
+        otel_metrics.set_meter_provider(meter_provider)
+    return Telemetry(provider, meter_provider)
+
+
+def configure_from_env() -> Telemetry | None:
+    """Configure from the standard variables, as the `phalanx` command does at start.
+
+    Exports when `OTEL_EXPORTER_OTLP_ENDPOINT` (or `..._TRACES_ENDPOINT`) is set, or when
+    `OTEL_TRACES_EXPORTER` says `otlp` or `console`; not at all when `OTEL_SDK_DISABLED`
+    is true or `OTEL_TRACES_EXPORTER` is `none`. Metrics follow unless
+    `OTEL_METRICS_EXPORTER` is `none`. Returns None when nothing was configured.
+
+    Raises:
+        TelemetryConfigError: exporting is asked for but the SDK is not installed.
+    """
+    env = os.environ
+    if (_env(env, "OTEL_SDK_DISABLED") or "").lower() == "true":
+        return None
+    exporters = {e.strip() for e in (_env(env, "OTEL_TRACES_EXPORTER") or "").split(",") if e}
+    endpoint = _env(env, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+    if "none" in exporters or not (endpoint or exporters & {"otlp", "console"}):
+        return None
+    metrics = (_env(env, "OTEL_METRICS_EXPORTER") or "otlp").lower() != "none"
+    if "console" in exporters and "otlp" not in exporters:
+        try:
+            from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+        except ImportError as exc:
+            raise TelemetryConfigError(
+                setting="OTEL_TRACES_EXPORTER=console",
+                reason=f"{exc.name} is not installed; {_EXTRA_HINT}",
+            ) from exc
+        return configure_tracing(span_exporter=ConsoleSpanExporter(), metrics=False)
+    # The exporters read the endpoint, headers, timeout and TLS settings themselves.
+    return configure_tracing(metrics=metrics)
