@@ -19,6 +19,9 @@ from ..durable import RunOutcome, Runtime
 from ..durable._history import run_stream
 from ._app import JsonOption, LeaseOption, StoreOption, _execute, _fail, app, err
 
+#: Overrides the sub-agents' deadline (seconds), e.g. for tests against a local server.
+DEADLINE_ENV = "PHALANX_DEMO_DEADLINE"
+
 # Word-wrapped, unlike the command's line-oriented console; no markup parsing, so
 # answers and errors print verbatim.
 out = Console(highlight=False, markup=False, emoji=False)
@@ -94,6 +97,18 @@ def demo(
         DEFAULT_QUESTION
     ),
     run_id: Annotated[str | None, typer.Option("--run-id", help="Use this run id.")] = None,
+    deadline: Annotated[
+        float | None,
+        typer.Option(
+            "--deadline",
+            envvar=DEADLINE_ENV,
+            metavar="SECONDS",
+            help="Each sub-agent's deadline, in seconds. Default: 4 with the scripted "
+            "model, 60 with a real one (PHALANX_MODEL); the whole demo still ends within "
+            "its own limit (60 s scripted, 115 s real).",
+            show_default=False,
+        ),
+    ] = None,
     store: StoreOption = None,
     lease_ttl: LeaseOption = 15.0,
     as_json: JsonOption = False,
@@ -107,6 +122,15 @@ def demo(
     real = real_model_configured()
     # A real model needs real time: each sub-agent gets a minute, the demo under two.
     deadline_s, heartbeat_s, overall_s = (60.0, 20.0, 115.0) if real else (4.0, 1.5, 60.0)
+    if deadline is not None:
+        if not 0 < deadline < overall_s:
+            raise _fail(
+                f"--deadline ({DEADLINE_ENV}) must be more than 0 and less than the demo's "
+                f"own limit of {overall_s:g} s, got {deadline:g}",
+                2,
+            )
+        # Stall reports stay ahead of the deadline they warn about.
+        deadline_s, heartbeat_s = deadline, min(heartbeat_s, deadline / 2)
     inputs = {
         "question": question,
         "faults": faults,

@@ -235,6 +235,22 @@ class Runner:
         await clock.sleep(deadline_at - clock.now())
         self.request_cancel("deadline exceeded")
 
+    async def _deliver_pending_cancel(self) -> None:
+        # A cancel pending at the start (requested while no runner ran the run, or a
+        # deadline already past) is raised by the first operation the journal cannot
+        # answer. A workflow that, caught up, awaits anything else (an outside future,
+        # a hang, a fan-out resuming its branches) would never see it, and the run would
+        # never end: deliver it to the task once replay is over.
+        while self.ctx.cancel_pending is not None and self.ctx.is_replaying:
+            await self.runtime.clock.sleep(self.runtime.inbox_poll)
+        reason = self.ctx.cancel_pending
+        if reason is None or self._task is None:
+            return  # delivered by an operation
+        self.ctx.cancel_pending = None
+        for child in list(self.children.values()):
+            child.request_cancel(f"parent cancelled: {reason}")
+        self._task.cancel()
+
     async def _call_workflow(self) -> tuple[str, Any]:
         try:
             result = await self.fn(self.ctx, **self.history.inputs)
@@ -305,6 +321,9 @@ class Runner:
             timer = None
             if self.history.deadline_at is not None:
                 timer = group.create_task(self._enforce_deadline(self.history.deadline_at))
+            deliverer = None
+            if self.ctx.cancel_pending is not None:
+                deliverer = group.create_task(self._deliver_pending_cancel())
             try:
                 kind, value = await asyncio.shield(self._task)
             except asyncio.CancelledError:
@@ -330,6 +349,8 @@ class Runner:
                 watcher.cancel()
                 if timer is not None:
                     timer.cancel()
+                if deliverer is not None:
+                    deliverer.cancel()
         return await self._finish(kind, value)
 
     async def _finish(self, kind: str, value: Any) -> RunOutcome:

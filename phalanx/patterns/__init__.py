@@ -1,7 +1,34 @@
 """Orchestration patterns on the durable runtime: fan-out with explicit outcomes."""
 
+from .._errors import PlanError as PlanError
+from ._claims import Claim as Claim
+from ._claims import ClaimResult as ClaimResult
+from ._claims import TaskBoard as TaskBoard
+from ._claims import TaskState as TaskState
+from ._conductor import Assignment as Assignment
+from ._conductor import Conductor as Conductor
+from ._conductor import PlanResult as PlanResult
+from ._conductor import PlanTask as PlanTask
+from ._fencing import FencedInbox as FencedInbox
+from ._fencing import Instruction as Instruction
+from ._fencing import announce_epoch as announce_epoch
+from ._fencing import deliver_instruction as deliver_instruction
+from ._fencing import send_instruction as send_instruction
 from ._gather import Branch as Branch
 from ._gather import BranchOutcome as BranchOutcome
 from ._gather import FanOutResult as FanOutResult
 from ._gather import Policy as Policy
 from ._gather import gather as gather
+from ._hierarchy import AdoptedRun as AdoptedRun
+from ._hierarchy import Delegation as Delegation
+from ._hierarchy import Hierarchy as Hierarchy
+from ._hierarchy import MiddleDeathPolicy as MiddleDeathPolicy
+from ._messaging import PeerMessage as PeerMessage
+from ._messaging import messages as messages
+from ._messaging import receive as receive
+from ._messaging import reply as reply
+from ._messaging import send as send
+from ._peers import ConversationResult as ConversationResult
+from ._peers import Peer as Peer
+from ._peers import PeerOutcome as PeerOutcome
+from ._peers import converse as converse

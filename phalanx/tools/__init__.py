@@ -1,4 +1,18 @@
-"""Tools agents call: declaration, schemas and validation."""
+"""Tools agents call: declaration, schemas, reliable calls, breakers, the dead-letter queue."""
 
+from ._breaker import CircuitBreaker as CircuitBreaker
+from ._call import ToolCallReport as ToolCallReport
+from ._call import ToolUnavailable as ToolUnavailable
+from ._call import call_tool as call_tool
+from ._call import reliable_call as reliable_call
+from ._dlq import DeadLetterEntry as DeadLetterEntry
+from ._dlq import DeadLetterQueue as DeadLetterQueue
+from ._metrics import ToolStats as ToolStats
+from ._metrics import tool_stats as tool_stats
+from ._notify import Escalation as Escalation
+from ._notify import LogNotifier as LogNotifier
+from ._notify import Notifier as Notifier
+from ._notify import WebhookNotifier as WebhookNotifier
+from ._report import troubled_tool_calls as troubled_tool_calls
 from ._tool import Tool as Tool
 from ._tool import tool as tool
