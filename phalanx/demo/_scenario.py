@@ -180,7 +180,10 @@ def _base_model() -> Model:
 
 def model_for(faults: tuple[tuple[str, str], ...]) -> Model:
     """The model every agent uses, with the chosen faults injected per agent."""
-    slow = 3.0 if real_model_configured() else 2.0
+    # `slow` delays every model call, and a sub-agent makes two (a tool call, then its
+    # answer): the delays must add up to clearly slow yet within the deadline (4 s
+    # scripted, 60 s real), or `slow` would look exactly like `hang`.
+    slow = 3.0 if real_model_configured() else 1.0
     injected = {
         rf"^You are {agent}\b": Fault(kind, delay=slow, status=503)  # type: ignore[arg-type]  # kinds checked by parse_faults
         for agent, kind in faults

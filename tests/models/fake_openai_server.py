@@ -12,9 +12,17 @@ Endpoints:
   then ``data: [DONE]``).
 - ``POST /v1/messages``: Anthropic's Messages API, JSON or SSE events.
 - ``POST /_control``: a JSON list of behaviours to queue (or ``{"queue": [...],
-  "reset": true}``); each model request takes the next one.
+  "reset": true}``); each model request takes the next one that applies to it.
 - ``POST /_reset``: clear the queue and the counters.
-- ``GET /_stats``: ``{"requests": n, "bodies": [...], "paths": [...], "headers": [...]}``.
+- ``GET /_stats``: ``{"requests": n, "bodies": [...], "paths": [...], "headers": [...],
+  "served": [kind, ...], "queued": n}``.
+
+Matching: a behaviour with ``"match": REGEX`` applies only to requests whose system
+message (OpenAI: the first ``system`` message; Anthropic: ``system``) the regex
+searches successfully; one without ``match`` applies to any request. A request takes
+the first applicable behaviour in queue order, so concurrent agents can each get their
+own script (``"match": "^You are web_search"``). ``"sticky": true`` leaves the
+behaviour queued, answering every request it applies to.
 
 Behaviours (``kind``)::
 
@@ -61,6 +69,7 @@ class _State:
         self.bodies: list[Any] = []
         self.paths: list[str] = []
         self.headers: list[dict[str, str]] = []
+        self.served: list[str] = []
         self.counter = 0
 
     def reset(self) -> None:
@@ -69,14 +78,23 @@ class _State:
             self.bodies.clear()
             self.paths.clear()
             self.headers.clear()
+            self.served.clear()
 
     def record(self, path: str, body: Any, headers: dict[str, str]) -> dict[str, Any]:
+        system = _system_text(body)
         with self.lock:
             self.bodies.append(body)
             self.paths.append(path)
             self.headers.append(headers)
             self.counter += 1
-            return self.queue.pop(0) if self.queue else {"kind": "default"}
+            behaviour: dict[str, Any] = {"kind": "default"}
+            for index, queued in enumerate(self.queue):
+                pattern = queued.get("match")
+                if pattern is None or re.search(pattern, system):
+                    behaviour = queued if queued.get("sticky") else self.queue.pop(index)
+                    break
+            self.served.append(str(behaviour.get("kind", "default")))
+            return behaviour
 
     def stats(self) -> dict[str, Any]:
         with self.lock:
@@ -85,6 +103,7 @@ class _State:
                 "bodies": list(self.bodies),
                 "paths": list(self.paths),
                 "headers": list(self.headers),
+                "served": list(self.served),
                 "queued": len(self.queue),
             }
 
@@ -117,6 +136,21 @@ def _thirds(text: str) -> list[str]:
 
 def _rough_tokens(value: Any) -> int:
     return max(1, len(json.dumps(value)) // 4)
+
+
+def _system_text(body: Any) -> str:
+    """The request's system message: what a behaviour's ``match`` is checked against."""
+    if not isinstance(body, dict):
+        return ""
+    system = body.get("system")  # Anthropic
+    if system is None:
+        system = next(
+            (m.get("content") for m in body.get("messages") or [] if m.get("role") == "system"),
+            "",
+        )
+    if isinstance(system, list):
+        return " ".join(b.get("text", "") for b in system if isinstance(b, dict))
+    return system if isinstance(system, str) else ""
 
 
 def _last_user_text(messages: list[dict[str, Any]]) -> str:
@@ -541,7 +575,7 @@ class FakeModelServer:
             return json.loads(response.read())
 
     def queue(self, *behaviours: dict[str, Any]) -> None:
-        """Queue behaviours; each model request takes the next one."""
+        """Queue behaviours; each model request takes the next one that applies to it."""
         self._call("POST", "/_control", list(behaviours))
 
     def reset(self) -> None:
@@ -549,7 +583,7 @@ class FakeModelServer:
         self._call("POST", "/_reset", {})
 
     def stats(self) -> dict[str, Any]:
-        """`{"requests": n, "bodies": [...], "paths": [...], "headers": [...]}`."""
+        """`{"requests": n, "bodies": [...], "paths": [...], "headers": [...], "served": [...]}`."""
         result: dict[str, Any] = self._call("GET", "/_stats")
         return result
 
