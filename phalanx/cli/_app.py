@@ -269,7 +269,42 @@ def events(
 def _show(history: RunHistory) -> dict[str, Any]:
     steps = []
     children = []
+    fan_outs = []
+    decisions = []
     for op in sorted(history.operations.values(), key=lambda o: o.op):
+        if op.kind == "gather":
+            started = op.events[0].data
+            branches = {
+                e.data["branch"]: {
+                    "status": e.data["status"],
+                    "duration_s": e.data.get("duration_s"),
+                    "error": e.data.get("error"),
+                    "run_id": e.data.get("run_id"),
+                }
+                for e in op.events
+                if e.type == "BranchFinished"
+            }
+            for branch, child_id in started.get("branches", {}).items():
+                branches.setdefault(
+                    branch,
+                    {"status": "running", "duration_s": None, "error": None, "run_id": child_id},
+                )
+            done = op.last("GatherCompleted")
+            fan_outs.append(
+                {
+                    "op": op.op,
+                    "name": op.name,
+                    "policy": started.get("policy"),
+                    "partial": None if done is None else done.data.get("partial"),
+                    "stalled": [e.data["branch"] for e in op.events if e.type == "BranchStalled"],
+                    "branches": branches,
+                }
+            )
+            continue
+        if op.kind == "decision":
+            data = op.events[0].data
+            decisions.append({k: v for k, v in data.items() if k != "op"})
+            continue
         if op.kind == "child":
             done = op.last("ChildCompleted", "ChildFailed")
             children.append(
@@ -327,6 +362,8 @@ def _show(history: RunHistory) -> dict[str, Any]:
         else {k: v for k, v in history.error.items() if k != "traceback"},
         "steps": steps,
         "children": children,
+        "fan_outs": fan_outs,
+        "decisions": decisions,
         # Tool calls that failed, were retried or dead-lettered: never hidden by a result.
         "tool_calls": troubled_tool_calls(history.events),
     }
@@ -373,6 +410,16 @@ def show(
         )
     for child in info["children"]:
         out.print(f"child {child['run_id']} ({child['workflow']}) {child['status']}")
+    for fan_out in info["fan_outs"]:
+        partial = {None: "in progress", True: "PARTIAL", False: "complete"}[fan_out["partial"]]
+        out.print(f"fan-out {fan_out['name']} [{fan_out['policy']}] {partial}")
+        for branch, outcome in fan_out["branches"].items():
+            stalled = " (stalled)" if branch in fan_out["stalled"] else ""
+            error = f": {outcome['error']}" if outcome["error"] else ""
+            out.print(f"  {branch} {outcome['status']}{stalled}{error}  run {outcome['run_id']}")
+    for decision in info["decisions"]:
+        details = {k: v for k, v in decision.items() if k != "name"}
+        out.print(f"decision {decision['name']}: {json.dumps(details, ensure_ascii=False)}")
     if info["status"] == "completed":
         out.print(f"result: {json.dumps(info['result'], ensure_ascii=False)}")
     elif info["error"]:

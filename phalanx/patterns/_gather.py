@@ -234,6 +234,11 @@ async def gather(
     """
     policy = policy or Policy.all()
     total = len(branches)
+    if policy.kind == "quorum" and (policy.k or 0) > total:
+        raise ValueError(
+            f"fan-out {name!r}: a quorum of {policy.k} needs at least that many "
+            f"branches, not {total}"
+        )
     op, recorded = ctx.operation("gather", name)
     clock = ctx.clock
     finished: dict[str, BranchOutcome] = {}
