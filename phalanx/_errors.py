@@ -18,7 +18,8 @@ The hierarchy, so callers can branch on what happened::
     │   ├── ActorDeadlockError      an actor waiting on itself (ask to self, stop from inside)
     │   ├── PlanError               a conductor plan that cannot run (unknown agent, cycle...)
     │   ├── UnknownDeadLetterError  a dead-letter entry id the store has never seen
-    │   └── DeadLetterRetryError    a dead-letter entry not retryable here (import, secrets)
+    │   ├── DeadLetterRetryError    a dead-letter entry not retryable here (import, secrets)
+    │   └── MCPConfigError          an MCP server phalanx cannot use (SDK missing, bad settings)
     ├── NonDeterminismError         replay asked for another step than the journal holds
     ├── StepError                   a journaled step failure whose type cannot be rebuilt
     ├── SignalTimeoutError          wait_for_signal ran past its timeout (also TimeoutError)
@@ -45,6 +46,10 @@ The hierarchy, so callers can branch on what happened::
     │   └── ToolDeadLetteredError   the call failed for good and waits in the dead-letter queue
     ├── DeadLetterClosedError       acting on a dead-letter entry already resolved or discarded
     ├── EscalationError             a notifier (e.g. a webhook) did not take an escalation
+    ├── MCPCallError                a call to an MCP server failed (raised by an MCP tool)
+    │   ├── MCPConnectionError      server not started / unreachable / died (retryable: reconnects)
+    │   ├── MCPProtocolError        a JSON-RPC error answer; retryable for internal errors only
+    │   └── MCPToolError            the tool ran and reported an error (isError), not retried
     ├── ConversationError           a peer conversation ended without going quiet on its own
     │   ├── RoundLimitError         a chain of messages ran past max_rounds (a loop, stopped)
     │   ├── PeerFailedError         a peer failed, was cancelled or left before the end
@@ -1017,6 +1022,135 @@ class EscalationError(PhalanxError):
             notifier=notifier,
             attempts=attempts,
             reason=reason,
+        )
+
+
+class MCPConfigError(UserError):
+    """An MCP server phalanx cannot use as configured; nothing was started or called."""
+
+    server: str
+    reason: str
+
+    def __init__(self, *, server: str, reason: str) -> None:
+        super().__init__(f"cannot use MCP server {server}: {reason}", server=server, reason=reason)
+
+
+class MCPCallError(PhalanxError):
+    """A call to an MCP server failed; raised by an MCP tool, so it is one failed attempt.
+
+    `server` names the server (its command or URL), `tool` the tool called (None for
+    the connection itself). Retryability lives on each leaf.
+    """
+
+    server: str
+    tool: str | None
+
+
+def _mcp_subject(server: str, tool: str | None) -> str:
+    return f"MCP server {server}" if tool is None else f"MCP tool {tool!r} on server {server}"
+
+
+class MCPConnectionError(MCPCallError):
+    """The MCP server could not be started or reached, or the connection broke mid-call.
+
+    Retryable: the connection is dropped, and the next attempt reconnects (for a
+    stdio server, in a new process). A call cut off mid-way may have had its effect
+    on the server, so retry only tools that tolerate it.
+    """
+
+    reason: str
+
+    def __init__(
+        self, *, server: str, tool: str | None = None, reason: str, retryable: bool = True
+    ) -> None:
+        fix = (
+            "; the next call reconnects. If this keeps happening, check the server's "
+            "command or URL and its stderr"
+            if retryable
+            else ""
+        )
+        super().__init__(
+            f"{_mcp_subject(server, tool)}: connection failed: {reason}{fix}",
+            server=server,
+            tool=tool,
+            reason=reason,
+            retryable=retryable,
+        )
+
+
+#: JSON-RPC errors a server may not make again: an internal error, a request timeout.
+_TRANSIENT_JSONRPC_CODES = frozenset({-32603, -32001})
+
+_JSONRPC_FIXES = {
+    -32700: "the server could not parse the request; the client and server disagree on the "
+    "protocol",
+    -32600: "the server says the request is invalid; check that it supports this MCP version",
+    -32601: "the server has no such method or tool; list its tools again (reopen the toolset)",
+    -32602: "the server rejects the arguments although they match the schema it listed; its "
+    "tools may have changed, so reopen the toolset",
+    -32603: "an internal error in the server; retrying may help, else see its logs",
+    -32001: "the server timed the request out; retrying may help",
+}
+
+
+class MCPProtocolError(MCPCallError):
+    """The MCP server answered with a JSON-RPC error, or with an answer that is not MCP.
+
+    `error_code` is the JSON-RPC code (None for an answer that is not valid MCP);
+    only an internal error (-32603) or a request timeout (-32001) is retryable.
+    """
+
+    error_code: int | None
+    detail: str
+    data: object
+
+    def __init__(
+        self,
+        *,
+        server: str,
+        tool: str | None,
+        error_code: int | None,
+        detail: str,
+        data: object = None,
+    ) -> None:
+        if error_code is None:
+            what, fix = "an answer that is not valid MCP", "the server breaks the protocol"
+        else:
+            what = f"JSON-RPC error {error_code}"
+            fix = _JSONRPC_FIXES.get(error_code, "see the server's documentation for this code")
+        super().__init__(
+            f"{_mcp_subject(server, tool)} answered with {what}: {detail}; {fix}",
+            server=server,
+            tool=tool,
+            error_code=error_code,
+            detail=detail,
+            data=data,
+            retryable=error_code in _TRANSIENT_JSONRPC_CODES,
+        )
+
+
+class MCPToolError(MCPCallError):
+    """The MCP tool ran and reported an error (a result with `isError`); `detail` is its text.
+
+    Not retryable unless the tool says so: an error result whose `_meta` (or
+    structured content) holds `"retryable": true`.
+    """
+
+    detail: str
+
+    def __init__(self, *, server: str, tool: str, detail: str, retryable: bool = False) -> None:
+        fix = (
+            "; the tool marked the error retryable"
+            if retryable
+            else "; not retried, since the tool ran and failed: change the arguments or fix "
+            "what the tool depends on"
+        )
+        super().__init__(
+            f"{_mcp_subject(server, tool)} reported an error: {detail}{fix}",
+            server=server,
+            tool=tool,
+            detail=detail,
+            retryable=retryable,
         )
 
 

@@ -207,27 +207,22 @@ class Hierarchy:
         effective = policy if ended["status"] != "cancelled" else "cancel"
         cancelled: list[str] = []
         adopted: dict[str, AdoptedRun] = {}
-        if effective == "cancel":
-            if "SubtreeCancelled" in events:
-                cancelled = list(events["SubtreeCancelled"][0]["runs"])
-            else:
-                cancelled = await self._cancel_subtree(run_id, name, ended)
+        if effective == "reparent":
+            adopted = await self._adopt(op, name, run_id, list(ended["orphans"]), events)
+        # Under `cancel`, the whole open subtree; under `reparent`, whatever is still
+        # open once the adopted children are done (a grandchild whose own parent had
+        # ended: nobody can resume it), so nothing is left running either way. The
+        # list is journaled before any cancel, so a resume cancels the same runs.
+        if "SubtreeCancelled" in events:
+            cancelled = list(events["SubtreeCancelled"][0]["runs"])
+        else:
+            cancelled = [r.run_id for _, r in sorted(await self._subtree(run_id), key=_deepest)]
+            if cancelled or effective == "cancel":
                 await ctx.record(
                     "SubtreeCancelled",
                     {"op": op, "name": name, "middle": run_id, "runs": cancelled},
                 )
-        else:
-            adopted = await self._adopt(op, name, run_id, list(ended["orphans"]), events)
-            # Children of adopted runs are theirs to resume; anything else still open
-            # under the dead node (a grandchild whose own parent had ended) is not
-            # reachable by anyone: cancel it rather than leave it running.
-            leftovers = await self._cancel_subtree(run_id, name, ended)
-            if leftovers:
-                cancelled = leftovers
-                await ctx.record(
-                    "SubtreeCancelled",
-                    {"op": op, "name": name, "middle": run_id, "runs": leftovers},
-                )
+        await self._cancel_runs(cancelled, run_id, name, ended)
         delegation = Delegation(
             name=name,
             run_id=run_id,
@@ -296,28 +291,25 @@ class Hierarchy:
                     group.create_task(adopt(child_id))
         return {child_id: adopted[child_id] for child_id in orphans}
 
-    async def _cancel_subtree(self, middle: str, name: str, ended: Mapping[str, Any]) -> list[str]:
-        """Cancel every open descendant of `middle`, deepest first; return their ids.
+    async def _cancel_runs(
+        self, run_ids: list[str], middle: str, name: str, ended: Mapping[str, Any]
+    ) -> None:
+        """Cancel each run still open, in order, and resume it here to journal that.
 
         Deepest first, so that each run, resumed to journal its own cancellation, finds
-        its children already ended and stops at once instead of resuming them.
+        its children already ended and stops at once instead of resuming them. A run
+        that already ended (a resume doing this again) is skipped.
         """
         ctx = self._ctx
         runtime = ctx.runtime
         what = "died" if ended.get("died") else f"ended {ended['status']}"
         reason = f"middle node {middle!r} ({name}) {what}"
-        cancelled: list[str] = []
-        subtree = await self._subtree(middle)
-        for _, run in sorted(subtree, key=lambda item: -item[0]):  # stable: store order
-            history = await runtime.history(run.run_id)
+        for run_id in run_ids:
+            history = await runtime.history(run_id)
             if history.terminal:
                 continue
-            await runtime.cancel(run.run_id, reason=reason)
-            await ctx.run_child_run(
-                run.run_id, load_workflow(history.workflow), dict(history.inputs)
-            )
-            cancelled.append(run.run_id)
-        return cancelled
+            await runtime.cancel(run_id, reason=reason)
+            await ctx.run_child_run(run_id, load_workflow(history.workflow), dict(history.inputs))
 
     async def _subtree(self, root: str) -> list[tuple[int, RunSummary]]:
         """Every open descendant of run `root` with its depth below it, parents first.
@@ -338,3 +330,8 @@ class Hierarchy:
                 if child.status not in TERMINAL:
                     found.append((depth + 1, child))
         return found
+
+
+def _deepest(item: tuple[int, RunSummary]) -> int:
+    """Sort key: deepest first (a stable sort keeps store order among equals)."""
+    return -item[0]
