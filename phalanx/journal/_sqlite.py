@@ -83,6 +83,10 @@ _INSERT = (
     " run_id, agent_id, parent_id, trace_id, span_id, indexed)"
     " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
 )
+_CHECKS = (
+    "SELECT (SELECT epoch FROM leases WHERE stream_id = ?1),"
+    " (SELECT max(seq) FROM events WHERE stream_id = ?1)"
+)
 
 
 class _SqliteExecutor:
@@ -242,16 +246,12 @@ class SqliteEventStore:
         rows = event_rows(stream_id, events, 0, epoch, now, self.max_payload_bytes)
 
         def txn(conn: sqlite3.Connection) -> AppendResult:
-            lease = conn.execute(
-                "SELECT epoch FROM leases WHERE stream_id = ?", (stream_id,)
-            ).fetchone()
-            check_append_epoch(stream_id, None if lease is None else lease[0], epoch)
-            version = (
-                conn.execute(
-                    "SELECT max(seq) FROM events WHERE stream_id = ?", (stream_id,)
-                ).fetchone()[0]
-                or 0
-            )
+            # One statement for both checks: each statement is a trip through SQLite's
+            # VM, and this is the hottest path there is. (epoch is NOT NULL, so None
+            # means the stream has no lease.)
+            lease_epoch, last_seq = conn.execute(_CHECKS, (stream_id,)).fetchone()
+            check_append_epoch(stream_id, lease_epoch, epoch)
+            version = last_seq or 0
             if expected_version is not None and expected_version != version:
                 raise ConcurrencyError(
                     stream_id=stream_id,
