@@ -27,6 +27,11 @@ from ._errors import FencedError as FencedError
 from ._errors import InvalidStoreURLError as InvalidStoreURLError
 from ._errors import LeaseHeldError as LeaseHeldError
 from ._errors import MailboxFullError as MailboxFullError
+from ._errors import MCPCallError as MCPCallError
+from ._errors import MCPConfigError as MCPConfigError
+from ._errors import MCPConnectionError as MCPConnectionError
+from ._errors import MCPProtocolError as MCPProtocolError
+from ._errors import MCPToolError as MCPToolError
 from ._errors import NonDeterminismError as NonDeterminismError
 from ._errors import PartialResultError as PartialResultError
 from ._errors import PayloadTooLargeError as PayloadTooLargeError

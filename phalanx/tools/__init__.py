@@ -7,6 +7,10 @@ from ._call import call_tool as call_tool
 from ._call import reliable_call as reliable_call
 from ._dlq import DeadLetterEntry as DeadLetterEntry
 from ._dlq import DeadLetterQueue as DeadLetterQueue
+from ._mcp import MCPHttpServer as MCPHttpServer
+from ._mcp import MCPStdioServer as MCPStdioServer
+from ._mcp import MCPTools as MCPTools
+from ._mcp import open_mcp_tools as open_mcp_tools
 from ._metrics import ToolStats as ToolStats
 from ._metrics import tool_stats as tool_stats
 from ._notify import Escalation as Escalation

@@ -358,9 +358,10 @@ def _load_tool(entry: DeadLetterEntry) -> Tool:
     if not ref:
         raise DeadLetterRetryError(
             dead_letter_id=entry.id,
-            reason=f"tool {entry.tool!r} was declared where it cannot be imported (inside a "
-            "function, or in __main__); resolve the entry by hand with `phalanx dlq resolve "
-            f"{entry.id} --result JSON`",
+            reason=f"tool {entry.tool!r} cannot be imported (declared inside a function or "
+            "in __main__, or an MCP server's tool): retry it in code with "
+            "`DeadLetterQueue.retry(..., tool=...)`, or resolve the entry by hand with "
+            f"`phalanx dlq resolve {entry.id} --result JSON`",
         )
     module_name, _, qualname = str(ref).partition(":")
     try:
@@ -463,6 +464,7 @@ class DeadLetterQueue:
         by: str | None = None,
         reason: str | None = None,
         arguments: Mapping[str, Any] | None = None,
+        tool: Tool | None = None,
     ) -> DeadLetterEntry:
         """Run the call again here, under the tool's timeout and retry policy.
 
@@ -470,17 +472,26 @@ class DeadLetterQueue:
         with it); on failure the attempts are recorded and the entry stays open.
         Secret arguments were redacted when the call was recorded: give them again in
         `arguments` (merged over the recorded ones). The breaker is not consulted: a
-        person asked for this call.
+        person asked for this call. The tool is imported from where it was declared,
+        unless given as `tool` (as it must be for one that cannot be imported, such
+        as an MCP server's from `open_mcp_tools`).
 
         Raises:
-            DeadLetterRetryError: the tool cannot be imported here, or secrets are missing.
+            DeadLetterRetryError: the tool cannot be imported here (or `tool` is another
+                tool), or secrets are missing.
             ToolError: the call failed again (recorded on the entry).
         """
         entry = await self.get(entry_id)
         if entry.status != "open":
             await self._redeliver(entry)
             raise _closed(entry)
-        tool = _load_tool(entry)
+        if tool is None:
+            tool = _load_tool(entry)
+        elif tool.name != entry.tool:
+            raise DeadLetterRetryError(
+                dead_letter_id=entry_id,
+                reason=f"it is a call of tool {entry.tool!r}, not of {tool.name!r}",
+            )
         merged = {**(entry.data.get("arguments") or {}), **(arguments or {})}
         missing = [k for k in entry.data.get("secrets", []) if merged.get(k) == REDACTED]
         if missing:
