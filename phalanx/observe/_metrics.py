@@ -72,3 +72,14 @@ lease_takeovers = _meter.create_counter(
     unit="{takeover}",
     description="Runs resumed by forcibly taking over a live lease (fencing the old runner).",
 )
+dlq_depth = _meter.create_up_down_counter(
+    sc.METRIC_DLQ_DEPTH,
+    unit="{entry}",
+    description="Open dead-letter entries: +1 when this process dead-letters a call, -1 "
+    "when it closes an entry (summed over processes, the queue's depth), by tool.",
+)
+breaker_transitions = _meter.create_counter(
+    sc.METRIC_BREAKER_TRANSITIONS,
+    unit="{transition}",
+    description="Circuit-breaker state changes this process wrote, by tool and transition.",
+)

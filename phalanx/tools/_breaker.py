@@ -35,6 +35,8 @@ from typing import Any, Literal
 
 from .._errors import ConcurrencyError, StoreError
 from ..journal import EventStore, NewEvent
+from ..observe import _metrics as metrics
+from ..observe import _semconv as sc
 
 logger = logging.getLogger("phalanx")
 
@@ -240,6 +242,11 @@ class Breaker:
         except ConcurrencyError:
             await self._refresh(self._refreshed_at or 0.0)
             return False
+        for event_type, _ in events:
+            if event_type in TRANSITIONS:
+                metrics.breaker_transitions.add(
+                    1, {sc.GEN_AI_TOOL_NAME: self.tool, sc.ATTR_BREAKER_TRANSITION: event_type}
+                )
         if result.version == expected + len(events):
             self._apply([(expected + i + 1, t, d) for i, (t, d) in enumerate(events)])
         else:

@@ -47,6 +47,8 @@ from .._errors import (
 )
 from ..durable._history import inbox_stream, run_stream
 from ..journal import Event, EventStore, Metadata, NewEvent
+from ..observe import _metrics as metrics
+from ..observe import _semconv as sc
 from ._attempt import REDACTED, run_attempts
 from ._notify import Delivery, Escalation, escalate
 from ._tool import Tool
@@ -304,6 +306,7 @@ async def dead_letter_call(
         await store.append(
             stream, [NewEvent(DEAD_LETTERED, data, metadata, indexed=True)], expected_version=0
         )
+        metrics.dlq_depth.add(1, {sc.GEN_AI_TOOL_NAME: tool.name})
     recorded = await store.read_stream(stream)
     if not any(e.type == "DeadLetterEscalated" for e in recorded):
         count = len(attempts) or 1
@@ -558,6 +561,7 @@ class DeadLetterQueue:
                 )
             except ConcurrencyError:
                 continue  # someone appended meanwhile: read again, decide again
+            metrics.dlq_depth.add(-1, {sc.GEN_AI_TOOL_NAME: entry.tool})
             break
         entry = await self.get(entry_id)
         await self._signal(entry)

@@ -241,3 +241,22 @@ def test_tracing_benchmark_runs_and_its_spans_arrive() -> None:
     for key in ("step_s", "io_step_s", "turn_s"):
         assert report[key]["disabled_us"] > 0
         assert report[key]["enabled_us"] > 0
+
+
+def test_dead_letter_depth_and_breaker_transitions_are_exported(tmp_path: Path) -> None:
+    """A dead-lettered call raises the DLQ depth metric; the breaker opening is counted."""
+    with start_receiver() as receiver:
+        env = otel_env(tmp_path, receiver)
+        outcome = run_workflow("tests.observe.workflows:dead_letters", "dlq-1", env)
+        assert outcome["result"] == {"unavailable": True}
+        receiver.wait_for(run_span_done("phalanx.run tests.observe.workflows:dead_letters"))
+        metrics = list(receiver.metrics)  # exported when the process shut down
+    depth = [m for m in metrics if m["name"] == "phalanx.dlq.depth"]
+    assert depth and depth[-1]["value"] == 1
+    assert depth[-1]["attributes"]["gen_ai.tool.name"] == "always_down"
+    kinds = {
+        m["attributes"]["phalanx.breaker.transition"]
+        for m in metrics
+        if m["name"] == "phalanx.tool.breaker.transitions"
+    }
+    assert "BreakerOpened" in kinds

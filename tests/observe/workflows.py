@@ -157,3 +157,16 @@ async def crash_parent(ctx: phalanx.WorkflowContext) -> dict[str, Any]:
     child = await ctx.child(crash_child)
     await ctx.step("parent-last", record, "parent-last")
     return {"text": text, "child": child}
+
+
+@tool(breaker=phalanx.CircuitBreaker(failure_threshold=1, open_for=60), dead_letter="continue")
+def always_down() -> str:
+    """A dependency that is down for the whole test."""
+    raise phalanx.ToolFailed("service unavailable", status=503)
+
+
+@phalanx.workflow
+async def dead_letters(ctx: phalanx.WorkflowContext) -> dict[str, Any]:
+    """One call dead-lettered (its failure also opens the breaker)."""
+    outcome = await phalanx.call_tool(ctx, always_down)
+    return {"unavailable": isinstance(outcome, phalanx.ToolUnavailable)}
