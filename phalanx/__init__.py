@@ -1,6 +1,7 @@
 """phalanx: a durable, observable runtime for multi-agent LLM systems."""
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
 
 from ._clock import Clock as Clock
 from ._clock import SystemClock as SystemClock
@@ -91,7 +92,7 @@ _TOOL_NAMES = frozenset(
     {"CircuitBreaker", "DeadLetterQueue", "Tool", "ToolUnavailable", "call_tool", "tool"}
 )
 
-if TYPE_CHECKING:
+if _TYPE_CHECKING:
     from .tools import CircuitBreaker as CircuitBreaker
     from .tools import DeadLetterQueue as DeadLetterQueue
     from .tools import Tool as Tool
@@ -100,9 +101,13 @@ if TYPE_CHECKING:
     from .tools import tool as tool
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _Any:
     if name in _TOOL_NAMES:
         from . import tools
 
         return getattr(tools, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_TOOL_NAMES})

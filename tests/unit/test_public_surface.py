@@ -1,0 +1,43 @@
+"""The names `import phalanx` offers: a change here is an API change, made on purpose."""
+
+from __future__ import annotations
+
+import types
+
+import phalanx
+
+PUBLIC = {
+    # journal
+    "Clock", "SystemClock", "Event", "EventStore", "Lease", "Metadata", "NewEvent",
+    "store_from_url",
+    # durable workflows
+    "workflow", "WorkflowContext", "Runtime", "open_runtime", "RunOutcome", "RetryPolicy",
+    # tools (loaded on first use)
+    "tool", "Tool", "call_tool", "CircuitBreaker", "DeadLetterQueue", "ToolUnavailable",
+    # patterns
+    "gather", "Branch", "BranchOutcome", "FanOutResult", "Policy", "Peer", "TaskBoard",
+    "converse",
+    # actors
+    "Actor", "ActorRef", "ActorSystem", "ActorEvent", "open_actor_system", "MailboxPolicy",
+    "SupervisionPolicy", "HeartbeatPolicy", "fail_after", "move_on_after",
+}  # fmt: skip
+
+
+def test_every_public_name_resolves() -> None:
+    """Each documented name is importable from the top-level package."""
+    for name in PUBLIC:
+        assert getattr(phalanx, name) is not None, name
+
+
+def test_no_unintended_names() -> None:
+    """Besides the documented names, `phalanx` exports only errors."""
+    # Subpackages appear as attributes once anything imported them: not API decisions.
+    exported = {
+        n
+        for n in dir(phalanx)
+        if not n.startswith("_") and not isinstance(getattr(phalanx, n), types.ModuleType)
+    }
+    extra = {n for n in exported - PUBLIC if not n.endswith(("Error", "Failed"))}
+    assert extra == set()
+    errors = exported - PUBLIC
+    assert all(issubclass(getattr(phalanx, n), phalanx.PhalanxError) for n in errors)
