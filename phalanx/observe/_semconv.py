@@ -107,6 +107,8 @@ PHALANX_AGENT_ROLE: Final = "phalanx.agent.role"
 PHALANX_AGENT_INPUT_HASH: Final = "phalanx.agent.input_hash"
 PHALANX_AGENT_TURNS: Final = "phalanx.agent.turns"
 PHALANX_AGENT_TOOL_CALLS: Final = "phalanx.agent.tool_calls"
+#: The agent's own confidence, when its structured output reports one (a number).
+PHALANX_AGENT_CONFIDENCE: Final = "phalanx.agent.confidence"
 PHALANX_AGENT_RESUMED: Final = "phalanx.agent.resumed"
 PHALANX_MODEL_LATENCY: Final = "phalanx.model.latency_s"
 PHALANX_TOOL_OUTCOME: Final = "phalanx.tool.outcome"

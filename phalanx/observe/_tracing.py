@@ -305,6 +305,9 @@ class AgentTrace:
         span.set_attribute(sc.GEN_AI_USAGE_OUTPUT_TOKENS, result.usage.output_tokens)
         if self.first_token_s is not None:
             span.set_attribute(sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, self.first_token_s)
+        confidence = reported_confidence(result.output)
+        if confidence is not None:
+            span.set_attribute(sc.PHALANX_AGENT_CONFIDENCE, confidence)
         for call in result.tool_calls:
             event: dict[str, Any] = {
                 sc.GEN_AI_TOOL_NAME: call.tool,
@@ -595,3 +598,17 @@ async def fanout_span(
             span.add_event(sc.EVENT_BRANCH_FINISHED, event)
         metrics.fanouts.add(1, {sc.PHALANX_FANOUT_POLICY: kind, sc.PHALANX_FANOUT_PARTIAL: partial})
         span.end()
+
+
+def reported_confidence(output: Any) -> float | None:
+    """The confidence an agent's structured output reports, if it has a numeric one.
+
+    Agents report confidence by having a `confidence` field in their output type (a
+    pydantic model or a mapping); it is recorded, never inferred.
+    """
+    value = output.get("confidence") if isinstance(output, Mapping) else None
+    if value is None:
+        value = getattr(output, "confidence", None)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)

@@ -260,3 +260,16 @@ def test_dead_letter_depth_and_breaker_transitions_are_exported(tmp_path: Path) 
         if m["name"] == "phalanx.tool.breaker.transitions"
     }
     assert "BreakerOpened" in kinds
+
+
+def test_agent_confidence_is_recorded_when_its_output_reports_one(tmp_path: Path) -> None:
+    """An agent whose structured output has a confidence gets it on its invoke_agent span."""
+    with start_receiver() as receiver:
+        env = otel_env(tmp_path, receiver)
+        outcome = run_workflow("tests.observe.workflows:confident_agent", "judge-1", env)
+        assert outcome["result"]["output"] == {"answer": "yes", "confidence": 0.8}
+        spans = receiver.wait_for(
+            run_span_done("phalanx.run tests.observe.workflows:confident_agent")
+        )
+    agent = one(spans, "invoke_agent judge")
+    assert agent.attributes["phalanx.agent.confidence"] == 0.8

@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pydantic
+
 import phalanx
 from phalanx.agents import Agent, Rule, Script, ScriptedModel, Turn
 from phalanx.patterns import Branch, Policy, gather
@@ -170,3 +172,24 @@ async def dead_letters(ctx: phalanx.WorkflowContext) -> dict[str, Any]:
     """One call dead-lettered (its failure also opens the breaker)."""
     outcome = await phalanx.call_tool(ctx, always_down)
     return {"unavailable": isinstance(outcome, phalanx.ToolUnavailable)}
+
+
+class Verdict(pydantic.BaseModel):
+    answer: str
+    confidence: float
+
+
+@phalanx.workflow
+async def confident_agent(ctx: phalanx.WorkflowContext) -> dict[str, Any]:
+    """An agent whose structured output reports its confidence."""
+    judge = Agent(
+        "judge",
+        model=ScriptedModel(
+            Script(rules=(Rule("judge", (Turn(text='{"answer": "yes", "confidence": 0.8}'),)),)),
+            latency=0.001,
+            seconds_per_token=0.0,
+        ),
+        instructions="You are judge. Answer with a verdict.",
+        output_type=Verdict,
+    )
+    return (await judge.run(ctx, "Is the sky blue?")).to_json()
