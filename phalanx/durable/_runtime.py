@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -15,6 +16,7 @@ from .._errors import (
     ConcurrencyError,
     EventDataError,
     LeaseHeldError,
+    PhalanxError,
     RunExistsError,
     UnknownRunError,
 )
@@ -218,8 +220,14 @@ class Runtime:
         return await self.resume(child_id, force=force, workflow=workflow, parent=parent)
 
     async def recover(self) -> list[RunOutcome]:
-        """Resume, one after another, every unfinished run whose lease has lapsed."""
-        outcomes = []
+        """Resume, side by side, every unfinished run whose lease has lapsed.
+
+        Concurrently, not one after another: a recovered run that waits for a signal
+        or sleeps must not hold up the others. A run that cannot be resumed here (its
+        workflow does not import, its code diverged, another runner took it) is
+        logged and skipped; the others go on. Returns the outcomes, in run order.
+        """
+        candidates = []
         for summary in await self.runs():
             if summary.status in ("completed", "failed", "cancelled"):
                 continue
@@ -228,8 +236,18 @@ class Runtime:
             lease = await self.store.get_lease(run_stream(summary.run_id))
             if lease is not None and lease.owner and lease.expires_at > self.clock.now():
                 continue
-            outcomes.append(await self.resume(summary.run_id))
-        return outcomes
+            candidates.append(summary.run_id)
+
+        async def recover_one(run_id: str) -> RunOutcome | None:
+            try:
+                return await self.resume(run_id)
+            except PhalanxError as exc:
+                logger.warning("recover: run %s was not resumed: %s", run_id, exc)
+                return None
+
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(recover_one(run_id)) for run_id in candidates]
+        return [outcome for task in tasks if (outcome := task.result()) is not None]
 
     # -- talking to runs -------------------------------------------------------------
 

@@ -7,7 +7,7 @@ from contextlib import AbstractAsyncContextManager
 
 import phalanx
 from tests.durable import workflows as wf
-from tests.durable.helpers import crashes, status
+from tests.durable.helpers import crashes, reached, status
 
 OpenRuntime = Callable[..., AbstractAsyncContextManager[phalanx.Runtime]]
 
@@ -64,3 +64,32 @@ async def test_recover_leaves_child_runs_to_their_parent(open_rt: OpenRuntime) -
         assert [(o.run_id, o.result) for o in outcomes] == [("p", 1007)]
         assert await status(survivor, "p.2") == "completed"
     assert wf.CALLS == {"p1": 1, "c1": 1, "c2": 2, "p2": 1}
+
+
+async def test_recover_does_not_let_a_waiting_run_hold_up_the_others(
+    open_rt: OpenRuntime,
+) -> None:
+    """A recovered run that waits for a signal does not keep another from finishing."""
+    import asyncio
+
+    async with open_rt(lease_ttl=TTL) as dead:
+        # The waiting run starts first, so recovering one run after another would
+        # block on it before ever reaching the crashed one.
+        waiting = asyncio.ensure_future(dead.run(wf.approval, {}, run_id="waits"))
+        await reached(dead, "waits", "SignalWaiting")
+        waiting.cancel()  # the runner goes away (infrastructure), the run stays waiting
+        await asyncio.gather(waiting, return_exceptions=True)
+        wf.CRASH_AT.add("c")
+        await crashes(dead.run(wf.pipeline, {"n": 1}, run_id="crashed"))
+        await _lease_lapsed(dead, "crashed")
+        await _lease_lapsed(dead, "waits")
+
+    async with open_rt(lease_ttl=TTL) as survivor:
+        recovering = asyncio.ensure_future(survivor.recover())
+        async with asyncio.timeout(10):
+            await reached(survivor, "crashed", "RunCompleted")
+        assert not recovering.done(), "the waiting run is still waiting"
+        await survivor.signal("waits", "approve", {"ok": True})
+        outcomes = await asyncio.wait_for(recovering, timeout=10)
+    assert sorted(o.run_id for o in outcomes) == ["crashed", "waits"]
+    assert all(o.ok for o in outcomes)
