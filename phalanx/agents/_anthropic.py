@@ -19,19 +19,16 @@ from typing import TYPE_CHECKING, Any, cast
 from .._clock import Clock, SystemClock
 from .._errors import (
     ModelConfigError,
-    ModelConnectionError,
     ModelError,
-    ModelRateLimitedError,
     ModelResponseError,
-    ModelTimeoutError,
 )
 from ._http import (
+    SdkVocabulary,
     finish_reason_for,
-    innermost_cause,
-    parse_retry_after,
     redact,
     relay,
-    transport_failure,
+    status_error,
+    translate_sdk_error,
 )
 from ._messages import Message, ModelRequest, ModelResponse, StreamChunk, ToolCall, Usage
 
@@ -196,55 +193,27 @@ class AnthropicModel:
             kwargs["extra_body"] = extra_body
         return kwargs
 
+    @property
+    def api_key(self) -> str | None:
+        """The API key (kept out of every message)."""
+        return self._api_key
+
+    @property
+    def clock(self) -> Clock:
+        """The clock timings are measured on."""
+        return self._clock
+
     def _translate(self, exc: BaseException) -> ModelError:
         """The `ModelError` that says what `exc` means and whether a retry can help."""
         import anthropic
 
-        provider = self.provider
-        if isinstance(exc, ModelError):
-            return exc
-        if isinstance(exc, anthropic.APITimeoutError):
-            return ModelTimeoutError(
-                provider=provider,
-                detail=f"the server at {self.base_url} did not answer within {self.timeout:g}s",
-            )
-        if isinstance(exc, anthropic.APIConnectionError):
-            return ModelConnectionError(
-                provider=provider,
-                detail=f"the server at {self.base_url} is not reachable ({innermost_cause(exc)}); "
-                f"check that it is running and that {BASE_URL_ENV} is right",
-            )
-        if isinstance(exc, anthropic.APIStatusError):
-            return self._translate_status(exc)
-        if isinstance(exc, anthropic.APIResponseValidationError | json.JSONDecodeError):
-            return ModelResponseError(
-                provider=provider,
-                detail=f"the server sent data that is not a Messages API answer: "
-                f"{redact(str(exc), self._api_key)}",
-            )
-        if isinstance(exc, anthropic.APIError):
-            return ModelResponseError(
-                provider=provider,
-                detail=f"the server reported an error: {redact(exc.message, self._api_key)}",
-            )
-        match transport_failure(exc):
-            case "timeout":
-                return ModelTimeoutError(
-                    provider=provider,
-                    detail=f"no complete answer from {self.base_url} within {self.timeout:g}s",
-                )
-            case "connection":
-                return ModelConnectionError(
-                    provider=provider,
-                    detail=f"the connection to {self.base_url} broke ({innermost_cause(exc)})",
-                )
-            case None:
-                pass
-        return ModelError(
-            provider=provider,
-            status=None,
-            detail=f"{type(exc).__name__}: {redact(str(exc), self._api_key)}",
+        words = SdkVocabulary(
+            sdk=anthropic,
+            base_url_env=BASE_URL_ENV,
+            answer="a Messages API answer",
+            stream_error="the server reported an error",
         )
+        return translate_sdk_error(exc, self, words, self._translate_status)
 
     def _translate_status(self, exc: anthropic.APIStatusError) -> ModelError:
         status = exc.status_code
@@ -259,23 +228,7 @@ class AnthropicModel:
                 return ModelResponseError(
                     provider=provider, detail=f"the server reported an error mid-answer: {detail}"
                 )
-        if status == 429:
-            return ModelRateLimitedError(
-                provider=provider,
-                detail=detail,
-                retry_after=parse_retry_after(exc.response.headers, now=self._clock.now()),
-            )
-        if status in (401, 403):
-            detail += f"; check the API key in {API_KEY_ENV}"
-            if status == 403:
-                detail += f" and that it may use model {self.name!r}"
-        elif status == 404:
-            detail += f"; check the model name {self.name!r} and the base URL {self.base_url}"
-        elif status == 408:
-            return ModelTimeoutError(provider=provider, detail=detail, status=status)
-        # 409 (conflict), 5xx and 529 (overloaded) are transient; other 4xx are not.
-        retryable = status == 409 or status >= 500
-        return ModelError(provider=provider, status=status, detail=detail, retryable=retryable)
+        return status_error(self, status, detail, exc.response.headers, api_key_env=API_KEY_ENV)
 
 
 _STATUS_FOR_ERROR_TYPE = {

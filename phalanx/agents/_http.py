@@ -8,13 +8,21 @@ pieces they have in common live here rather than in either adapter.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal, Protocol, TypeVar
 
 from .._clock import Clock
-from .._errors import ModelError, ModelResponseError
+from .._errors import (
+    ModelConnectionError,
+    ModelError,
+    ModelRateLimitedError,
+    ModelResponseError,
+    ModelTimeoutError,
+)
 from ._messages import FinishReason, ModelResponse, StreamChunk
 
 T = TypeVar("T")
@@ -197,3 +205,120 @@ async def relay(
             provider=model.provider, model=model.name, latency_s=clock.monotonic() - started
         )
     )
+
+
+class Endpoint(Protocol):
+    """What error translation needs to know about an adapter."""
+
+    provider: str
+    name: str
+    base_url: str
+    timeout: float
+
+    @property
+    def api_key(self) -> str | None:
+        """The key to keep out of every message."""
+        ...
+
+    @property
+    def clock(self) -> Clock:
+        """For turning an HTTP-date Retry-After into seconds."""
+        ...
+
+
+@dataclass(frozen=True)
+class SdkVocabulary:
+    """How one provider SDK names its errors, and how its answers are described.
+
+    Both official SDKs share one exception hierarchy (the same class names, generated
+    from one template), so one translation serves both, given the SDK module.
+    """
+
+    sdk: Any
+    base_url_env: str
+    answer: str  # what a valid answer is, e.g. "a chat completion"
+    stream_error: str  # how an error event inside a stream is introduced
+
+
+def translate_sdk_error(
+    exc: BaseException,
+    endpoint: Endpoint,
+    words: SdkVocabulary,
+    status: Callable[[Any], ModelError],
+) -> ModelError:
+    """The `ModelError` that says what an SDK's `exc` means and whether a retry helps."""
+    sdk, provider, api_key = words.sdk, endpoint.provider, endpoint.api_key
+    if isinstance(exc, ModelError):
+        return exc
+    if isinstance(exc, sdk.APITimeoutError):
+        return ModelTimeoutError(
+            provider=provider,
+            detail=f"the server at {endpoint.base_url} did not answer within {endpoint.timeout:g}s",
+        )
+    if isinstance(exc, sdk.APIConnectionError):
+        return ModelConnectionError(
+            provider=provider,
+            detail=f"the server at {endpoint.base_url} is not reachable "
+            f"({innermost_cause(exc)}); check that it is running and that "
+            f"{words.base_url_env} is right",
+        )
+    if isinstance(exc, sdk.APIStatusError):
+        return status(exc)
+    if isinstance(exc, sdk.APIResponseValidationError | json.JSONDecodeError):
+        return ModelResponseError(
+            provider=provider,
+            detail=f"the server sent data that is not {words.answer}: {redact(str(exc), api_key)}",
+        )
+    if isinstance(exc, sdk.APIError):
+        return ModelResponseError(
+            provider=provider,
+            detail=f"{words.stream_error}: {redact(exc.message, api_key)}",
+        )
+    match transport_failure(exc):
+        case "timeout":
+            return ModelTimeoutError(
+                provider=provider,
+                detail=f"no complete answer from {endpoint.base_url} within {endpoint.timeout:g}s",
+            )
+        case "connection":
+            return ModelConnectionError(
+                provider=provider,
+                detail=f"the connection to {endpoint.base_url} broke ({innermost_cause(exc)})",
+            )
+        case None:
+            pass
+    return ModelError(
+        provider=provider, status=None, detail=f"{type(exc).__name__}: {redact(str(exc), api_key)}"
+    )
+
+
+def status_error(
+    endpoint: Endpoint,
+    status: int,
+    detail: str,
+    headers: Mapping[str, str],
+    *,
+    api_key_env: str,
+) -> ModelError:
+    """The `ModelError` for an HTTP error status, with the fix in its message.
+
+    Like the SDKs' own retry policies: 409 (a conflict) and 5xx (529 "overloaded"
+    included) are transient; 429 carries the server's Retry-After; other 4xx are not.
+    """
+    provider = endpoint.provider
+    if status == 429:
+        return ModelRateLimitedError(
+            provider=provider,
+            detail=detail,
+            retry_after=parse_retry_after(headers, now=endpoint.clock.now()),
+        )
+    if status in (401, 403):
+        detail += f"; check the API key in {api_key_env}"
+        if status == 403:
+            detail += f" and that it may use model {endpoint.name!r}"
+    elif status == 404:
+        detail += f"; check the model name {endpoint.name!r} and the base URL {endpoint.base_url}"
+    elif status == 408:
+        return ModelTimeoutError(provider=provider, detail=detail, status=status)
+    retryable = status == 409 or status >= 500
+    return ModelError(provider=provider, status=status, detail=detail, retryable=retryable)

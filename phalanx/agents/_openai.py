@@ -12,7 +12,6 @@ Built on the official `openai` SDK. Two choices shape it:
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 from collections.abc import AsyncGenerator
@@ -33,20 +32,17 @@ from openai.types.chat import (
 from .._clock import Clock, SystemClock
 from .._errors import (
     ModelConfigError,
-    ModelConnectionError,
     ModelError,
-    ModelRateLimitedError,
     ModelResponseError,
-    ModelTimeoutError,
 )
 from ._http import (
     PLACEHOLDER_API_KEY,
+    SdkVocabulary,
     finish_reason_for,
-    innermost_cause,
-    parse_retry_after,
     redact,
     relay,
-    transport_failure,
+    status_error,
+    translate_sdk_error,
 )
 from ._messages import (
     Message,
@@ -276,77 +272,34 @@ class OpenAICompatibleModel:
                     )
                 return {"role": "tool", "content": content, "tool_call_id": message.tool_call_id}
 
+    @property
+    def api_key(self) -> str | None:
+        """The API key (kept out of every message)."""
+        return self._api_key
+
+    @property
+    def clock(self) -> Clock:
+        """The clock timings are measured on."""
+        return self._clock
+
     def _translate(self, exc: BaseException) -> ModelError:
         """The `ModelError` that says what `exc` means and whether a retry can help."""
-        provider = self.provider
-        if isinstance(exc, ModelError):
-            return exc
-        if isinstance(exc, openai.APITimeoutError):
-            return ModelTimeoutError(
-                provider=provider,
-                detail=f"the server at {self.base_url} did not answer within {self.timeout:g}s",
-            )
-        if isinstance(exc, openai.APIConnectionError):
-            return ModelConnectionError(
-                provider=provider,
-                detail=f"the server at {self.base_url} is not reachable ({innermost_cause(exc)}); "
-                f"check that it is running and that {BASE_URL_ENV} is right",
-            )
-        if isinstance(exc, openai.APIStatusError):
-            return self._translate_status(exc)
-        if isinstance(exc, openai.APIResponseValidationError | json.JSONDecodeError):
-            return ModelResponseError(
-                provider=provider,
-                detail=f"the server sent data that is not a chat completion: "
-                f"{redact(str(exc), self._api_key)}",
-            )
-        if isinstance(exc, openai.APIError):
-            # An error event in the middle of a stream (vLLM, OpenAI).
-            return ModelResponseError(
-                provider=provider,
-                detail=f"the server reported an error mid-answer: "
-                f"{redact(exc.message, self._api_key)}",
-            )
-        match transport_failure(exc):
-            case "timeout":
-                return ModelTimeoutError(
-                    provider=provider,
-                    detail=f"no complete answer from {self.base_url} within {self.timeout:g}s",
-                )
-            case "connection":
-                return ModelConnectionError(
-                    provider=provider,
-                    detail=f"the connection to {self.base_url} broke ({innermost_cause(exc)})",
-                )
-            case None:
-                pass
-        return ModelError(
-            provider=provider,
-            status=None,
-            detail=f"{type(exc).__name__}: {redact(str(exc), self._api_key)}",
-        )
+        return translate_sdk_error(exc, self, _OPENAI_WORDS, self._translate_status)
 
     def _translate_status(self, exc: openai.APIStatusError) -> ModelError:
-        status = exc.status_code
         detail = redact(_server_message(exc.body, exc.message), self._api_key)
-        provider = self.provider
-        if status == 429:
-            return ModelRateLimitedError(
-                provider=provider,
-                detail=detail,
-                retry_after=parse_retry_after(exc.response.headers, now=self._clock.now()),
-            )
-        if status in (401, 403):
-            detail += f"; check the API key in {API_KEY_ENV}"
-            if status == 403:
-                detail += f" and that it may use model {self.name!r}"
-        elif status == 404:
-            detail += f"; check the model name {self.name!r} and the base URL {self.base_url}"
-        elif status == 408:
-            return ModelTimeoutError(provider=provider, detail=detail, status=status)
-        # Like the SDK's own retry policy: 409 (lock conflict) and 5xx are transient.
-        retryable = status == 409 or status >= 500
-        return ModelError(provider=provider, status=status, detail=detail, retryable=retryable)
+        return status_error(
+            self, exc.status_code, detail, exc.response.headers, api_key_env=API_KEY_ENV
+        )
+
+
+_OPENAI_WORDS = SdkVocabulary(
+    sdk=openai,
+    base_url_env=BASE_URL_ENV,
+    answer="a chat completion",
+    # An error event in the middle of a stream (vLLM, OpenAI).
+    stream_error="the server reported an error mid-answer",
+)
 
 
 @dataclass
