@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+import phalanx
 from phalanx._clock import Clock
 from phalanx.journal import EventStore, store_from_url
 
@@ -111,3 +113,41 @@ async def store_factory(
 async def store(store_factory: StoreFactory) -> EventStore:
     """One open store per backend."""
     return await store_factory()
+
+
+# -- runtimes for the tests of everything above the journal --------------------------
+
+#: Small enough that suites are fast, large enough that a busy CI box renews in time.
+LEASE_TTL = 1.0
+INBOX_POLL = 0.02
+
+OpenRuntime = Callable[..., AbstractAsyncContextManager[phalanx.Runtime]]
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    """The SQLite store every runtime of one test shares."""
+    return f"sqlite:///{tmp_path}/j.db"
+
+
+@pytest.fixture
+def runtime_options() -> dict[str, Any]:
+    """Defaults for the runtimes a test opens; a test package may override it."""
+    return {"lease_ttl": LEASE_TTL, "inbox_poll": INBOX_POLL}
+
+
+@pytest.fixture
+def open_rt(url: str, runtime_options: dict[str, Any]) -> OpenRuntime:
+    """Open another runtime (its own owner, its own connection) on the test's store."""
+
+    def opener(store: Any = None, **options: Any) -> AbstractAsyncContextManager[phalanx.Runtime]:
+        return phalanx.open_runtime(store or url, **{**runtime_options, **options})
+
+    return opener
+
+
+@pytest.fixture
+async def runtime(open_rt: OpenRuntime) -> AsyncIterator[phalanx.Runtime]:
+    """A runtime on the test's store."""
+    async with open_rt() as rt:
+        yield rt

@@ -1,18 +1,12 @@
-"""Fixtures for the fan-out tests: a fresh SQLite journal and a runtime on it."""
+"""Fixtures for the fan-out tests (runtimes come from tests/conftest.py)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 
-import phalanx
 from tests.patterns import workflows
-
-#: Small enough that the suite is fast, large enough that a busy CI box renews in time.
-LEASE_TTL = 1.0
-INBOX_POLL = 0.02
 
 
 @pytest.fixture(autouse=True)
@@ -20,16 +14,3 @@ def _fresh_workflow_state() -> Iterator[None]:
     workflows.reset()
     yield
     workflows.reset()
-
-
-@pytest.fixture
-def url(tmp_path: Path) -> str:
-    """The store every runtime of one test shares."""
-    return f"sqlite:///{tmp_path}/j.db"
-
-
-@pytest.fixture
-async def runtime(url: str) -> AsyncIterator[phalanx.Runtime]:
-    """A runtime on the test's store."""
-    async with phalanx.open_runtime(url, lease_ttl=LEASE_TTL, inbox_poll=INBOX_POLL) as rt:
-        yield rt

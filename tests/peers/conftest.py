@@ -1,19 +1,16 @@
-"""Fixtures for the peers tests: a fresh SQLite journal and runtimes on it."""
+"""Fixtures for the peers tests (runtimes come from tests/conftest.py)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractAsyncContextManager
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-import phalanx
+from tests.conftest import LEASE_TTL
 from tests.peers import workflows
 
-#: Small enough that the suite is fast, large enough that a busy CI box renews in time.
-LEASE_TTL = 1.0
+#: Peers hand messages on through inboxes: poll them faster than the default.
 INBOX_POLL = 0.01
 
 
@@ -25,27 +22,6 @@ def _fresh_workflow_state() -> Iterator[None]:
 
 
 @pytest.fixture
-def url(tmp_path: Path) -> str:
-    """The store every runtime of one test shares."""
-    return f"sqlite:///{tmp_path}/j.db"
-
-
-@pytest.fixture
-def open_rt(url: str) -> Callable[..., AbstractAsyncContextManager[phalanx.Runtime]]:
-    """Open another runtime (its own owner, its own connection) on the test's store."""
-
-    def opener(store: Any = None, **options: Any) -> AbstractAsyncContextManager[phalanx.Runtime]:
-        options.setdefault("lease_ttl", LEASE_TTL)
-        options.setdefault("inbox_poll", INBOX_POLL)
-        return phalanx.open_runtime(store or url, **options)
-
-    return opener
-
-
-@pytest.fixture
-async def runtime(
-    open_rt: Callable[..., AbstractAsyncContextManager[phalanx.Runtime]],
-) -> AsyncIterator[phalanx.Runtime]:
-    """A runtime on the test's store."""
-    async with open_rt() as rt:
-        yield rt
+def runtime_options() -> dict[str, Any]:
+    """Peers' runtimes poll their inboxes faster."""
+    return {"lease_ttl": LEASE_TTL, "inbox_poll": INBOX_POLL}

@@ -1,19 +1,12 @@
-"""Fixtures for the tool-reliability tests: a fresh SQLite journal and runtimes on it."""
+"""Fixtures for the tool-reliability tests (runtimes come from tests/conftest.py)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractAsyncContextManager
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 
-import phalanx
 from tests.tools import workflows as wf
-
-LEASE_TTL = 1.0
-INBOX_POLL = 0.02
 
 
 @pytest.fixture(autouse=True)
@@ -27,30 +20,3 @@ def _fresh_state() -> Iterator[None]:
     reset()
     yield
     reset()
-
-
-@pytest.fixture
-def url(tmp_path: Path) -> str:
-    """The store every runtime of one test shares."""
-    return f"sqlite:///{tmp_path}/j.db"
-
-
-@pytest.fixture
-def open_rt(url: str) -> Callable[..., AbstractAsyncContextManager[phalanx.Runtime]]:
-    """Open another runtime (its own connection) on the test's store."""
-
-    def opener(**options: Any) -> AbstractAsyncContextManager[phalanx.Runtime]:
-        options.setdefault("lease_ttl", LEASE_TTL)
-        options.setdefault("inbox_poll", INBOX_POLL)
-        return phalanx.open_runtime(url, **options)
-
-    return opener
-
-
-@pytest.fixture
-async def runtime(
-    open_rt: Callable[..., AbstractAsyncContextManager[phalanx.Runtime]],
-) -> AsyncIterator[phalanx.Runtime]:
-    """A runtime on the test's store, on the system clock."""
-    async with open_rt() as rt:
-        yield rt
