@@ -12,7 +12,6 @@ import asyncio
 import json
 import os
 from collections.abc import AsyncGenerator
-from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -31,6 +30,7 @@ from ._http import (
     translate_sdk_error,
 )
 from ._messages import Message, ModelRequest, ModelResponse, StreamChunk, ToolCall, Usage
+from ._model import complete_from_stream
 
 if TYPE_CHECKING:
     import anthropic
@@ -103,14 +103,7 @@ class AnthropicModel:
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
         """Answer `request` in one piece (streamed underneath, for time to first token)."""
-        async with aclosing(self.stream(request)) as chunks:
-            async for chunk in chunks:
-                if chunk.response is not None:
-                    return chunk.response
-        # Unreachable while stream() keeps its contract; a clear error if it ever breaks.
-        raise ModelResponseError(
-            provider=self.provider, detail="the stream ended without a response"
-        )
+        return await complete_from_stream(self, request)
 
     async def stream(self, request: ModelRequest) -> AsyncGenerator[StreamChunk, None]:
         """Answer `request` incrementally; the last chunk carries the full response.

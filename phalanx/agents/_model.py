@@ -7,8 +7,10 @@ the agent loop, journaling and tracing never see a provider's own classes.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Protocol, runtime_checkable
 
+from .._errors import ModelResponseError
 from ._messages import ModelRequest, ModelResponse, StreamChunk
 
 
@@ -34,3 +36,17 @@ class Model(Protocol):
     def stream(self, request: ModelRequest) -> AsyncIterator[StreamChunk]:
         """Answer `request` incrementally; the last chunk holds the full response."""
         ...
+
+
+async def complete_from_stream(model: Model, request: ModelRequest) -> ModelResponse:
+    """`model.complete` for a model that always streams: the stream's final response.
+
+    Streaming underneath is what measures time to first token, so adapters answer
+    `complete` this way.
+    """
+    async with aclosing(model.stream(request)) as chunks:  # type: ignore[type-var]  # stream() is an async generator in every adapter
+        async for chunk in chunks:
+            if chunk.response is not None:
+                return chunk.response
+    # Unreachable while stream() keeps its contract; a clear error if it ever breaks.
+    raise ModelResponseError(provider=model.provider, detail="the stream ended without a response")

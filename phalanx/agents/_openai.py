@@ -15,7 +15,6 @@ import asyncio
 import os
 import re
 from collections.abc import AsyncGenerator
-from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -53,6 +52,7 @@ from ._messages import (
     ToolSpec,
     Usage,
 )
+from ._model import complete_from_stream
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 API_KEY_ENV = "OPENAI_API_KEY"
@@ -130,14 +130,7 @@ class OpenAICompatibleModel:
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
         """Answer `request` in one piece (streamed underneath, for time to first token)."""
-        async with aclosing(self.stream(request)) as chunks:
-            async for chunk in chunks:
-                if chunk.response is not None:
-                    return chunk.response
-        # Unreachable while stream() keeps its contract; a clear error if it ever breaks.
-        raise ModelResponseError(
-            provider=self.provider, detail="the stream ended without a response"
-        )
+        return await complete_from_stream(self, request)
 
     async def stream(self, request: ModelRequest) -> AsyncGenerator[StreamChunk, None]:
         """Answer `request` incrementally; the last chunk carries the full response.

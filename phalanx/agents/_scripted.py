@@ -26,6 +26,7 @@ from typing import Any
 from .._clock import Clock, SystemClock
 from ._faults import Fault, after_call, before_call
 from ._messages import ModelRequest, ModelResponse, StreamChunk, ToolCall, Usage
+from ._model import complete_from_stream
 
 #: Every scripted response carries this provider name, so nothing shows it as a real model.
 PROVIDER = "scripted"
@@ -153,11 +154,7 @@ class ScriptedModel:
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
         """Answer from the script after a realistic, seeded delay."""
-        response: ModelResponse | None = None
-        async for chunk in self.stream(request):
-            response = chunk.response or response
-        assert response is not None  # stream always ends with the full response
-        return response
+        return await complete_from_stream(self, request)
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[StreamChunk]:
         """Stream the scripted answer in a few chunks, ending with the full response."""
