@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import secrets
 import socket
@@ -9,7 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import pytest
@@ -18,6 +19,8 @@ import phalanx
 from phalanx._clock import Clock
 from phalanx.journal import EventStore, store_from_url
 
+#: The repository root (scripts/ lives there).
+ROOT = Path(__file__).resolve().parents[1]
 PG_URL = os.environ.get("PHALANX_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -31,14 +34,29 @@ def postgres_reachable() -> bool:
         return False
 
 
+def missing(message: str, *, module_level: bool = False) -> NoReturn:
+    """Skip outside CI, fail loudly in CI, when a component a test needs is missing.
+
+    In CI a skip would hide exactly what CI is there to find: a service that did not
+    start, a package the dev extra no longer installs, a tool the image lacks.
+    """
+    if IN_CI:
+        pytest.fail(message + " (CI=true: tests that need a component must not skip)")
+    pytest.skip(message, allow_module_level=module_level)
+
+
+def require_module(name: str, install: str) -> None:
+    """Import `name` or report it missing (see `missing`); for a test module's top."""
+    try:
+        importlib.import_module(name)
+    except ModuleNotFoundError:
+        missing(f"{name} is not installed: {install}", module_level=True)
+
+
 def require_postgres() -> None:
     """Skip outside CI, fail loudly in CI, when PostgreSQL is not running."""
-    if postgres_reachable():
-        return
-    message = f"PostgreSQL is not reachable at {PG_URL}"
-    if IN_CI:
-        pytest.fail(message + " (CI=true: tests that need a service must not skip)")
-    pytest.skip(message)
+    if not postgres_reachable():
+        missing(f"PostgreSQL is not reachable at {PG_URL}: run scripts/services")
 
 
 @dataclass

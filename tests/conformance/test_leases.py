@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from phalanx import FencedError, LeaseHeldError, NewEvent
-from phalanx.journal import EventStore
+from phalanx.journal import EventStore, Lease
 from phalanx.testing import VirtualClock
+from tests.conformance.racing import Racer, race
 from tests.conftest import StoreFactory
 
 
@@ -81,34 +80,60 @@ async def test_leased_stream_requires_an_epoch(store: EventStore) -> None:
 async def test_concurrent_takeovers_get_distinct_increasing_epochs(
     store_factory: StoreFactory,
 ) -> None:
-    """Racing takeovers from separate connections each get their own epoch; one ends current."""
-    stores = [await store_factory() for _ in range(5)]
-    await stores[0].acquire_lease("run", "origin", ttl=60)
-    leases = await asyncio.gather(
-        *(s.take_over_lease("run", f"o{i}", ttl=60) for i, s in enumerate(stores) for _ in range(3))
-    )
-    epochs = sorted(lease.epoch for lease in leases)
-    assert epochs == list(range(2, 2 + len(leases)))
-    current = await stores[0].get_lease("run")
-    assert current is not None and current.epoch == epochs[-1]
+    """Takeovers racing in threads each get their own epoch; only the highest can write."""
+    racers, rounds = 5, 3
+    store = await store_factory()
+    await store.acquire_lease("run", "origin", ttl=60)
+
+    async def take_over(racer: Racer) -> list[Lease]:
+        leases = []
+        for _ in range(rounds):
+            racer.sync()
+            async with racer.timed():
+                leases.append(await racer.store.take_over_lease("run", f"o{racer.index}", ttl=60))
+        return leases
+
+    outcome = await race(store_factory.url, racers, take_over)
+    assert outcome.overlaps() > 0, "the takeovers never ran at the same time"
+    by_round = [sorted(mine[r].epoch for mine in outcome.results) for r in range(rounds)]
+    # Each round's racers got the next `racers` epochs, between the rounds' barriers.
+    assert by_round == [list(range(2 + r * racers, 2 + (r + 1) * racers)) for r in range(rounds)]
+    leases = [lease for mine in outcome.results for lease in mine]
+    highest = by_round[-1][-1]
+    current = await store.get_lease("run")
+    assert current is not None and current.epoch == highest
     # Exactly one racer can still write: the holder of the highest epoch.
     outcomes = []
     for lease in leases:
         try:
-            await stores[0].append("run", [NewEvent("E", {"o": lease.owner})], epoch=lease.epoch)
+            await store.append("run", [NewEvent("E", {"o": lease.owner})], epoch=lease.epoch)
             outcomes.append(lease.epoch)
         except FencedError:
             pass
-    assert outcomes == [epochs[-1]]
+    assert outcomes == [highest]
 
 
 async def test_concurrent_acquirers_only_one_wins(store_factory: StoreFactory) -> None:
-    """Of many racing acquirers of a free lease exactly one succeeds."""
-    stores = [await store_factory() for _ in range(6)]
-    results = await asyncio.gather(
-        *(s.acquire_lease("run", f"o{i}", ttl=60) for i, s in enumerate(stores)),
-        return_exceptions=True,
-    )
-    winners = [r for r in results if not isinstance(r, BaseException)]
-    assert len(winners) == 1
-    assert all(isinstance(r, LeaseHeldError) for r in results if r is not winners[0])
+    """Of acquirers of a free lease racing in threads, exactly one succeeds, each round."""
+    racers, rounds = 6, 3
+
+    async def acquire(racer: Racer) -> list[Lease | LeaseHeldError]:
+        results: list[Lease | LeaseHeldError] = []
+        for r in range(rounds):
+            racer.sync()
+            try:
+                async with racer.timed():
+                    results.append(
+                        await racer.store.acquire_lease(f"run{r}", f"o{racer.index}", ttl=60)
+                    )
+            except LeaseHeldError as exc:
+                results.append(exc)
+        return results
+
+    outcome = await race(store_factory.url, racers, acquire)
+    assert outcome.overlaps() > 0, "the acquirers never ran at the same time"
+    for r in range(rounds):
+        got = [mine[r] for mine in outcome.results]
+        winners = [g for g in got if isinstance(g, Lease)]
+        assert len(winners) == 1 and winners[0].epoch == 1, got
+        assert all(g.owner == winners[0].owner for g in got)

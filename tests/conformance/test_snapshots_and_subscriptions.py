@@ -6,6 +6,7 @@ import asyncio
 
 from phalanx import NewEvent
 from phalanx.journal import Event, EventStore
+from tests.conformance.racing import Racer, race
 from tests.conftest import StoreFactory
 
 
@@ -23,12 +24,12 @@ async def test_snapshot_round_trip_and_newest_wins(store: EventStore) -> None:
 async def test_subscription_sees_every_event_from_concurrent_writers(
     store_factory: StoreFactory,
 ) -> None:
-    """A subscriber started before writers on other connections sees each event once, in order."""
+    """A subscriber started before writers racing in threads sees each event once, in order."""
     reader = await store_factory()
-    writers = [await store_factory() for _ in range(3)]
     await reader.append("before", [NewEvent("Old")])
     start = await reader.head_position()
-    total = 3 * 40
+    writers, count = 3, 40
+    total = writers * count
     seen: list[Event] = []
 
     async def consume() -> None:
@@ -37,20 +38,24 @@ async def test_subscription_sees_every_event_from_concurrent_writers(
             if len(seen) == total:
                 return
 
-    async def write(store: EventStore, w: int) -> None:
-        for i in range(40):
-            await store.append(f"w{w}", [NewEvent("E", {"w": w, "i": i})])
-            if i % 7 == 0:
-                await asyncio.sleep(0.002)
+    async def write(racer: Racer) -> None:
+        for i in range(count):
+            if i % 8 == 0:
+                racer.sync()
+            async with racer.timed():
+                await racer.store.append(
+                    f"w{racer.index}", [NewEvent("E", {"w": racer.index, "i": i})]
+                )
 
-    async with asyncio.timeout(30):
+    async with asyncio.timeout(60):
         consumer = asyncio.ensure_future(consume())
-        await asyncio.gather(*(write(s, w) for w, s in enumerate(writers)))
+        outcome = await race(store_factory.url, writers, write)
         await consumer
+    assert outcome.overlaps() > 0, "the writers never wrote at the same time"
     positions = [e.position for e in seen]
     assert positions == sorted(positions) and len(set(positions)) == total
     assert sorted((e.data["w"], e.data["i"]) for e in seen) == [
-        (w, i) for w in range(3) for i in range(40)
+        (w, i) for w in range(writers) for i in range(count)
     ]
     assert all(e.type != "Old" for e in seen)
 

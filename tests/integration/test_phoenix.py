@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from phalanx.demo import AGENTS
-from tests.conftest import IN_CI
+from tests.conftest import missing
 
 pytestmark = pytest.mark.slow
 
@@ -111,10 +111,7 @@ def require_phoenix() -> None:
     """Skip outside CI, fail loudly in CI, when Phoenix is not installed."""
     if PHOENIX.exists():
         return
-    message = f"Arize Phoenix is not installed at {PHOENIX}: run scripts/phoenix-setup"
-    if IN_CI:
-        pytest.fail(message + " (CI=true: tests that need a service must not skip)")
-    pytest.skip(message)
+    missing(f"Arize Phoenix is not installed at {PHOENIX}: run scripts/phoenix-setup")
 
 
 @pytest.fixture(scope="module")

@@ -4,31 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-import os
 import secrets
 import shutil
+import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from urllib.parse import urlsplit
 
 import pytest
 
 from phalanx import FencedError, InvalidStoreURLError, NewEvent, StoreUnavailableError
 from phalanx.journal import Event, store_from_url
-from tests.conftest import IN_CI, PG_URL, drop_schema, require_postgres
+from tests.conftest import (
+    PG_URL,
+    ROOT,
+    drop_schema,
+    missing,
+    require_module,
+    require_postgres,
+)
 
-try:
-    import asyncpg
-except ModuleNotFoundError:
-    if IN_CI:
-        raise
-    pytest.skip(
-        "asyncpg is not installed: pip install 'phalanx[postgres]'", allow_module_level=True
-    )
+require_module("asyncpg", "pip install 'phalanx[postgres]'")
 
-from phalanx.journal._postgres import PostgresEventStore
+import asyncpg  # noqa: E402  # after the check that reports it missing
 
-#: `pg_ctlcluster VERSION NAME` of the server at PG_URL, for the outage test.
-PG_CLUSTER = os.environ.get("PHALANX_TEST_PG_CLUSTER", "15 main").split()
+from phalanx.journal._postgres import PostgresEventStore  # noqa: E402
 
 
 @pytest.fixture
@@ -217,11 +217,31 @@ async def test_subscriber_keeps_delivering_when_its_listen_connection_dies(url: 
 # -- the server going away -------------------------------------------------------------
 
 
-async def pg_ctl(action: str) -> None:
+def pg_cluster() -> list[str]:
+    """`VERSION NAME` of the cluster serving PG_URL, as scripts/services picks it.
+
+    The test stops that server, so it needs pg_ctlcluster and root (or postgres);
+    without them it reports the component missing (a failure in CI).
+    """
+    if shutil.which("pg_ctlcluster") is None or getpass.getuser() not in ("root", "postgres"):
+        missing("the outage test needs pg_ctlcluster, as root or postgres, to stop the server")
+    port = str(urlsplit(PG_URL).port or 5432)
+    found = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "pg-cluster"), port],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if found.returncode != 0:
+        missing(found.stderr.strip())
+    return found.stdout.split()
+
+
+async def pg_ctl(cluster: list[str], action: str) -> None:
     proc = await asyncio.create_subprocess_exec(
         "pg_ctlcluster",
         "--skip-systemctl-redirect",
-        *PG_CLUSTER,
+        *cluster,
         action,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
@@ -231,10 +251,10 @@ async def pg_ctl(action: str) -> None:
         raise RuntimeError(f"pg_ctlcluster {action} failed: {out.decode(errors='replace')}")
 
 
-async def ensure_started() -> None:
+async def ensure_started(cluster: list[str]) -> None:
     """Start the server if it is down and wait until it accepts connections."""
     try:
-        await pg_ctl("start")
+        await pg_ctl(cluster, "start")
     except RuntimeError as exc:
         if "already running" not in str(exc):
             raise
@@ -282,15 +302,14 @@ async def test_a_command_timeout_is_unavailable_and_leaves_the_pool_usable(url: 
 @pytest.mark.slow
 async def test_server_down_fails_fast_and_the_same_store_recovers(url: str) -> None:
     """Stopped server: calls raise StoreUnavailableError in bounded time; restarted: they work."""
-    if shutil.which("pg_ctlcluster") is None or getpass.getuser() not in ("root", "postgres"):
-        pytest.skip("needs pg_ctlcluster, as root or postgres, to stop and start the server")
+    cluster = pg_cluster()
     async with PostgresEventStore(url) as store, PostgresEventStore(url) as held:
         await store.append("s", [NewEvent("Before")], expected_version=0)
         reached, release = hold_before_commit(held)
         in_flight = asyncio.ensure_future(held.append("s", [NewEvent("InFlight")]))
         await reached.wait()
         try:
-            await pg_ctl("stop")
+            await pg_ctl(cluster, "stop")
             release.set()
             assert await fails_fast(lambda: in_flight) < 15
             assert await fails_fast(store.head_position) < 15
@@ -300,7 +319,7 @@ async def test_server_down_fails_fast_and_the_same_store_recovers(url: str) -> N
             assert await fails_fast(fresh.open) < 15
             await fresh.close()
         finally:
-            await ensure_started()
+            await ensure_started(cluster)
         held._before_commit = None
         await held.append("s", [NewEvent("After")], expected_version=1)
         assert [e.type for e in await store.read_stream("s")] == ["Before", "After"]

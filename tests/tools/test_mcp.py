@@ -31,9 +31,10 @@ from phalanx.tools import (
     call_tool,
     open_mcp_tools,
 )
+from tests.conftest import require_module
 from tests.tools.helpers import of_type
 
-pytest.importorskip("mcp")
+require_module("mcp", "pip install -e '.[dev]'")
 
 SERVER = Path(__file__).with_name("mcp_server.py")
 FAST = RetryPolicy(max_attempts=3, initial_interval=0.01, jitter=0.0)

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.conftest import IN_CI
+
 ROOT = Path(__file__).resolve().parents[2]
 
 SQLITE_FIGURES = {
@@ -42,6 +44,7 @@ def test_journal_benchmark_quick_json_reports_every_figure() -> None:
         expected = SQLITE_FIGURES | POSTGRES_FIGURES
     else:
         assert postgres["reason"], "a skipped PostgreSQL section must say why"
+        assert not IN_CI, f"CI=true: the PostgreSQL section must run: {postgres['reason']}"
         expected = SQLITE_FIGURES
     figures = report["figures"]
     assert expected <= figures.keys()
