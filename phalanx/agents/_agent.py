@@ -36,7 +36,7 @@ from .._errors import (
     ToolArgumentsError,
     ToolDeadLetteredError,
 )
-from ..durable import RetryPolicy, WorkflowContext
+from ..durable import RetryPolicy, WorkflowContext, lowlevel
 from ..observe import _tracing as tracing
 from ..tools import Tool, ToolUnavailable, reliable_call
 from ..tools._tool import encode_result
@@ -223,8 +223,13 @@ class Agent(Generic[OutputT]):
             request = ModelRequest(
                 messages=tuple(messages), tools=specs, output_schema=self._output_schema()
             )
-            raw = await ctx.step(
-                f"{self.name}/model/{turn}", self._call_model, request, retry=self.model_retry
+            raw = await lowlevel.step(
+                ctx,
+                f"{self.name}/model/{turn}",
+                self._call_model,
+                request,
+                retry=self.model_retry,
+                tags={"agent": self.name, "turn": turn, "operation": "chat"},
             )
             response = ModelResponse.model_validate(raw)
             usage = Usage(
@@ -293,6 +298,13 @@ class Agent(Generic[OutputT]):
                 step=f"{self.name}/tool/{call.name}/{turn}.{index}",
                 agent=self.name,
                 call_id=call.id,
+                tags={
+                    "agent": self.name,
+                    "turn": turn,
+                    "operation": "execute_tool",
+                    "tool": call.name,
+                    "index": index,
+                },
             )
         except (ToolDeadLetteredError, CircuitOpenError, StoreError):
             raise  # the tool's policy says fail; or the journal itself is in trouble

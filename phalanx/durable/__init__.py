@@ -1,5 +1,6 @@
 """Durable workflows: steps journaled before and after, replayed after a crash."""
 
+from . import lowlevel as lowlevel
 from ._context import WorkflowContext as WorkflowContext
 from ._history import RunHistory as RunHistory
 from ._history import RunStatus as RunStatus

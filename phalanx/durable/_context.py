@@ -13,8 +13,8 @@ import contextlib
 import contextvars
 import inspect
 import json
-from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast, overload
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
 from .._clock import Clock
 from .._entropy import Entropy
@@ -25,9 +25,8 @@ from .._errors import (
     SignalTimeoutError,
     UserError,
 )
-from ..journal import Event, Metadata, NewEvent
 from ..observe import _tracing as tracing
-from ._history import Operation, RunHistory, inbox_stream, run_stream
+from ._history import Operation, RunHistory
 from ._journal import RunJournal
 from ._retry import NO_RETRY, RetryPolicy
 from ._serde import error_from_json, error_to_json
@@ -35,9 +34,7 @@ from ._serde import error_from_json, error_to_json
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
-    from ..journal import EventStore
     from ._runner import Runner, RunOutcome
-    from ._runtime import Runtime
 
 T = TypeVar("T")
 
@@ -91,12 +88,15 @@ class WorkflowContext:
         self._entropy = entropy
         self._next_op = 1
         self.run_id = history.run_id
-        self.inbox_changed = asyncio.Event()
+        self._inbox_changed = asyncio.Event()
+        #: Operations claimed through `lowlevel` whose first event is not yet written,
+        #: with their kind: that first event carries it (see `_stamp`).
+        self._unopened: dict[int, str] = {}
         #: A cancel requested while no runner ran this run; raised by the first
         #: operation the journal cannot answer (see `_deliver_pending_cancel`).
-        self.cancel_pending: str | None = None
+        self._cancel_pending: str | None = None
         #: Child runs started or resumed but not finished, by child run id.
-        self.open_children: set[str] = {
+        self._open_children: set[str] = {
             str(o.events[0].data["child_run_id"])
             for o in history.operations.values()
             if o.kind == "child" and o.last("ChildCompleted", "ChildFailed") is None
@@ -132,20 +132,11 @@ class WorkflowContext:
             raise UserError("ctx.attempt is only available inside a running step")
         return attempt
 
-    @property
-    def store(self) -> EventStore:
-        """The store this run is journaled in, for streams kept beside runs.
-
-        Tool circuit breakers and dead-letter entries live there. The run's own stream
-        is written only through `ctx`, under its lease.
-        """
-        return self._journal.store
-
     def _claim(self, kind: str, name: str) -> tuple[int, Operation | None]:
         op = self._next_op
         self._next_op += 1
         recorded = self._history.operations.get(op)
-        if recorded is not None and (recorded.kind, recorded.name) != (kind, name):
+        if recorded is not None and not recorded.holds(kind, name):
             raise NonDeterminismError(
                 run_id=self.run_id,
                 position=op,
@@ -160,14 +151,14 @@ class WorkflowContext:
         # child). A run cancelled while no runner ran it stops here, before any of that,
         # and its cleanup runs. Cancelling the task at its first real await instead
         # would first re-run the in-flight step, which may be the very call to avoid.
-        reason = self.cancel_pending
+        reason = self._cancel_pending
         if reason is None:
             return
-        self.cancel_pending = None
+        self._cancel_pending = None
         self._runner.cancel_workflow()  # if we are a sub-task of the workflow, stop it too
         raise asyncio.CancelledError(reason)
 
-    def unclaimed_operations(self) -> list[Operation]:
+    def _unclaimed_operations(self) -> list[Operation]:
         """Journaled operations the code has not asked for (yet)."""
         return [o for n, o in sorted(self._history.operations.items()) if n >= self._next_op]
 
@@ -231,6 +222,19 @@ class WorkflowContext:
         (on replay too, as the same type); with `retry`, failed attempts are retried
         with back-off, each attempt and its error journaled.
         """
+        return await self._step(name, fn, args, kwargs, retry=retry, tags=None)
+
+    async def _step(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        retry: RetryPolicy | None,
+        tags: Mapping[str, Any] | None,
+    ) -> Any:
+        """`step`, with `tags` journaled in its StepStarted and StepCompleted (lowlevel)."""
         policy = retry or NO_RETRY
         op, recorded = self._claim("step", name)
         key = f"{self.run_id}:{op}"
@@ -253,7 +257,9 @@ class WorkflowContext:
         self._deliver_pending_cancel()
         # Only executed steps get a span: the replayed ones returned above.
         with tracing.step_span(self.run_id, op, name, attempt) as span:
-            return await self._attempts(span, op, name, key, attempt, policy, fn, args, kwargs)
+            return await self._attempts(
+                span, op, name, key, attempt, policy, fn, args, kwargs, dict(tags or {})
+            )
 
     async def _attempts(
         self,
@@ -266,11 +272,14 @@ class WorkflowContext:
         fn: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
+        tags: dict[str, Any],
     ) -> Any:
         """Run a step's attempts, journaling each, until one succeeds or retries end."""
+        # Tags only where given: an untagged step's events stay as small as before.
+        tagged = {"tags": tags} if tags else {}
         while True:
             await self._journal.append(
-                "StepStarted", {"op": op, "name": name, "attempt": attempt, "key": key}
+                "StepStarted", {"op": op, "name": name, "attempt": attempt, "key": key, **tagged}
             )
             started = self._clock.monotonic()
             token = _current_key.set(key)
@@ -316,6 +325,7 @@ class WorkflowContext:
                     "attempt": attempt,
                     "result": result,
                     "duration_s": self._clock.monotonic() - started,
+                    **tagged,
                 },
             )
             return result
@@ -366,7 +376,7 @@ class WorkflowContext:
                 "SignalWaiting", {"op": op, "name": name, "timeout": timeout, "deadline": deadline}
             )
         while True:
-            self.inbox_changed.clear()
+            self._inbox_changed.clear()
             sent = self._runner.take_signal(name)
             if sent is not None:
                 await self._journal.append(
@@ -382,7 +392,7 @@ class WorkflowContext:
             # lands as the wait completes, and a cancel request must never be lost.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(remaining):
-                    await self.inbox_changed.wait()
+                    await self._inbox_changed.wait()
 
     # -- child runs ------------------------------------------------------------------
 
@@ -413,7 +423,7 @@ class WorkflowContext:
             )
         else:
             child_id = str(recorded.events[0].data["child_run_id"])
-        outcome = await self.run_child_run(child_id, workflow, dict(inputs))
+        outcome = await self._run_child(child_id, workflow, dict(inputs))
         if outcome.status == "completed":
             await self._journal.append(
                 "ChildCompleted",
@@ -450,46 +460,31 @@ class WorkflowContext:
         """The runtime's clock (for durations; use `now()` for recorded time)."""
         return self._clock
 
-    # -- the surface orchestration patterns build on ----------------------------------
+    # -- what `lowlevel` builds on (private: pattern authors use `lowlevel`) ----------
 
-    def operation(self, kind: str, name: str) -> tuple[int, Operation | None]:
-        """Claim the next operation number for a pattern's own kind of operation.
-
-        Returns the number and what the journal recorded there (None the first time).
-        A pending cancel is raised before an operation the journal cannot answer.
-
-        Raises:
-            NonDeterminismError: the journal holds another operation at that number.
-        """
+    def _open(self, kind: str, name: str) -> tuple[int, Operation | None]:
+        """Take an operation of a pattern's kind; a new one's first event will carry it."""
         op, recorded = self._claim(kind, name)
         if recorded is None:
             self._deliver_pending_cancel()
+            self._unopened[op] = kind
         return op, recorded
 
-    async def record(self, event_type: str, data: dict[str, Any]) -> None:
-        """Journal a pattern's event in this run's stream (under its lease)."""
-        await self._journal.append(event_type, data)
+    def _stamp(self, data: Mapping[str, Any]) -> Mapping[str, Any]:
+        """`data`, with its operation's kind added if it is the operation's first event."""
+        op = data.get("op")
+        kind = self._unopened.pop(op, None) if isinstance(op, int) else None
+        if kind is None:
+            return data
+        if data.get("op_kind", kind) != kind:
+            raise UserError(
+                f"the first event of operation {op} ({kind} {data.get('name')!r}) has its own "
+                f"'op_kind' ({data.get('op_kind')!r}); that key is the operation's kind: "
+                "rename it"
+            )
+        return {**data, "op_kind": kind}
 
-    def record_later(self, event_type: str, data: dict[str, Any]) -> None:
-        """Journal a pattern's event with this run's next write, not in a write of its own.
-
-        For markers whose loss is harmless (a message's delivery: if the run dies before
-        the marker is written, the message is sent again and the receiver drops the
-        copy by its id), so they cost no extra write.
-        """
-        self._journal.defer(event_type, data)
-
-    def diverge(self, op: int, expected: str, actual: str) -> NoReturn:
-        """Stop replay: the code asks for something else than the journal holds."""
-        raise NonDeterminismError(run_id=self.run_id, position=op, expected=expected, actual=actual)
-
-    async def decide(self, name: str, data: dict[str, Any]) -> None:
-        """Journal a decision (e.g. accepting a partial result) once; replay skips it."""
-        op, recorded = self.operation("decision", name)
-        if recorded is None:
-            await self._journal.append("DecisionRecorded", {"op": op, "name": name, **data})
-
-    async def run_child_run(
+    async def _run_child(
         self,
         child_id: str,
         workflow: Callable[..., Awaitable[Any]],
@@ -497,76 +492,20 @@ class WorkflowContext:
         *,
         deadline_at: float | None = None,
     ) -> RunOutcome:
-        """Start or resume child run `child_id` and wait for its outcome.
-
-        Never raises for a failed or cancelled child: the outcome says so.
-        """
-        self.open_children.add(child_id)
-        outcome = await self._runner.run_child(child_id, workflow, inputs, deadline_at=deadline_at)
-        self.open_children.discard(child_id)
+        """Start or resume child run `child_id` and wait for its outcome (never raises for it)."""
+        self._open_children.add(child_id)
+        try:
+            outcome = await self._runner.run_child(
+                child_id, workflow, inputs, deadline_at=deadline_at
+            )
+        finally:
+            # A child ending wakes whoever waits on the inbox (a pattern watching its
+            # children and its messages in one loop).
+            self._inbox_changed.set()
+        self._open_children.discard(child_id)
         reason = self._runner.cancelling
         if reason is not None:
             # The child ended cancelled because we are being cancelled; the cancel that
             # reached us was absorbed on the way, so deliver it to the workflow again.
             raise asyncio.CancelledError(reason)
         return outcome
-
-    def cancel_child_run(self, child_id: str, reason: str) -> None:
-        """Cancel a child run executing here (its cleanup runs, it journals RunCancelled)."""
-        self._runner.cancel_child(child_id, reason)
-
-    def child_silence(self, child_id: str) -> float | None:
-        """Seconds since child run `child_id` last made progress; None if not running here."""
-        child = self._runner.children.get(child_id)
-        return None if child is None else child.silence()
-
-    @property
-    def epoch(self) -> int:
-        """The lease epoch this run executes under: its fencing token.
-
-        Every runner that takes the run over gets a larger one. The store fences this
-        run's own stream by it; a pattern stamps it on what it sends to *other* runs
-        (whose streams the store cannot fence for us), so they can refuse a runner that
-        was taken over (see `patterns.FencedInbox`).
-        """
-        return self._runner.lease.epoch
-
-    @property
-    def runtime(self) -> Runtime:
-        """The runtime executing this run, for patterns that act on other runs.
-
-        Nothing done through it is journaled in this run: a pattern that uses it (the
-        hierarchy cancelling or adopting a dead node's children) journals its own
-        decisions and keeps each action idempotent. Workflow code should not use it.
-        """
-        return self._runner.runtime
-
-    @property
-    def inbox(self) -> Sequence[Event]:
-        """Everything that reached this run's inbox so far, oldest first.
-
-        Signals, cancel requests and the peers pattern's messages arrive there; the
-        runner's watcher appends new ones and sets `inbox_changed`. A pattern reads its
-        own kind of event here and journals what it consumes, so a replay hands the
-        same event to the same code.
-        """
-        return self._runner.inbox
-
-    async def post(self, run_id: str, event_type: str, data: dict[str, Any]) -> None:
-        """Append an event to another run's inbox (the run need not exist yet).
-
-        The inbox is not leased: anyone may write to it, and a crash can make a sender
-        post the same thing twice, so what is posted must carry an id the receiver
-        deduplicates by.
-        """
-        metadata = Metadata(run_id=run_id, parent_id=self.run_id)
-        await self.store.append(inbox_stream(run_id), [NewEvent(event_type, data, metadata)])
-
-    async def run_is_live(self, run_id: str) -> bool:
-        """Whether some runner holds run `run_id`'s lease now.
-
-        False for a run that ended (its lease was released), whose runner died (its
-        lease expired) or that never started: nobody is executing it.
-        """
-        lease = await self.store.get_lease(run_stream(run_id))
-        return lease is not None and lease.owner != "" and lease.expires_at > self._clock.now()

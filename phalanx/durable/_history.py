@@ -17,37 +17,22 @@ from ..journal import Event
 RunStatus = Literal["running", "waiting", "completed", "failed", "cancelled"]
 TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
 
-# The first event of an operation says what kind of operation it is. Replay matches
-# this kind against the one the code claims (`ctx.operation(kind, name)`), so the
-# opening events of the orchestration patterns' operations are listed too: an
-# unlisted one would make every resumed fan-out or decision look like changed code.
-_OPENING_KIND = {
+# The first event of an operation says what kind of operation it is; replay matches
+# that kind against the one the code claims. The core's own operations are known by
+# their opening event's type. Any other operation (a pattern's, see `lowlevel.claim`)
+# carries its kind in its opening event's data, so this layer lists no pattern.
+_CORE_KIND = {
     "StepStarted": "step",
     "ValueRecorded": "value",
     "TimerStarted": "sleep",
     "SignalWaiting": "signal",
     "ChildStarted": "child",
     "DecisionRecorded": "decision",
-    "GatherStarted": "gather",
-    # The peers pattern (phalanx/patterns/_messaging.py, _peers.py, _claims.py).
-    "MessageSent": "send",
-    "MessageReceived": "receive",
-    "ConversationStarted": "conversation",
-    "ClaimGranted": "claim",
-    "ClaimRefused": "claim",
-    "ClaimCompleted": "claim",
-    "ClaimLost": "claim",
-    "ClaimReleased": "claim",
-    # Conductor, hierarchy and receiver-side fencing (phalanx/patterns/_conductor.py,
-    # _hierarchy.py, _fencing.py).
-    "AssignmentMade": "assignment",
-    "PlanRecorded": "plan",
-    "DelegationStarted": "delegation",
-    "InstructionSent": "instruction",
-    "InstructionAccepted": "fence",
-    "InstructionRejected": "fence",
-    "InstructionDuplicate": "fence",
 }
+
+#: The kind of an operation journaled before operations carried their kind (a pattern's
+#: event written by an older phalanx): replay then matches it by name alone.
+UNKNOWN_KIND = ""
 
 #: Event types that change a run's status; `runs` reads only these (by type index).
 STATUS_EVENTS: dict[str, RunStatus] = {
@@ -96,7 +81,11 @@ class Operation:
 
     def describe(self) -> str:
         """Say what this is, for error messages: `step 'fetch'`."""
-        return f"{self.kind} {self.name!r}"
+        return f"{self.kind or self.events[0].type} {self.name!r}"
+
+    def holds(self, kind: str, name: str) -> bool:
+        """Whether this is the operation the code asks for: a `kind` called `name`."""
+        return self.name == name and self.kind in (kind, UNKNOWN_KIND)
 
 
 @dataclass
@@ -151,8 +140,10 @@ class RunHistory:
         if isinstance(op, int):
             operation = self.operations.get(op)
             if operation is None:
-                kind = _OPENING_KIND.get(event.type, event.type)
-                operation = self.operations[op] = Operation(op, kind, str(data.get("name", "")))
+                kind = _CORE_KIND.get(event.type) or data.get("op_kind") or UNKNOWN_KIND
+                operation = self.operations[op] = Operation(
+                    op, str(kind), str(data.get("name", ""))
+                )
             operation.events.append(event)
 
     @classmethod

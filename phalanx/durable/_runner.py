@@ -178,7 +178,7 @@ class Runner:
             if event.type == "CancelRequested":
                 reason = str(event.data.get("reason") or "cancel requested")
                 self._halt(None, cancel_reason=reason)
-        self.ctx.inbox_changed.set()
+        self.ctx._inbox_changed.set()
 
     async def _watch_inbox(self) -> None:
         while True:
@@ -241,12 +241,12 @@ class Runner:
         # answer. A workflow that, caught up, awaits anything else (an outside future,
         # a hang, a fan-out resuming its branches) would never see it, and the run would
         # never end: deliver it to the task once replay is over.
-        while self.ctx.cancel_pending is not None and self.ctx.is_replaying:
+        while self.ctx._cancel_pending is not None and self.ctx.is_replaying:
             await self.runtime.clock.sleep(self.runtime.inbox_poll)
-        reason = self.ctx.cancel_pending
+        reason = self.ctx._cancel_pending
         if reason is None or self._task is None:
             return  # delivered by an operation
-        self.ctx.cancel_pending = None
+        self.ctx._cancel_pending = None
         for child in list(self.children.values()):
             child.request_cancel(f"parent cancelled: {reason}")
         self._task.cancel()
@@ -262,7 +262,7 @@ class Runner:
             return "diverged", exc
         except Exception as exc:
             return "failed", exc
-        leftover = self.ctx.unclaimed_operations()
+        leftover = self.ctx._unclaimed_operations()
         if leftover:
             return "diverged", NonDeterminismError(
                 run_id=self.run_id,
@@ -284,16 +284,16 @@ class Runner:
         await self._read_inbox()
         # Requested while no runner ran it (a crashed run cancelled, then resumed):
         # replay catches up, and the first new operation raises the cancel.
-        self.ctx.cancel_pending = self._cancel_reason
+        self.ctx._cancel_pending = self._cancel_reason
         if self.parent is not None:
             self.parent.children[self.run_id] = self
             pending = self.parent._child_cancels.pop(self.run_id, None)
             if pending is not None:
                 self._halt(None, cancel_reason=pending)
-                self.ctx.cancel_pending = pending
+                self.ctx._cancel_pending = pending
         deadline_at = self.history.deadline_at
         if (
-            self.ctx.cancel_pending is None
+            self.ctx._cancel_pending is None
             and deadline_at is not None
             and self.runtime.clock.now() >= deadline_at
         ):
@@ -302,7 +302,7 @@ class Runner:
             # task ran, after it had started re-running the step in flight at the crash
             # (e.g. a model call nobody is waiting for any more).
             self._halt(None, cancel_reason="deadline exceeded")
-            self.ctx.cancel_pending = "deadline exceeded"
+            self.ctx._cancel_pending = "deadline exceeded"
         try:
             with tracing.run_span(self.history, self.lease, force=self.force) as span:
                 # Every event this runner writes carries its run span's context, so a
@@ -322,7 +322,7 @@ class Runner:
             if self.history.deadline_at is not None:
                 timer = group.create_task(self._enforce_deadline(self.history.deadline_at))
             deliverer = None
-            if self.ctx.cancel_pending is not None:
+            if self.ctx._cancel_pending is not None:
                 deliverer = group.create_task(self._deliver_pending_cancel())
             try:
                 kind, value = await asyncio.shield(self._task)
@@ -393,7 +393,7 @@ class Runner:
         # and one a crash left behind has no runner at all: request the cancel, then
         # resume each here so it runs its cleanup and journals RunCancelled. None is
         # orphaned in `running` or `waiting`.
-        for child_id in sorted(self.ctx.open_children):
+        for child_id in sorted(self.ctx._open_children):
             try:
                 if await self.runtime.cancel(child_id, reason=f"parent cancelled: {reason}"):
                     await self.runtime.resume(child_id, force=self.force)

@@ -7,14 +7,13 @@ that into the tree an OpenTelemetry backend would show: the run, its steps, agen
 turns grouped into `invoke_agent` nodes with their `chat` and `execute_tool` steps,
 fan-outs with one node per branch, and child runs, recursively.
 
-Agent grouping follows the step names the agent loop gives its steps
-(`{agent}/model/{turn}`, `{agent}/tool/{tool}/{turn}.{index}`): turn 1 of a model step
-opens a new invocation of that agent.
+Agent grouping follows the tags the agent loop journals with its steps (`agent`,
+`turn`, `operation`: `chat` or `execute_tool`, and a tool call's `tool`), never their
+names: turn 1 of a model step opens a new invocation of that agent.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -39,8 +38,11 @@ NodeKind = Literal[
     "decision",
 ]
 
-_MODEL_STEP = re.compile(r"^(?P<agent>.+)/model/(?P<turn>\d+)$")
-_TOOL_STEP = re.compile(r"^(?P<agent>.+)/tool/(?P<tool>.+)/(?P<turn>\d+)\.(?P<index>\d+)$")
+
+def _tags(op: Operation) -> dict[str, Any]:
+    """The tags a step was journaled with (`lowlevel.step`), empty if none."""
+    tags = op.events[0].data.get("tags")
+    return tags if isinstance(tags, dict) else {}
 
 
 @dataclass
@@ -134,16 +136,16 @@ def _step_node(op: Operation) -> TraceNode:
         end=None if ended is None else ended.recorded_at,
         attributes=attributes,
     )
-    model = _MODEL_STEP.match(op.name)
-    tool = _TOOL_STEP.match(op.name)
-    if model is not None:
+    tags = _tags(op)
+    operation = tags.get("operation") if "agent" in tags else None
+    if operation == "chat":
         node.kind = "chat"
         result = done.data.get("result") if done is not None else None
         response = result if isinstance(result, dict) else {}
         # No answer journaled (in flight, or failed): the journal cannot name the model.
         node.name = f"chat {response['model']}" if response.get("model") else "chat"
         attributes["gen_ai.operation.name"] = "chat"
-        attributes["phalanx.agent.turn"] = int(model.group("turn"))
+        attributes["phalanx.agent.turn"] = int(tags.get("turn", 0))
         if response:
             usage = response.get("usage") or {}
             attributes["gen_ai.provider.name"] = response.get("provider")
@@ -158,24 +160,22 @@ def _step_node(op: Operation) -> TraceNode:
             attributes["phalanx.agent.tool_calls"] = [
                 c.get("name") for c in response.get("tool_calls") or ()
             ]
-    elif tool is not None:
+    elif operation == "execute_tool":
         node.kind = "execute_tool"
-        node.name = f"execute_tool {tool.group('tool')}"
+        node.name = f"execute_tool {tags.get('tool')}"
         attributes["gen_ai.operation.name"] = "execute_tool"
-        attributes["gen_ai.tool.name"] = tool.group("tool")
-        attributes["phalanx.agent.turn"] = int(tool.group("turn"))
+        attributes["gen_ai.tool.name"] = tags.get("tool")
+        attributes["phalanx.agent.turn"] = int(tags.get("turn", 0))
     return node
 
 
-def _agent_of(name: str) -> tuple[str, bool] | None:
+def _agent_of(op: Operation) -> tuple[str, bool] | None:
     """The agent a step belongs to, and whether it opens a new invocation (turn 1)."""
-    model = _MODEL_STEP.match(name)
-    if model is not None:
-        return model.group("agent"), model.group("turn") == "1"
-    tool = _TOOL_STEP.match(name)
-    if tool is not None:
-        return tool.group("agent"), False
-    return None
+    tags = _tags(op)
+    agent = tags.get("agent")
+    if agent is None or tags.get("operation") not in ("chat", "execute_tool"):
+        return None
+    return str(agent), tags["operation"] == "chat" and tags.get("turn") == 1
 
 
 def _close_agent(node: TraceNode) -> None:
@@ -291,7 +291,7 @@ async def _run_node(runtime: Runtime, history: RunHistory, depth: int, seen: set
         opening = op.events[0].type
         if opening == "StepStarted":
             step = _step_node(op)
-            owner = _agent_of(op.name)
+            owner = _agent_of(op)
             if owner is None:
                 node.children.append(step)
                 continue

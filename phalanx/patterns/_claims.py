@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from .._errors import ClaimLostError, ConcurrencyError
-from ..durable import WorkflowContext
+from ..durable import WorkflowContext, lowlevel
 from ..journal import Event, EventStore, Metadata, NewEvent
 
 ClaimStatus = Literal["done", "refused", "lost"]
@@ -133,7 +133,7 @@ class TaskBoard:
         return fold(await store.read_stream(self.stream))
 
     async def _read(self, ctx: WorkflowContext) -> tuple[dict[str, TaskState], int]:
-        events = await ctx.store.read_stream(self.stream)
+        events = await lowlevel.store(ctx).read_stream(self.stream)
         return fold(events), (events[-1].seq if events else 0)
 
     async def _append(
@@ -142,14 +142,14 @@ class TaskBoard:
         """Append at `version`; False if another claimant appended first (read again)."""
         event = NewEvent(event_type, data, Metadata(run_id=ctx.run_id))
         try:
-            await ctx.store.append(self.stream, [event], expected_version=version)
+            await lowlevel.store(ctx).append(self.stream, [event], expected_version=version)
         except ConcurrencyError:
             return False
         return True
 
     async def claim(self, ctx: WorkflowContext, task: str) -> Claim:
         """Claim `task` for this run: granted if free, or held by a run that is not live."""
-        op, recorded = ctx.operation("claim", f"claim:{self.name}:{task}")
+        op, recorded = lowlevel.claim(ctx, "claim", f"claim:{self.name}:{task}")
         if recorded is not None:
             data = recorded.events[0].data
             granted = recorded.events[0].type == "ClaimGranted"
@@ -164,7 +164,7 @@ class TaskBoard:
             elif state is not None and state.holder == me:
                 # Ours already: the run died between the board's append and its journal's.
                 granted, holder, reason = True, me, "claimed"
-            elif previous is not None and await ctx.run_is_live(previous):
+            elif previous is not None and await lowlevel.run_is_live(ctx, previous):
                 granted, holder, reason = False, previous, "held"
             else:
                 claimed = {"task": task, "holder": me, "previous": previous}
@@ -173,7 +173,8 @@ class TaskBoard:
                 granted, holder = True, me
                 reason = "claimed" if previous is None else "taken over from a run not running"
             break
-        await ctx.record(
+        await lowlevel.record(
+            ctx,
             "ClaimGranted" if granted else "ClaimRefused",
             {
                 "op": op,
@@ -209,7 +210,7 @@ class TaskBoard:
     async def complete(self, ctx: WorkflowContext, claim: Claim, result: Any = None) -> bool:
         """Record `claim`'s task as done by this run, with `result`; False if it was lost."""
         name = f"complete:{self.name}:{claim.task}"
-        op, recorded = ctx.operation("claim", name)
+        op, recorded = lowlevel.claim(ctx, "claim", name)
         if recorded is not None:
             return recorded.events[0].type == "ClaimCompleted"
         me = ctx.run_id
@@ -227,7 +228,8 @@ class TaskBoard:
                 done = True
             holder = None if state is None else state.holder
             break
-        await ctx.record(
+        await lowlevel.record(
+            ctx,
             "ClaimCompleted" if done else "ClaimLost",
             {"op": op, "name": name, "board": self.name, "task": claim.task, "holder": holder},
         )
@@ -236,7 +238,7 @@ class TaskBoard:
     async def release(self, ctx: WorkflowContext, claim: Claim) -> None:
         """Give `claim`'s task back undone, so another run can claim it at once."""
         name = f"release:{self.name}:{claim.task}"
-        op, recorded = ctx.operation("claim", name)
+        op, recorded = lowlevel.claim(ctx, "claim", name)
         if recorded is not None:
             return
         while True:
@@ -247,8 +249,8 @@ class TaskBoard:
             released = {"task": claim.task, "holder": ctx.run_id}
             if await self._append(ctx, "TaskReleased", released, version):
                 break
-        await ctx.record(
-            "ClaimReleased", {"op": op, "name": name, "board": self.name, "task": claim.task}
+        await lowlevel.record(
+            ctx, "ClaimReleased", {"op": op, "name": name, "board": self.name, "task": claim.task}
         )
 
     async def run(

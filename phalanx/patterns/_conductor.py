@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .._errors import PartialResultError, PlanError
-from ..durable import RunOutcome, WorkflowContext
-from ..durable._history import Operation
+from ..durable import RunOutcome, WorkflowContext, lowlevel
+from ..durable.lowlevel import Operation
 
 AssignmentStatus = Literal["completed", "failed", "timed_out", "cancelled", "skipped"]
 Workflow = Callable[..., Awaitable[Any]]
@@ -154,8 +154,8 @@ class PlanResult:
         """Decide, visibly, to go on with what completed; journaled; returns the values."""
         if self._ctx is None:
             raise RuntimeError("this result is not bound to a workflow context")
-        await self._ctx.decide(
-            f"accept_partial:{self.name}", {"reason": reason, "missing": self.missing}
+        await lowlevel.decide(
+            self._ctx, f"accept_partial:{self.name}", {"reason": reason, "missing": self.missing}
         )
         self.accepted_reason = reason
         return self.values
@@ -265,14 +265,17 @@ class Conductor:
         if task in self._assigned:
             raise PlanError(plan=self.name, reason=f"task {task!r} was already assigned")
         self._assigned.add(task)
-        op, recorded = self._ctx.operation("assignment", f"{self.name}:{task}")
+        op, recorded = lowlevel.claim(self._ctx, "assignment", f"{self.name}:{task}")
         progress = _Progress()
         if recorded is not None:
             self._fold(recorded, {task: progress})
             first = recorded.events[0].data
             if first.get("agent") != agent:
-                self._ctx.diverge(
-                    op, f"assignment of {task!r} to {first.get('agent')!r}", f"to {agent!r}"
+                lowlevel.diverge(
+                    self._ctx,
+                    op,
+                    f"assignment of {task!r} to {first.get('agent')!r}",
+                    f"to {agent!r}",
                 )
             if progress.outcome is not None:
                 return progress.outcome
@@ -292,14 +295,18 @@ class Conductor:
         """
         tasks = self._check_plan(plan)
         ctx = self._ctx
-        op, recorded = ctx.operation("plan", self.name)
+        op, recorded = lowlevel.claim(ctx, "plan", self.name)
         progress = {name: _Progress() for name in tasks}
         described = [t.describe() for t in plan]
         if recorded is None:
-            await ctx.record("PlanRecorded", {"op": op, "name": self.name, "tasks": described})
+            await lowlevel.record(
+                ctx, "PlanRecorded", {"op": op, "name": self.name, "tasks": described}
+            )
         else:
             if recorded.events[0].data.get("tasks") != described:
-                ctx.diverge(op, recorded.describe(), f"plan {self.name!r} with other tasks")
+                lowlevel.diverge(
+                    ctx, op, recorded.describe(), f"plan {self.name!r} with other tasks"
+                )
             self._fold(recorded, progress)
             if recorded.last("PlanCompleted") is not None:
                 return self._result(tasks, progress)
@@ -325,7 +332,8 @@ class Conductor:
                 await asyncio.wait(running.values(), return_when=asyncio.FIRST_COMPLETED)
                 for name in [n for n, t in running.items() if t.done()]:
                     progress[name].outcome = running.pop(name).result()
-        await ctx.record(
+        await lowlevel.record(
+            ctx,
             "PlanCompleted",
             {
                 "op": op,
@@ -366,10 +374,11 @@ class Conductor:
                     "deadline_at": None if task.deadline is None else clock.now() + task.deadline,
                     "reassigned_from": progress.last.agent if progress.last else None,
                 }
-                await ctx.record("AssignmentMade", made)
+                await lowlevel.record(ctx, "AssignmentMade", made)
                 progress.apply("AssignmentMade", made)
             started = clock.monotonic()
-            outcome = await ctx.run_child_run(
+            outcome = await lowlevel.run_child(
+                ctx,
                 str(made["run_id"]),
                 self._agents[str(made["agent"])],
                 dict(made["inputs"]),
@@ -378,7 +387,7 @@ class Conductor:
             assignment = _assignment(made, outcome, clock.monotonic() - started)
             final = assignment.status not in _REASSIGNABLE or assignment.attempt >= len(agents)
             data = {"op": op, "name": name, **assignment.to_json(), "final": final}
-            await ctx.record("AssignmentCompleted", data)
+            await lowlevel.record(ctx, "AssignmentCompleted", data)
             progress.apply("AssignmentCompleted", data)
             if final:
                 return assignment
@@ -404,7 +413,7 @@ class Conductor:
                     "agent": task.agent,
                     "reason": f"dependency {lost[0]!r} ended {_final(progress[lost[0]]).status}",
                 }
-                await self._ctx.record("AssignmentSkipped", data)
+                await lowlevel.record(self._ctx, "AssignmentSkipped", data)
                 state.apply("AssignmentSkipped", data)
                 changed = True
 

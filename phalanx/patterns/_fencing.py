@@ -6,7 +6,7 @@ journal when it wakes. But an orchestrator also *acts* on other runs: its instru
 land in their inboxes, which nobody leases, and a paused runner that wakes in the
 middle of a step finishes that step, effects included, before its next write is
 refused. The store cannot refuse those. The fix is the fencing token checked where
-the effect happens: every instruction carries its sender's lease epoch (`ctx.epoch`),
+the effect happens: every instruction carries its sender's lease epoch (`lowlevel.epoch(ctx)`),
 and the receiving agent remembers the highest epoch it has seen per orchestration and
 refuses a lower one with an `InstructionRejected` event, acting on nothing it says.
 
@@ -31,7 +31,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..durable import WorkflowContext
+from ..durable import WorkflowContext, lowlevel
 
 #: The signal name instructions travel under unless told otherwise.
 DEFAULT_CHANNEL = "instruction"
@@ -97,26 +97,26 @@ async def send_instruction(
         orchestration: Whose epochs these are; the sending run by default. Runs that
             take turns driving the same agents may share one name.
     """
-    op, recorded = ctx.operation("instruction", channel)
+    op, recorded = lowlevel.claim(ctx, "instruction", channel)
     if recorded is not None:
         sent = recorded.events[0].data
         if recorded.last("InstructionDelivered") is None:
             await _deliver(ctx, str(sent["to"]), channel, _restamp(ctx, sent))
-            ctx.record_later("InstructionDelivered", {"op": op, "name": channel})
+            lowlevel.record_later(ctx, "InstructionDelivered", {"op": op, "name": channel})
         return str(sent["id"])
     instruction = Instruction(
         id=f"{ctx.run_id}:{op}",
         orchestration=orchestration or ctx.run_id,
-        epoch=ctx.epoch,
+        epoch=lowlevel.epoch(ctx),
         sender=ctx.run_id,
         payload=payload,
     )
-    await ctx.record(
-        "InstructionSent", {"op": op, "name": channel, "to": to, **instruction.to_json()}
+    await lowlevel.record(
+        ctx, "InstructionSent", {"op": op, "name": channel, "to": to, **instruction.to_json()}
     )
     await _deliver(ctx, to, channel, instruction.to_json())
     # Its loss is harmless (the send is repeated, the copy dropped by id): no write of its own.
-    ctx.record_later("InstructionDelivered", {"op": op, "name": channel})
+    lowlevel.record_later(ctx, "InstructionDelivered", {"op": op, "name": channel})
     return instruction.id
 
 
@@ -153,7 +153,7 @@ async def deliver_instruction(
     instruction = Instruction(
         id=instruction_id or ctx.idempotency_key,
         orchestration=orchestration or ctx.run_id,
-        epoch=ctx.epoch,
+        epoch=lowlevel.epoch(ctx),
         sender=ctx.run_id,
         payload=payload,
     )
@@ -164,7 +164,7 @@ async def deliver_instruction(
 def _restamp(ctx: WorkflowContext, sent: Mapping[str, Any]) -> dict[str, Any]:
     """A journaled instruction, stamped with the epoch of the runner delivering it now."""
     keys = ("id", "orchestration", "sender", "payload")
-    return {**{k: sent.get(k) for k in keys}, "epoch": ctx.epoch}
+    return {**{k: sent.get(k) for k in keys}, "epoch": lowlevel.epoch(ctx)}
 
 
 async def announce_epoch(
@@ -185,9 +185,9 @@ async def announce_epoch(
     orchestration = orchestration or ctx.run_id
     for agent in agents:
         message = {
-            "id": f"{ctx.run_id}@{ctx.epoch}",
+            "id": f"{ctx.run_id}@{lowlevel.epoch(ctx)}",
             "orchestration": orchestration,
-            "epoch": ctx.epoch,
+            "epoch": lowlevel.epoch(ctx),
             "sender": ctx.run_id,
             "payload": None,
             "announcement": True,
@@ -198,7 +198,7 @@ async def announce_epoch(
 async def _deliver(ctx: WorkflowContext, to: str, channel: str, message: dict[str, Any]) -> None:
     # A signal, so the receiver waits for it with `wait_for_signal`: durably, with its
     # status `waiting` meanwhile, each signal consumed once and replayed identically.
-    await ctx.post(to, "SignalSent", {"name": channel, "data": message})
+    await lowlevel.post(ctx, to, "SignalSent", {"name": channel, "data": message})
 
 
 class FencedInbox:
@@ -253,14 +253,14 @@ class FencedInbox:
                 return instruction
 
     async def _judge(self, data: Any) -> tuple[Verdict, Instruction | None]:
-        op, recorded = self._ctx.operation("fence", self._channel)
+        op, recorded = lowlevel.claim(self._ctx, "fence", self._channel)
         instruction = _parse(data)
         announcement = isinstance(data, dict) and bool(data.get("announcement"))
         if recorded is not None:
             verdict = _VERDICT_EVENTS[recorded.events[0].type]
         else:
             verdict, event = self._verdict(op, instruction, announcement, data)
-            await self._ctx.record(event[0], event[1])
+            await lowlevel.record(self._ctx, event[0], event[1])
         if instruction is not None and verdict != "rejected":
             # A duplicate at a higher epoch still proves that epoch exists.
             previous = self._highest.get(instruction.orchestration, instruction.epoch)

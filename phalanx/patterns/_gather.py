@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .._errors import PartialResultError
-from ..durable import RunOutcome, WorkflowContext
+from ..durable import RunOutcome, WorkflowContext, lowlevel
 from ..observe import _tracing as tracing
 
 BranchStatus = Literal["succeeded", "failed", "timed_out", "cancelled"]
@@ -181,7 +181,8 @@ class FanOutResult:
         """Decide, visibly, to go on with what succeeded; journaled; returns the values."""
         if self._ctx is None:
             raise RuntimeError("this result is not bound to a workflow context")
-        await self._ctx.decide(
+        await lowlevel.decide(
+            self._ctx,
             f"accept_partial:{self.name}",
             {"reason": reason, "missing": self.missing, "policy": self.policy},
         )
@@ -239,7 +240,7 @@ async def gather(
             f"fan-out {name!r}: a quorum of {policy.k} needs at least that many "
             f"branches, not {total}"
         )
-    op, recorded = ctx.operation("gather", name)
+    op, recorded = lowlevel.claim(ctx, "gather", name)
     clock = ctx.clock
     finished: dict[str, BranchOutcome] = {}
     #: Branches reported stalled (journaled once each, also across a resume).
@@ -256,7 +257,8 @@ async def gather(
                 ctx.deadline_at if deadline_at is None else min(deadline_at, ctx.deadline_at)
             )
         run_ids = {b: f"{ctx.run_id}.{op}.{b}" for b in branches}
-        await ctx.record(
+        await lowlevel.record(
+            ctx,
             "GatherStarted",
             {
                 "op": op,
@@ -274,7 +276,9 @@ async def gather(
         already = max(0.0, clock.now() - float(first))
         run_ids = dict(started["branches"])
         if set(run_ids) != set(branches):
-            ctx.diverge(op, recorded.describe(), f"gather {name!r} over {sorted(branches)}")
+            lowlevel.diverge(
+                ctx, op, recorded.describe(), f"gather {name!r} over {sorted(branches)}"
+            )
         for event in recorded.events:
             if event.type == "BranchStalled":
                 stalled.add(event.data["branch"])
@@ -304,7 +308,8 @@ async def gather(
         # result is identical to the live one.
         outcome = dataclasses.replace(outcome, duration_s=round(outcome.duration_s, 3))
         finished[outcome.name] = outcome
-        await ctx.record(
+        await lowlevel.record(
+            ctx,
             "BranchFinished",
             {"op": op, "name": name, "branch": outcome.name, **outcome.to_json()},
         )
@@ -312,14 +317,15 @@ async def gather(
     async def run_branch(branch: str) -> None:
         spec = branches[branch]
         t0 = clock.monotonic() - already
-        outcome = await ctx.run_child_run(
-            run_ids[branch], spec.workflow, dict(spec.inputs), deadline_at=deadline_at
+        outcome = await lowlevel.run_child(
+            ctx, run_ids[branch], spec.workflow, dict(spec.inputs), deadline_at=deadline_at
         )
         duration = clock.monotonic() - t0
         result = _outcome_from_run(branch, outcome, duration)
         if deadline_at is not None and clock.now() >= deadline_at:
             if result.status == "succeeded":
-                await ctx.record(
+                await lowlevel.record(
+                    ctx,
                     "BranchLate",
                     {"op": op, "name": name, "branch": branch, "value": result.value},
                 )
@@ -355,8 +361,8 @@ async def gather(
         batch = ended[:]
         ended.clear()
         for _, data in batch[:-1]:
-            ctx.record_later("BranchFinished", data)
-        await ctx.record("BranchFinished", batch[-1][1])
+            lowlevel.record_later(ctx, "BranchFinished", data)
+        await lowlevel.record(ctx, "BranchFinished", batch[-1][1])
         for outcome, _ in batch:
             finished[outcome.name] = outcome
 
@@ -383,8 +389,8 @@ async def gather(
         duration = round(monotonic() - t0, 3)
         if deadline_at is not None and clock.now() >= deadline_at:
             if status == "succeeded":
-                ctx.record_later(
-                    "BranchLate", {"op": op, "name": name, "branch": branch, "value": value}
+                lowlevel.record_later(
+                    ctx, "BranchLate", {"op": op, "name": name, "branch": branch, "value": value}
                 )
             status, value = "timed_out", None
             error = f"no answer within the deadline ({limit:.1f}s)"
@@ -449,10 +455,11 @@ async def gather(
                     for b, task in tasks.items():
                         if task.done() or b in stalled:
                             continue
-                        silent = ctx.child_silence(run_ids[b])
+                        silent = lowlevel.child_silence(ctx, run_ids[b])
                         if silent is not None and silent > heartbeat_timeout:
                             stalled.add(b)
-                            await ctx.record(
+                            await lowlevel.record(
+                                ctx,
                                 "BranchStalled",
                                 {"op": op, "name": name, "branch": b, "silent_for": silent},
                             )
@@ -471,7 +478,8 @@ async def gather(
     successes = _successes(finished)
     satisfied = successes >= policy.needed(total)
     outcomes = {b: finished[b] for b in branches}
-    await ctx.record(
+    await lowlevel.record(
+        ctx,
         "GatherCompleted",
         {
             "op": op,
@@ -518,7 +526,7 @@ async def _stop_all(
             stopping[branch] = reason  # so it reports its cancel as an outcome
             task.cancel()
         else:
-            ctx.cancel_child_run(run_ids[branch], reason)
+            lowlevel.cancel_child(ctx, run_ids[branch], reason)
     running = [t for t in tasks.values() if not t.done()]
     if running:
         await asyncio.wait(running)

@@ -33,8 +33,15 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..durable import RunOutcome, RunStatus, RunSummary, WorkflowContext, load_workflow
-from ..durable._history import TERMINAL
+from ..durable import (
+    RunOutcome,
+    RunStatus,
+    RunSummary,
+    WorkflowContext,
+    load_workflow,
+    lowlevel,
+)
+from ..durable.lowlevel import TERMINAL
 
 MiddleDeathPolicy = Literal["cancel", "reparent"]
 Workflow = Callable[..., Awaitable[Any]]
@@ -163,7 +170,7 @@ class Hierarchy:
         `deadline` (seconds) bounds the middle node and so its whole subtree.
         """
         ctx = self._ctx
-        op, recorded = ctx.operation("delegation", name)
+        op, recorded = lowlevel.claim(ctx, "delegation", name)
         events: dict[str, list[dict[str, Any]]] = {}
         if recorded is None:
             started: dict[str, Any] = {
@@ -173,7 +180,7 @@ class Hierarchy:
                 "policy": self.policy,
                 "deadline_at": None if deadline is None else ctx.clock.now() + deadline,
             }
-            await ctx.record("DelegationStarted", started)
+            await lowlevel.record(ctx, "DelegationStarted", started)
         else:
             for event in recorded.events:
                 events.setdefault(event.type, []).append(event.data)
@@ -186,8 +193,8 @@ class Hierarchy:
         if "DelegationEnded" in events:
             ended = events["DelegationEnded"][0]
         else:
-            outcome = await ctx.run_child_run(
-                run_id, workflow, dict(inputs or {}), deadline_at=started.get("deadline_at")
+            outcome = await lowlevel.run_child(
+                ctx, run_id, workflow, dict(inputs or {}), deadline_at=started.get("deadline_at")
             )
             orphans = [r.run_id for depth, r in await self._subtree(run_id) if depth == 1]
             ended = {
@@ -200,7 +207,7 @@ class Hierarchy:
                 "died": outcome.status == "failed",
                 "orphans": orphans,
             }
-            await ctx.record("DelegationEnded", ended)
+            await lowlevel.record(ctx, "DelegationEnded", ended)
 
         # A cancelled middle node's subtree is cancelled whatever the policy: that is
         # what cancelling it asked for.
@@ -218,7 +225,8 @@ class Hierarchy:
         else:
             cancelled = [r.run_id for _, r in sorted(await self._subtree(run_id), key=_deepest)]
             if cancelled or effective == "cancel":
-                await ctx.record(
+                await lowlevel.record(
+                    ctx,
                     "SubtreeCancelled",
                     {"op": op, "name": name, "middle": run_id, "runs": cancelled},
                 )
@@ -234,7 +242,7 @@ class Hierarchy:
             cancelled=tuple(cancelled),
             adopted=adopted,
         )
-        await ctx.record("DelegationCompleted", {"op": op, **delegation.to_json()})
+        await lowlevel.record(ctx, "DelegationCompleted", {"op": op, **delegation.to_json()})
         return delegation
 
     # -- the policies ----------------------------------------------------------------
@@ -259,21 +267,24 @@ class Hierarchy:
         adopted: dict[str, AdoptedRun] = {}
 
         async def adopt(child_id: str) -> None:
-            history = await ctx.runtime.history(child_id)
-            outcome: RunOutcome = await ctx.run_child_run(
-                child_id, load_workflow(history.workflow), dict(history.inputs)
+            history = await lowlevel.runs(ctx).history(child_id)
+            outcome: RunOutcome = await lowlevel.run_child(
+                ctx, child_id, load_workflow(history.workflow), dict(history.inputs)
             )
             run = AdoptedRun(
                 child_id, history.workflow, outcome.status, outcome.result, outcome.error
             )
             adopted[child_id] = run
-            await ctx.record("AdoptedRunFinished", {"op": op, "name": name, **run.to_json()})
+            await lowlevel.record(
+                ctx, "AdoptedRunFinished", {"op": op, "name": name, **run.to_json()}
+            )
 
         # Journal every adoption before waiting on any: `Reparented` is the decision,
         # and it must be on record however long the adopted work takes.
         for child_id in orphans:
             if child_id not in reparented:
-                await ctx.record(
+                await lowlevel.record(
+                    ctx,
                     "Reparented",
                     {
                         "op": op,
@@ -301,7 +312,7 @@ class Hierarchy:
         that already ended (a resume doing this again) is skipped.
         """
         ctx = self._ctx
-        runtime = ctx.runtime
+        runtime = lowlevel.runs(ctx)
         what = "died" if ended.get("died") else f"ended {ended['status']}"
         reason = f"middle node {middle!r} ({name}) {what}"
         for run_id in run_ids:
@@ -309,7 +320,9 @@ class Hierarchy:
             if history.terminal:
                 continue
             await runtime.cancel(run_id, reason=reason)
-            await ctx.run_child_run(run_id, load_workflow(history.workflow), dict(history.inputs))
+            await lowlevel.run_child(
+                ctx, run_id, load_workflow(history.workflow), dict(history.inputs)
+            )
 
     async def _subtree(self, root: str) -> list[tuple[int, RunSummary]]:
         """Every open descendant of run `root` with its depth below it, parents first.
@@ -318,7 +331,7 @@ class Hierarchy:
         started by any pattern are found, and those of a crashed process too.
         """
         children: dict[str, list[RunSummary]] = {}
-        for run in await self._ctx.runtime.runs():
+        for run in await lowlevel.runs(self._ctx).runs():
             if run.parent_run_id is not None:
                 children.setdefault(run.parent_run_id, []).append(run)
         found: list[tuple[int, RunSummary]] = []

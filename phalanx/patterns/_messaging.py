@@ -49,7 +49,7 @@ from fractions import Fraction
 from typing import Any, Literal
 
 from .._errors import UserError
-from ..durable import WorkflowContext
+from ..durable import WorkflowContext, lowlevel
 
 #: What an envelope carries: a peer's message, a credit return or round-limit report
 #: (peer to coordinator), or the coordinator's order to stop.
@@ -161,10 +161,12 @@ async def transmit(
     The message id is the operation's own (`"{run_id}:{op}"`), whatever the envelope
     said, so a replay resends the very same message.
     """
-    op, recorded = ctx.operation("send", name)
+    op, recorded = lowlevel.claim(ctx, "send", name)
     if recorded is None:
         sent = {**message, "message_id": f"{ctx.run_id}:{op}"}
-        await ctx.record("MessageSent", {"op": op, "name": name, "to_run": to_run, "message": sent})
+        await lowlevel.record(
+            ctx, "MessageSent", {"op": op, "name": name, "to_run": to_run, "message": sent}
+        )
     else:
         data = recorded.events[0].data
         sent, to_run = data["message"], str(data["to_run"])
@@ -172,8 +174,10 @@ async def transmit(
             return dict(sent)
         # Journaled, but the run died before the marker was: the receiver may or may
         # not have the message. Post it again; a copy is dropped by its id.
-    await ctx.post(to_run, "MessageSent", sent)
-    ctx.record_later("MessageDelivered", {"op": op, "name": name, "message_id": sent["message_id"]})
+    await lowlevel.post(ctx, to_run, "MessageSent", sent)
+    lowlevel.record_later(
+        ctx, "MessageDelivered", {"op": op, "name": name, "message_id": sent["message_id"]}
+    )
     return dict(sent)
 
 
@@ -253,13 +257,13 @@ async def receive(ctx: WorkflowContext) -> PeerMessage | None:
         return None
     if box.handling is not None:
         await _return_credit(ctx, box)
-    op, recorded = ctx.operation("receive", "message")
+    op, recorded = lowlevel.claim(ctx, "receive", "message")
     if recorded is not None:
         data: dict[str, Any] = recorded.events[0].data["message"]
     else:
         data, seq = await _take(ctx, box)
-        await ctx.record(
-            "MessageReceived", {"op": op, "name": "message", "message": data, "inbox_seq": seq}
+        await lowlevel.record(
+            ctx, "MessageReceived", {"op": op, "name": "message", "message": data, "inbox_seq": seq}
         )
     box.seen.add(str(data["message_id"]))
     if data["kind"] == "stop":
@@ -308,8 +312,7 @@ async def _return_credit(ctx: WorkflowContext, box: _Mailbox) -> None:
 async def _take(ctx: WorkflowContext, box: _Mailbox) -> tuple[dict[str, Any], int]:
     """Wait for the oldest message not taken before (a stop first); return it and its seq."""
     while True:
-        ctx.inbox_changed.clear()
-        inbox = ctx.inbox
+        inbox = lowlevel.inbox(ctx)
         while box.cursor < len(inbox) and (
             inbox[box.cursor].type != "MessageSent"
             or inbox[box.cursor].data.get("message_id") in box.seen
@@ -327,4 +330,4 @@ async def _take(ctx: WorkflowContext, box: _Mailbox) -> tuple[dict[str, Any], in
                 first = event
         if first is not None:
             return dict(first.data), first.seq
-        await ctx.inbox_changed.wait()
+        await lowlevel.wait_inbox(ctx)

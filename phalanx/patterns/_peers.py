@@ -20,7 +20,6 @@ with a typed error instead: `RoundLimitError` (a chain of messages longer than
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ from .._errors import (
     RoundLimitError,
     UserError,
 )
-from ..durable import RunOutcome, RunStatus, WorkflowContext
+from ..durable import RunOutcome, RunStatus, WorkflowContext, lowlevel
 from ..journal import Event
 from ._messaging import envelope, peer_run_id
 
@@ -204,7 +203,7 @@ async def converse(
         )
     if max_rounds < 1:
         raise UserError(f"conversation {name!r}: max_rounds must be at least 1, not {max_rounds}")
-    op, recorded = ctx.operation("conversation", name)
+    op, recorded = lowlevel.claim(ctx, "conversation", name)
     clock = ctx.clock
     if recorded is None:
         conversation = f"{ctx.run_id}.{op}"
@@ -242,13 +241,15 @@ async def converse(
             "deadline_at": deadline_at,
             "started_at": first_start,
         }
-        await ctx.record("ConversationStarted", started)
+        await lowlevel.record(ctx, "ConversationStarted", started)
         events: list[Event] = []
     else:
         started = recorded.events[0].data
         events = recorded.events
         if set(started["peers"]) != set(peers):
-            ctx.diverge(op, recorded.describe(), f"conversation {name!r} of {sorted(peers)}")
+            lowlevel.diverge(
+                ctx, op, recorded.describe(), f"conversation {name!r} of {sorted(peers)}"
+            )
     conversation = str(started["conversation"])
     run_ids = dict(started["peers"])
     deadline_at = started.get("deadline_at")
@@ -259,13 +260,13 @@ async def converse(
     if not any(e.type == "ConversationKickedOff" for e in events):
         # Posted again after a crash before the marker: each peer drops a copy by its id.
         for p, kickoff in started["kickoffs"].items():
-            await ctx.post(run_ids[p], "MessageSent", kickoff)
-        ctx.record_later("ConversationKickedOff", {"op": op, "name": name})
+            await lowlevel.post(ctx, run_ids[p], "MessageSent", kickoff)
+        lowlevel.record_later(ctx, "ConversationKickedOff", {"op": op, "name": name})
 
     async def run_peer(p: str) -> PeerOutcome:
         spec = peers[p]
-        outcome = await ctx.run_child_run(
-            run_ids[p], spec.workflow, dict(spec.inputs), deadline_at=deadline_at
+        outcome = await lowlevel.run_child(
+            ctx, run_ids[p], spec.workflow, dict(spec.inputs), deadline_at=deadline_at
         )
         return _outcome(p, outcome)
 
@@ -273,13 +274,15 @@ async def converse(
         tasks = {p: group.create_task(run_peer(p)) for p in peers}
         for task in tasks.values():
             # A peer ending on its own must wake the watch below as a message does.
-            task.add_done_callback(lambda _: ctx.inbox_changed.set())
+            task.add_done_callback(lambda _: lowlevel.wake(ctx))
         if stopping is None:
             stopping = await _watch(ctx, op, name, conversation, tasks, deadline_at)
         if stopping["reason"] == "timed_out":
             for p, task in tasks.items():
                 if not task.done():
-                    ctx.cancel_child_run(run_ids[p], f"conversation {name!r} deadline exceeded")
+                    lowlevel.cancel_child(
+                        ctx, run_ids[p], f"conversation {name!r} deadline exceeded"
+                    )
         else:
             for p in peers:
                 stop = envelope(
@@ -295,7 +298,7 @@ async def converse(
                     max_rounds=int(started["max_rounds"]),
                     weight=Fraction(0),
                 )
-                await ctx.post(run_ids[p], "MessageSent", stop)
+                await lowlevel.post(ctx, run_ids[p], "MessageSent", stop)
     outcomes = {p: tasks[p].result() for p in peers}
     end = {
         "op": op,
@@ -306,7 +309,7 @@ async def converse(
         "peers": {p: o.to_json() for p, o in outcomes.items()},
         "cause": {k: v for k, v in stopping.items() if k not in ("op", "name")},
     }
-    await ctx.record("ConversationEnded", end)
+    await lowlevel.record(ctx, "ConversationEnded", end)
     return _conclude(name, conversation, started, end)
 
 
@@ -322,8 +325,7 @@ async def _watch(
     tally = _Tally(conversation)
     clock = ctx.clock
     while True:
-        ctx.inbox_changed.clear()
-        tally.update(ctx.inbox)
+        tally.update(lowlevel.inbox(ctx))
         ended = {p: t.result() for p, t in tasks.items() if t.done()}
         cause: dict[str, Any] | None = None
         if tally.limit is not None:
@@ -343,7 +345,7 @@ async def _watch(
                 "messages": tally.messages,
                 "rounds": tally.rounds,
             }
-            await ctx.record("ConversationStopping", stopping)
+            await lowlevel.record(ctx, "ConversationStopping", stopping)
             if cause["reason"] != "quiescent":
                 # Live only: a replay finds the decision in the journal and never gets here.
                 logger.warning(
@@ -355,11 +357,7 @@ async def _watch(
                 )
             return stopping
         remaining = None if deadline_at is None else max(0.0, deadline_at - clock.now())
-        # asyncio.timeout, not wait_for: a cancel landing as the wait completes must
-        # never be lost (see WorkflowContext.wait_for_signal).
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(remaining):
-                await ctx.inbox_changed.wait()
+        await lowlevel.wait_inbox(ctx, remaining)
 
 
 def _conclude(

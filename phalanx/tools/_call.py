@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from .._clock import Clock, SystemClock
 from .._entropy import Entropy, SystemEntropy
 from .._errors import CircuitOpenError, ToolAttemptError, ToolDeadLetteredError, ToolError
-from ..durable import RetryPolicy
+from ..durable import RetryPolicy, lowlevel
 from ._attempt import SINGLE_ATTEMPT, attempt_once, run_attempts
 from ._dlq import dead_letter_call, dead_letter_signal
 from ._tool import Tool
@@ -117,7 +117,9 @@ async def _durable_attempt(
     ctx: WorkflowContext, tool: Tool, kwargs: dict[str, Any], step: str, call_id: str
 ) -> dict[str, Any]:
     attempt = ctx.attempt
-    breaker = None if tool.breaker is None else tool.breaker.for_tool(tool.name, ctx.store)
+    breaker = (
+        None if tool.breaker is None else tool.breaker.for_tool(tool.name, lowlevel.store(ctx))
+    )
     value = await attempt_once(
         tool,
         kwargs,
@@ -149,8 +151,12 @@ async def reliable_call(
     step: str,
     agent: str | None = None,
     call_id: str | None = None,
+    tags: Mapping[str, Any] | None = None,
 ) -> ToolCallReport:
     """Call `tool` durably and reliably; see the module docstring.
+
+    `tags` are journaled with the call's step (see `lowlevel.step`): an agent's tool
+    calls carry its name and turn.
 
     Raises:
         ToolArgumentsError: the arguments break the schema (nothing ran).
@@ -161,7 +167,8 @@ async def reliable_call(
     kwargs = dict(parsed)
     failure: ToolError
     try:
-        done = await ctx.step(
+        done = await lowlevel.step(
+            ctx,
             step,
             _durable_attempt,
             ctx,
@@ -170,6 +177,7 @@ async def reliable_call(
             step,
             call_id or step,
             retry=_step_policy(tool.retry or SINGLE_ATTEMPT),
+            tags=tags,
         )
     except (ToolAttemptError, CircuitOpenError) as exc:
         failure = exc

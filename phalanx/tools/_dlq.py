@@ -45,7 +45,8 @@ from .._errors import (
     UnknownDeadLetterError,
     UnknownRunError,
 )
-from ..durable._history import inbox_stream, run_stream
+from ..durable import lowlevel
+from ..durable.lowlevel import inbox_stream, run_stream
 from ..journal import Event, EventStore, Metadata, NewEvent
 from ..observe import _metrics as metrics
 from ..observe import _semconv as sc
@@ -274,7 +275,7 @@ async def dead_letter_call(
     entry's id, the failed step's op, the attempt count and the final error.
     """
     entry_id = dead_letter_id(ctx.idempotency_key)
-    store = ctx.store
+    store = lowlevel.store(ctx)
     op, attempts = _attempts_of(await store.read_stream(run_stream(ctx.run_id)), failure, step)
     trace_id = next((a["trace_id"] for a in attempts if a.get("trace_id")), None)
     error = _error(failure)

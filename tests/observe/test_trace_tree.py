@@ -13,6 +13,8 @@ from phalanx.cli import app
 from phalanx.demo import research
 from phalanx.observe import TraceNode, trace_run
 
+from . import workflows
+
 
 def kinds(node: TraceNode) -> list[str]:
     return [c.kind for c in node.children]
@@ -118,3 +120,37 @@ def test_trace_command_prints_the_tree_and_its_json(tmp_path: Path) -> None:
 
     missing = cli.invoke(app, ["trace", "nope", "--store", store])
     assert missing.exit_code == 2
+
+
+async def test_agent_steps_carry_agent_and_turn_as_event_data(tmp_path: Path) -> None:
+    """An agent's model and tool steps journal `agent`, `turn` and the tool as tags."""
+    async with phalanx.open_runtime(f"sqlite:///{tmp_path / 'j.db'}") as runtime:
+        outcome = await runtime.run(research, {"faults": {}}, run_id="demo-1")
+        assert outcome.status == "completed"
+        events = (await runtime.history("demo-1.1.vector_db")).events
+    tags = [e.data.get("tags") for e in events if e.type in ("StepStarted", "StepCompleted")]
+    chat_1 = {"agent": "vector_db", "turn": 1, "operation": "chat"}
+    tool = {
+        "agent": "vector_db",
+        "turn": 1,
+        "operation": "execute_tool",
+        "tool": "search_vectors",
+        "index": 0,
+    }
+    chat_2 = {"agent": "vector_db", "turn": 2, "operation": "chat"}
+    # Started and Completed of each step, in order.
+    assert tags == [chat_1, chat_1, tool, tool, chat_2, chat_2]
+
+
+async def test_the_tree_groups_agents_by_step_tags_not_step_names(tmp_path: Path) -> None:
+    """A tagged step is an agent's chat whatever its name; an untagged one is a plain step."""
+    async with phalanx.open_runtime(f"sqlite:///{tmp_path / 'j.db'}") as runtime:
+        outcome = await runtime.run(workflows.tagged_steps, run_id="tags")
+        assert outcome.status == "completed"
+        root = await trace_run(runtime, "tags")
+    assert kinds(root) == ["invoke_agent", "step"]
+    agent, plain = root.children
+    assert agent.name == "invoke_agent solo"
+    assert [(c.kind, c.attributes["phalanx.agent.turn"]) for c in agent.children] == [("chat", 1)]
+    assert agent.children[0].name == "chat m"
+    assert plain.name == "phalanx.step impostor/model/1"

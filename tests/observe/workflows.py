@@ -11,6 +11,7 @@ import pydantic
 
 import phalanx
 from phalanx.agents import Agent, Rule, Script, ScriptedModel, Turn
+from phalanx.durable import lowlevel
 from phalanx.patterns import Branch, Policy, gather
 from phalanx.tools import tool
 
@@ -193,3 +194,16 @@ async def confident_agent(ctx: phalanx.WorkflowContext) -> dict[str, Any]:
         output_type=Verdict,
     )
     return (await judge.run(ctx, "Is the sky blue?")).to_json()
+
+
+def _answer() -> dict[str, Any]:
+    return {"model": "m", "provider": "p", "usage": {"input_tokens": 3, "output_tokens": 2}}
+
+
+@phalanx.workflow
+async def tagged_steps(ctx: phalanx.WorkflowContext) -> str:
+    """One step tagged as an agent's chat under a plain name; one agent-like name untagged."""
+    tags = {"agent": "solo", "turn": 1, "operation": "chat"}
+    await lowlevel.step(ctx, "ask the model", _answer, tags=tags)
+    await ctx.step("impostor/model/1", _answer)
+    return "done"

@@ -16,6 +16,7 @@ from typing import Any
 
 import phalanx
 from phalanx import WorkflowContext
+from phalanx.durable import lowlevel
 from phalanx.patterns import Branch as FanBranch
 from phalanx.patterns import (
     Conductor,
@@ -309,7 +310,7 @@ async def _think_then_instruct(
 ) -> int:
     """A step's body: decide (slowly), then tell the agent; the delivery is a plain effect."""
     if ledger is not None:
-        append_line(ledger, {"thinking": task, "epoch": ctx.epoch, "pid": os.getpid()})
+        append_line(ledger, {"thinking": task, "epoch": lowlevel.epoch(ctx), "pid": os.getpid()})
     gate = GATES.get(f"task-{task}")
     if gate is not None and not gate.is_set():
         GATES.pop(f"task-{task}")  # only the first execution is held up

@@ -41,3 +41,26 @@ def test_no_unintended_names() -> None:
     assert extra == set()
     errors = exported - PUBLIC
     assert all(issubclass(getattr(phalanx, n), phalanx.PhalanxError) for n in errors)
+
+
+def test_workflow_context_offers_what_a_workflow_author_uses() -> None:
+    """`ctx` has the workflow author's names only; pattern machinery is in `lowlevel`."""
+    names = {n for n in dir(phalanx.WorkflowContext) if not n.startswith("_")}
+    assert names == {
+        "step", "sleep", "wait_for_signal", "child", "now", "random", "uuid",
+        "idempotency_key", "attempt", "heartbeat", "deadline_at", "clock", "is_replaying",
+    }  # fmt: skip
+
+
+def test_lowlevel_surface_for_pattern_authors() -> None:
+    """`phalanx.durable.lowlevel` offers the documented names, each resolvable."""
+    from phalanx.durable import lowlevel
+
+    assert set(lowlevel.__all__) == {
+        "claim", "record", "record_later", "diverge", "decide", "step", "Operation",
+        "run_child", "cancel_child", "child_silence", "inbox", "wait_inbox", "wake", "post",
+        "run_is_live", "store", "epoch", "runs", "RunControl", "TERMINAL", "run_stream",
+        "inbox_stream",
+    }  # fmt: skip
+    for name in lowlevel.__all__:
+        assert getattr(lowlevel, name) is not None, name
