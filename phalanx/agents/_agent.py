@@ -37,9 +37,9 @@ from .._errors import (
     ToolDeadLetteredError,
 )
 from ..durable import RetryPolicy, WorkflowContext, lowlevel
-from ..observe import _tracing as tracing
 from ..tools import Tool, ToolUnavailable, reliable_call
 from ..tools._tool import encode_result
+from . import _spans as spans
 from ._messages import Message, ModelRequest, ModelResponse, ToolCall, Usage
 from ._model import Model
 from ._registry import model_from_env
@@ -177,7 +177,7 @@ class Agent(Generic[OutputT]):
 
     async def _call_model(self, request: ModelRequest) -> dict[str, Any]:
         # Inside the step: a model call answered by the journal gets no chat span.
-        with tracing.chat_span(self.model, request, self.tools) as chat:
+        with spans.chat_span(self.model, request, self.tools) as chat:
             response = await self.model.complete(request)
             chat.response(response)
         return response.model_dump(mode="json")
@@ -191,7 +191,7 @@ class Agent(Generic[OutputT]):
             messages.append(Message.system(self.instructions))
         messages.extend(history)
         messages.append(Message.user(prompt))
-        with tracing.agent_span(
+        with spans.agent_span(
             run_id=ctx.run_id,
             name=self.name,
             role=self.role,

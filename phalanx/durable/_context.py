@@ -25,7 +25,7 @@ from .._errors import (
     SignalTimeoutError,
     UserError,
 )
-from ..observe import _tracing as tracing
+from . import _spans as spans
 from ._history import Operation, RunHistory
 from ._journal import RunJournal
 from ._retry import NO_RETRY, RetryPolicy
@@ -256,7 +256,7 @@ class WorkflowContext:
                 attempt = int(recorded.events[-1].data.get("attempt", 1))
         self._deliver_pending_cancel()
         # Only executed steps get a span: the replayed ones returned above.
-        with tracing.step_span(self.run_id, op, name, attempt) as span:
+        with spans.step_span(self.run_id, op, name, attempt) as span:
             return await self._attempts(
                 span, op, name, key, attempt, policy, fn, args, kwargs, dict(tags or {})
             )
@@ -310,7 +310,7 @@ class WorkflowContext:
                 )
                 if not retrying:
                     raise
-                tracing.record_retry(span, attempt, exc, delay)
+                spans.record_retry(span, attempt, exc, delay)
                 await self._clock.sleep(delay)
                 attempt += 1
                 continue

@@ -23,7 +23,7 @@ from .._errors import (
     StoreUnavailableError,
 )
 from ..journal import Event, Lease, Metadata
-from ..observe import _tracing as tracing
+from . import _spans as spans
 from ._context import WorkflowContext, _round_trip
 from ._history import RunHistory, RunStatus, inbox_stream
 from ._journal import RunJournal
@@ -304,11 +304,11 @@ class Runner:
             self._halt(None, cancel_reason="deadline exceeded")
             self.ctx._cancel_pending = "deadline exceeded"
         try:
-            with tracing.run_span(self.history, self.lease, force=self.force) as span:
+            with spans.run_span(self.history, self.lease, force=self.force) as span:
                 # Every event this runner writes carries its run span's context, so a
                 # resume (anywhere) continues the trace.
-                self.journal.metadata = tracing.stamp(self.journal.metadata, span)
-                return tracing.ended(span, await self._execute())
+                self.journal.metadata = spans.stamp(self.journal.metadata, span)
+                return spans.ended(span, await self._execute())
         finally:
             if self.parent is not None:
                 self.parent.children.pop(self.run_id, None)

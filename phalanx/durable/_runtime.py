@@ -21,7 +21,7 @@ from .._errors import (
     UnknownRunError,
 )
 from ..journal import EventStore, Lease, Metadata, NewEvent, store_from_url
-from ..observe import _tracing as tracing
+from . import _spans as spans
 from ._history import (
     STATUS_EVENTS,
     RunHistory,
@@ -134,7 +134,7 @@ class Runtime:
                 "deadline_at": deadline_at,
             },
             # The context the run was started from (a parent's span, the caller's).
-            tracing.stamp(Metadata(run_id=run_id, parent_id=parent_run_id)),
+            spans.stamp(Metadata(run_id=run_id, parent_id=parent_run_id)),
             indexed=True,
         )
         try:

@@ -1,16 +1,18 @@
-"""Observability: OpenTelemetry spans and metrics, and the span tree of a recorded run.
+"""Observability: exporting phalanx's spans and metrics, and the span tree of a recorded run.
 
-Spans and metrics follow the GenAI conventions; the span tree is read from a run's
-journal alone. The library emits through the OpenTelemetry API only; `configure_tracing` (or the
-standard `OTEL_*` variables, which the `phalanx` command applies at start) installs the
-SDK from the `otel` extra. Names and the conventions version are pinned in `_semconv`.
+Each layer emits its own spans and metrics (the GenAI conventions for agents, model and
+tool calls), through the OpenTelemetry API only, on the base in `phalanx._telemetry`,
+where names and the conventions version are pinned. This package sits on top of the
+layers: `configure_tracing` (or the standard `OTEL_*` variables, which the `phalanx`
+command applies at start) installs the SDK and the OTLP exporters from the `otel`
+extra, and `trace_run` reads a run's span tree back from its journal alone.
 """
 
 from .._errors import TelemetryConfigError as TelemetryConfigError
+from .._telemetry import capture_content as capture_content
+from .._telemetry.semconv import SEMCONV_VERSION as SEMCONV_VERSION
 from ._config import Telemetry as Telemetry
 from ._config import configure_from_env as configure_from_env
 from ._config import configure_tracing as configure_tracing
-from ._content import capture_content as capture_content
-from ._semconv import SEMCONV_VERSION as SEMCONV_VERSION
 from ._tree import TraceNode as TraceNode
 from ._tree import trace_run as trace_run

@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from .._errors import PartialResultError
 from ..durable import RunOutcome, WorkflowContext, lowlevel
-from ..observe import _tracing as tracing
+from . import _spans as spans
 
 BranchStatus = Literal["succeeded", "failed", "timed_out", "cancelled"]
 PolicyKind = Literal["all", "any", "quorum", "best_effort"]
@@ -413,7 +413,7 @@ async def gather(
 
     pending = [b for b in branches if b not in finished]
     if pending and not policy.done(_successes(finished), len(finished), total):
-        fanout = tracing.fanout_span(
+        fanout = spans.fanout_span(
             run_id=ctx.run_id,
             op=op,
             name=name,

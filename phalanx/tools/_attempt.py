@@ -29,7 +29,7 @@ from .._errors import (
     ToolTimeoutError,
 )
 from ..durable import RetryPolicy
-from ..observe import _tracing as tracing
+from . import _spans as spans
 from ._breaker import Admission, Breaker
 from ._notify import Escalation, escalate
 from ._tool import IDEMPOTENCY_PARAMETER, Tool
@@ -188,7 +188,7 @@ async def attempt_once(
     call_kwargs = {**kwargs, IDEMPOTENCY_PARAMETER: key} if tool.idempotent else kwargs
     scope = None if tool.timeout is None else asyncio.timeout(tool.timeout)
     try:
-        with tracing.tool_span(tool, call_id, kwargs) as traced:
+        with spans.tool_span(tool, call_id, kwargs) as traced:
             if scope is None:
                 value = await _invoke(tool, call_kwargs)
             else:

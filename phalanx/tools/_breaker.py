@@ -35,8 +35,7 @@ from typing import Any, Literal
 
 from .._errors import ConcurrencyError, StoreError
 from ..journal import EventStore, NewEvent
-from ..observe import _metrics as metrics
-from ..observe import _semconv as sc
+from . import _spans as spans
 
 logger = logging.getLogger("phalanx")
 
@@ -244,9 +243,7 @@ class Breaker:
             return False
         for event_type, _ in events:
             if event_type in TRANSITIONS:
-                metrics.breaker_transitions.add(
-                    1, {sc.GEN_AI_TOOL_NAME: self.tool, sc.ATTR_BREAKER_TRANSITION: event_type}
-                )
+                spans.breaker_changed(self.tool, event_type)
         if result.version == expected + len(events):
             self._apply([(expected + i + 1, t, d) for i, (t, d) in enumerate(events)])
         else:

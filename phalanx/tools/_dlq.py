@@ -48,8 +48,7 @@ from .._errors import (
 from ..durable import lowlevel
 from ..durable.lowlevel import inbox_stream, run_stream
 from ..journal import Event, EventStore, Metadata, NewEvent
-from ..observe import _metrics as metrics
-from ..observe import _semconv as sc
+from . import _spans as spans
 from ._attempt import REDACTED, run_attempts
 from ._notify import Delivery, Escalation, escalate
 from ._tool import Tool
@@ -307,7 +306,7 @@ async def dead_letter_call(
         await store.append(
             stream, [NewEvent(DEAD_LETTERED, data, metadata, indexed=True)], expected_version=0
         )
-        metrics.dlq_depth.add(1, {sc.GEN_AI_TOOL_NAME: tool.name})
+        spans.dead_lettered(tool.name, +1)
     recorded = await store.read_stream(stream)
     if not any(e.type == "DeadLetterEscalated" for e in recorded):
         count = len(attempts) or 1
@@ -562,7 +561,7 @@ class DeadLetterQueue:
                 )
             except ConcurrencyError:
                 continue  # someone appended meanwhile: read again, decide again
-            metrics.dlq_depth.add(-1, {sc.GEN_AI_TOOL_NAME: entry.tool})
+            spans.dead_lettered(entry.tool, -1)
             break
         entry = await self.get(entry_id)
         await self._signal(entry)

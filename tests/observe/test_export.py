@@ -167,6 +167,30 @@ def test_captured_content_never_contains_a_declared_secret(tmp_path: Path) -> No
     assert history[2]["parts"][0]["response"] == "session for ada opened with [redacted]"
 
 
+def test_output_messages_carry_the_finish_reason_the_genai_schema_requires(
+    tmp_path: Path,
+) -> None:
+    """Captured output messages (invoke_agent's and each chat's) name their finish_reason."""
+    with start_receiver() as receiver:
+        env = otel_env(tmp_path, receiver, capture=True)
+        outcome = run_workflow(SECRET_AGENT, "finish-1", env)
+        spans = receiver.wait_for(run_span_done(f"phalanx.run {SECRET_AGENT}"))
+    # v1.41.0 gen-ai-output-messages.json: role, parts and finish_reason are required.
+    agent = one(spans, "invoke_agent helper")
+    answer = outcome["result"]["answer"].replace(SECRET, "[redacted]")  # it echoes the key
+    assert json.loads(agent.attributes["gen_ai.output.messages"]) == [
+        {
+            "role": "assistant",
+            "parts": [{"type": "text", "content": answer}],
+            "finish_reason": "stop",
+        }
+    ]
+    chats = sorted(named(spans, "chat scripted-1"), key=lambda s: s.start_ns)
+    answered = [json.loads(c.attributes["gen_ai.output.messages"]) for c in chats]
+    assert [m[0]["finish_reason"] for m in answered] == ["tool_calls", "stop"]
+    assert all({"role", "parts", "finish_reason"} <= set(m[0]) for m in answered)
+
+
 def test_fan_out_over_grpc_exports_branch_outcomes_child_runs_and_metrics(
     tmp_path: Path,
 ) -> None:

@@ -1,4 +1,4 @@
-"""Every telemetry name phalanx emits, pinned in one place.
+"""Every telemetry name phalanx emits, pinned in one place, below every layer using them.
 
 Why one module: every `gen_ai.*` name is still "Development" status, so the names move
 between releases. We follow the GenAI conventions as published with OpenTelemetry
