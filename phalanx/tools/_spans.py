@@ -10,7 +10,6 @@ the metric names differ on purpose.
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -100,8 +99,7 @@ def tool_span(tool: Tool, call_id: str, arguments: Mapping[str, Any]) -> Iterato
             redactor = Redactor({tool.name: tool.secrets})
             redacted = redactor.arguments(tool.name, arguments)
             span.set_attribute(
-                sc.GEN_AI_TOOL_CALL_ARGUMENTS,
-                redactor.scrub(json.dumps(redacted, ensure_ascii=False, default=str)),
+                sc.GEN_AI_TOOL_CALL_ARGUMENTS, redactor.scrub(telemetry.dumps(redacted))
             )
     tool_calls.add(1, attributes)
     started = time.perf_counter()
