@@ -22,12 +22,10 @@ into the metadata it appends.
 
 from . import semconv as semconv
 from ._api import DURATION_BUCKETS as DURATION_BUCKETS
-from ._api import VERSION as VERSION
 from ._api import Deferred as Deferred
 from ._api import current as current
 from ._api import deferred_span as deferred_span
 from ._api import error_type as error_type
-from ._api import fail as fail
 from ._api import innermost_deferred as innermost_deferred
 from ._api import mark_executed as mark_executed
 from ._api import meter as meter

@@ -28,13 +28,12 @@ from .._errors import (
     ToolFailed,
     ToolTimeoutError,
 )
+from .._telemetry import REDACTED
 from ..durable import RetryPolicy
 from . import _spans as spans
 from ._breaker import Admission, Breaker
 from ._notify import Escalation, escalate
 from ._tool import IDEMPOTENCY_PARAMETER, Tool
-
-REDACTED = "[redacted]"
 
 #: A tool declared without a retry policy is attempted once.
 SINGLE_ATTEMPT = RetryPolicy(max_attempts=1)

@@ -45,11 +45,12 @@ from .._errors import (
     UnknownDeadLetterError,
     UnknownRunError,
 )
+from .._telemetry import REDACTED
 from ..durable import lowlevel
 from ..durable.lowlevel import inbox_stream, run_stream
 from ..journal import Event, EventStore, Metadata, NewEvent
 from . import _spans as spans
-from ._attempt import REDACTED, run_attempts
+from ._attempt import run_attempts
 from ._notify import Delivery, Escalation, escalate
 from ._tool import Tool
 
