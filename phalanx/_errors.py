@@ -13,9 +13,6 @@ The hierarchy, so callers can branch on what happened::
     │   ├── UnknownRunError         a run id the store has never seen
     │   ├── RunExistsError          starting a run under an id that is already taken
     │   ├── ActorConfigError        an actor setting out of range (capacity, restarts...)
-    │   ├── ActorSpawnError         an actor that cannot be spawned (parent gone, bad factory)
-    │   │   └── ActorNameTakenError    a sibling already has that name
-    │   ├── ActorDeadlockError      an actor waiting on itself (ask to self, stop from inside)
     │   ├── PlanError               a conductor plan that cannot run (unknown agent, cycle...)
     │   ├── UnknownDeadLetterError  a dead-letter entry id the store has never seen
     │   ├── DeadLetterRetryError    a dead-letter entry not retryable here (import, secrets)
@@ -31,12 +28,10 @@ The hierarchy, so callers can branch on what happened::
     │   └── ModelResponseError      an answer that cannot be understood
     ├── PartialResultError          reading a partial fan-out without accepting it
     ├── DeadlineExceededError       a fail_after scope ran past its deadline (also TimeoutError)
-    ├── ActorError                  the actor runtime could not deliver or finish a message
-    │   ├── MailboxFullError        a fail_fast mailbox at capacity refused a message (retryable)
+    ├── ActorError                  a durable actor's message or child could not go on
+    │   ├── MailboxFullError        a mailbox stayed full: fail_fast, or block past the deadline
     │   ├── AskTimeoutError         no reply to an ask in time (also TimeoutError)
-    │   ├── ActorStoppedError       the actor stopped (or restarted) before taking the message
-    │   ├── ActorStalledError       no heartbeat within the timeout (why a stalled actor restarts)
-    │   └── SupervisorEscalationError  restarts over the intensity limit: the subtree stopped
+    │   └── SupervisorEscalationError  restarts over the intensity limit: the children stopped
     ├── ToolArgumentsError          a tool call's arguments are not valid JSON / break its schema
     ├── ToolFailed                  raised by a tool: this call failed (retryable? HTTP status?)
     ├── ToolError                   a reliable tool call produced no result
@@ -556,7 +551,7 @@ class PartialResultError(PhalanxError):
 
 
 class ActorConfigError(UserError):
-    """An actor setting (mailbox, supervision, heartbeat, deadline) outside its range."""
+    """An actor setting (mailbox capacity, supervision strategy or limits) outside its range."""
 
     setting: str
     value: Any
@@ -568,52 +563,6 @@ class ActorConfigError(UserError):
             setting=setting,
             value=value,
             reason=reason,
-        )
-
-
-class ActorSpawnError(UserError):
-    """An actor that cannot be spawned; nothing was started."""
-
-    path: str
-    reason: str
-
-    def __init__(self, *, path: str, reason: str) -> None:
-        super().__init__(
-            f"cannot spawn actor {path!r}: {reason}; nothing was started",
-            path=path,
-            reason=reason,
-        )
-
-
-class ActorNameTakenError(ActorSpawnError):
-    """A live sibling already has the name; pick another or stop the old one first."""
-
-    path: str
-
-    def __init__(self, *, path: str) -> None:
-        PhalanxError.__init__(
-            self,
-            f"cannot spawn actor {path!r}: a live actor already has that path; pick another "
-            "name, or `await ref.stop()` the old one first; nothing was started",
-            path=path,
-            reason="name taken",
-        )
-
-
-class ActorDeadlockError(UserError):
-    """An actor would wait for itself: it can only answer after the wait ends."""
-
-    path: str
-    operation: str
-
-    def __init__(self, *, path: str, operation: str) -> None:
-        super().__init__(
-            f"actor {path!r} called {operation} on itself, which waits for this very actor "
-            "to finish its current message: it would wait forever. Use `tell` (or call the "
-            "method directly) instead of asking yourself; stop yourself with `self.stop()`; "
-            "stop the system from the code that opened it",
-            path=path,
-            operation=operation,
         )
 
 
@@ -631,11 +580,14 @@ class DeadlineExceededError(PhalanxError, TimeoutError):
 
 
 class ActorError(PhalanxError):
-    """The actor runtime could not deliver a message or get it processed."""
+    """A durable actor's message could not be delivered, or its children could not go on."""
 
 
 class MailboxFullError(ActorError):
-    """A `fail_fast` mailbox was at capacity; the message was not delivered."""
+    """A mailbox stayed at capacity (`fail_fast`, or `block` past the sender's deadline).
+
+    The refusal is journaled in the sending run: a replay raises it again.
+    """
 
     path: str
     capacity: int
@@ -645,9 +597,9 @@ class MailboxFullError(ActorError):
 
     def __init__(self, *, path: str, capacity: int, message_id: str) -> None:
         super().__init__(
-            f"mailbox of actor {path!r} is full (capacity {capacity}, when_full='fail_fast'); "
-            f"message {message_id!r} was not delivered. Retry it later with the same "
-            "message_id, slow the sender down, raise the capacity, or use when_full='block'",
+            f"mailbox of actor {path!r} is full (capacity {capacity}); message "
+            f"{message_id!r} was not delivered. Send again later, slow the sender down, raise "
+            "the capacity, or use when_full='block' with a longer tell(deadline=...)",
             path=path,
             capacity=capacity,
             message_id=message_id,
@@ -655,7 +607,10 @@ class MailboxFullError(ActorError):
 
 
 class AskTimeoutError(ActorError, TimeoutError):
-    """An ask got no reply within its timeout; the actor may still process the message."""
+    """An ask got no reply within its timeout; the actor may still handle the request.
+
+    Journaled in the asking run (`ReplyTimedOut`): a replay raises it again.
+    """
 
     path: str
     timeout: float
@@ -665,63 +620,20 @@ class AskTimeoutError(ActorError, TimeoutError):
 
     def __init__(self, *, path: str, timeout: float, message_id: str) -> None:
         super().__init__(
-            f"actor {path!r} did not answer message {message_id!r} within {timeout:g}s. "
-            "Raise the timeout, give the actor a heartbeat to see whether it is stalled, or "
-            "ask again with the same message_id (the actor deduplicates it)",
+            f"actor {path!r} did not answer message {message_id!r} within {timeout:g}s; it "
+            "may still handle it. Raise the timeout, or ask again (a new request)",
             path=path,
             timeout=timeout,
             message_id=message_id,
         )
 
 
-_STOPPED_WHY = {
-    "stopped": "it was stopped; spawn a new actor to go on",
-    "deadline": "its deadline passed; give it (or its parent) a later deadline",
-    "failed": "it failed and its restart policy does not restart it",
-    "escalated": "its supervisor gave up after too many restarts (see SupervisorEscalationError)",
-    "restarting": "it was restarted while handling the message; send it again",
-    "shutdown": "its actor system shut down",
-}
-
-
-class ActorStoppedError(ActorError):
-    """The actor stopped, or restarted, before it processed (or answered) the message."""
-
-    path: str
-    reason: str
-
-    def __init__(self, *, path: str, reason: str) -> None:
-        why = _STOPPED_WHY.get(reason, reason)
-        super().__init__(
-            f"actor {path!r} cannot take the message: {why}",
-            path=path,
-            reason=reason,
-        )
-
-
-class ActorStalledError(ActorError):
-    """An actor sent no heartbeat for longer than its timeout while handling a message."""
-
-    path: str
-    silent_for: float
-    timeout: float
-
-    def __init__(self, *, path: str, silent_for: float, timeout: float) -> None:
-        super().__init__(
-            f"actor {path!r} sent no heartbeat for {silent_for:g}s (timeout {timeout:g}s) "
-            "while handling a message; call self.heartbeat() more often, or raise the "
-            "heartbeat timeout if the work is legitimately slow",
-            path=path,
-            silent_for=silent_for,
-            timeout=timeout,
-        )
-
-
 class SupervisorEscalationError(ActorError):
     """A supervisor hit its restart intensity, stopped its children and gave up.
 
-    Raised into the supervisor's own parent (which applies its strategy in turn) and,
-    at the top, out of `open_actor_system`.
+    Raised out of the `Supervisor` scope, so the supervising run fails (and its own
+    supervisor, if it is a supervised actor, decides in turn). The decision is
+    journaled (`SupervisorEscalated`): a resumed supervisor raises it again.
     """
 
     supervisor: str
@@ -744,8 +656,8 @@ class SupervisorEscalationError(ActorError):
         super().__init__(
             f"supervisor {supervisor!r} gave up: more than {restarts} restarts within "
             f"{within:g}s, the last after {child!r} failed with {error_type}: {error_message}. "
-            "Its children were stopped. Fix the failing actor, or allow more restarts "
-            "(SupervisionPolicy(max_restarts=..., within=...))",
+            "Its children were cancelled. Fix the failing actor, or allow more restarts "
+            "(Supervisor(ctx, name, max_restarts=..., within=...))",
             supervisor=supervisor,
             child=child,
             restarts=restarts,

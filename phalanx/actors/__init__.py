@@ -1,29 +1,29 @@
-"""Actors: bounded mailboxes, supervision, deadlines and cancellation, in process.
+"""Durable actors: long-lived agents with journaled, bounded mailboxes, supervised as in OTP.
 
-Agents are actors (DESIGN.md): each owns its state and takes one message at a time
-from a bounded mailbox; parents supervise children as in OTP; deadlines only shrink
-down the tree and every descendant is stopped with its parent, so nothing is ever
-orphaned. Time goes through the clock seam and ids through the entropy seam, so the
-whole tree runs on a `VirtualClock` in simulations; message hooks and lifecycle
-events are where a durable layer will plug in.
+An agent that lives beyond one call (a peer, a long-running specialist, a memory
+manager, a supervisor of sub-agents) is a durable run whose workflow loops over its
+mailbox (`mailbox(ctx)`): a journal stream, bounded across processes through the
+store, each message handled exactly once (`_delivery`, shared with the peers
+pattern). A `Supervisor` restarts failed children as new child runs by OTP's
+strategies and intensity limit, journaling each decision so a resumed supervisor
+makes the same ones. `fail_after` / `move_on_after` are journaled deadline scopes.
 """
 
-from ._actor import Actor as Actor
-from ._cell import Restart as Restart
-from ._deadline import Deadline as Deadline
+from ._ask import ask as ask
+from ._ask import reply as reply
 from ._deadline import DeadlineScope as DeadlineScope
 from ._deadline import current_deadline as current_deadline
 from ._deadline import fail_after as fail_after
 from ._deadline import move_on_after as move_on_after
-from ._envelope import Envelope as Envelope
-from ._events import ActorEvent as ActorEvent
-from ._events import EventHook as EventHook
-from ._events import EventKind as EventKind
-from ._heartbeat import HeartbeatPolicy as HeartbeatPolicy
-from ._hooks import MessageHooks as MessageHooks
-from ._mailbox import MailboxPolicy as MailboxPolicy
-from ._ref import ActorRef as ActorRef
-from ._supervisor import Strategy as Strategy
-from ._supervisor import SupervisionPolicy as SupervisionPolicy
-from ._system import ActorSystem as ActorSystem
-from ._system import open_actor_system as open_actor_system
+from ._mailbox import Mailbox as Mailbox
+from ._mailbox import Message as Message
+from ._mailbox import WhenFull as WhenFull
+from ._mailbox import depth as depth
+from ._mailbox import mailbox as mailbox
+from ._mailbox import post as post
+from ._mailbox import stop as stop
+from ._mailbox import tell as tell
+from ._supervision import Strategy as Strategy
+from ._supervision import SupervisionPolicy as SupervisionPolicy
+from ._supervisor import Actor as Actor
+from ._supervisor import Supervisor as Supervisor

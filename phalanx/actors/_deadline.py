@@ -1,147 +1,117 @@
-"""Deadlines as scopes: a deadline is inherited, only ever shortened, and enforced.
+"""Deadline scopes inside a run, journaled so a resumed run keeps the same deadline.
 
-The deadline in force lives in a contextvar, so it follows the code that runs under
-it into every `await`, and into every actor spawned from there (an actor task starts
-with a copy of its spawner's context). A new scope, or a spawned child, takes the
-earlier of its own deadline and the one in force: a child never outlives its parent's
-deadline, and nobody passes timeouts down by hand.
+`fail_after(ctx, s)` and `move_on_after(ctx, s)` (named as in trio) bound the work in
+their body: when the deadline passes, the task running the body is cancelled (its
+cleanup runs), and on exit `fail_after` raises `DeadlineExceededError` while
+`move_on_after` carries on (`scope.cancelled_caught` says whether it stopped).
 
-Two scopes, named as in trio: `fail_after(s)` raises `DeadlineExceededError` when the
-deadline passes; `move_on_after(s)` just stops the work and carries on
-(`scope.cancelled_caught` says whether it did). Both enforce the deadline by cancelling
-the task they run in, on the actor system's clock (`phalanx.testing.VirtualClock` in
-simulations), and translate only their *own* cancellation: a cancellation from outside,
-or from an enclosing scope whose deadline is earlier, passes through untouched.
+The deadline is a point in wall-clock time on the run's clock, journaled
+(`DeadlineSet`) the first time the scope is entered: a run resumed after a crash, in
+another process, an hour later, enforces the deadline it first set, not a fresh
+`s` seconds, exactly as a run's own `deadline_at` does. A scope whose deadline passed
+(`DeadlineExpired` is journaled) stops its body at the same point on replay: at its
+first operation the journal cannot answer. Scopes nest, and a deadline only ever
+shrinks: the deadline in force lives in a contextvar, and actors spawned inside a
+scope (`Supervisor.spawn`) are child runs with that deadline.
+
+There is deliberately no version without `ctx`: outside a run, nothing journals the
+deadline, so it could only silently run on the process's clock while runs use the
+journal's; use `asyncio.timeout` there, which says what it is.
 """
 
 from __future__ import annotations
 
 import asyncio
 from contextvars import ContextVar, Token
-from dataclasses import dataclass, field
 from types import TracebackType
+from typing import Literal
 
-from .._clock import Clock
 from .._errors import DeadlineExceededError
-from ._timers import TimerHandle, current_timers
+from ..durable import WorkflowContext, lowlevel
+
+_CURRENT: ContextVar[float | None] = ContextVar("phalanx_deadline_at", default=None)
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class Deadline:
-    """A point in time (on one clock's monotonic scale) by which work must be done.
-
-    Deadlines order by time, so `min(a, b)` is the earlier one (when both are on the
-    same clock; `on(clock)` carries one over to another clock by its remaining time).
-
-    Example::
-
-        deadline = Deadline.after(30.0, clock)
-        deadline.remaining()   # 30.0, then less
-    """
-
-    at: float
-    clock: Clock = field(compare=False, repr=False)
-
-    @classmethod
-    def after(cls, seconds: float, clock: Clock) -> Deadline:
-        """The deadline `seconds` from now on `clock`."""
-        return cls(clock.monotonic() + seconds, clock)
-
-    def remaining(self) -> float:
-        """Seconds left; negative once the deadline has passed."""
-        return self.at - self.clock.monotonic()
-
-    @property
-    def expired(self) -> bool:
-        """Whether the deadline has passed."""
-        return self.remaining() <= 0
-
-    def on(self, clock: Clock) -> Deadline:
-        """The same deadline on `clock`: as many seconds from now as are left here."""
-        if clock is self.clock:
-            return self
-        return Deadline(clock.monotonic() + self.remaining(), clock)
-
-
-CURRENT_DEADLINE: ContextVar[Deadline | None] = ContextVar("phalanx_deadline", default=None)
-
-
-def current_deadline() -> Deadline | None:
-    """The deadline in force for the running code (an actor's, or an enclosing scope's)."""
-    return CURRENT_DEADLINE.get()
-
-
-def earliest(own: Deadline | None, inherited: Deadline | None) -> Deadline | None:
-    """The earlier of two deadlines, read on `own`'s clock; None means "no deadline"."""
-    if inherited is None:
-        return own
-    if own is None:
-        return inherited
-    inherited = inherited.on(own.clock)
-    return own if own.at < inherited.at else inherited
+def current_deadline() -> float | None:
+    """The deadline in force (Unix seconds on the run's clock) of the enclosing scopes."""
+    return _CURRENT.get()
 
 
 class DeadlineScope:
     """The scope made by `fail_after` / `move_on_after`; use it with `async with`.
 
     Attributes:
-        deadline: The deadline in force inside the scope (its own or an earlier,
-            inherited one), set on entry.
-        cancelled_caught: Whether this scope's deadline passed and cancelled the body.
+        deadline_at: The deadline in force inside the scope (its own or an earlier,
+            inherited one), as Unix seconds on the run's clock; set on entry.
+        cancelled_caught: Whether this scope's deadline passed and stopped the body.
 
-    Cancellation semantics: when the deadline passes, the task running the body is
-    cancelled (so the body's cleanup runs), and on exit the scope turns its own
-    cancellation into `DeadlineExceededError` (`fail_after`) or swallows it
-    (`move_on_after`). If the inherited deadline is the earlier one, this scope sets
-    no timer: the enclosing scope (or actor) that owns that deadline enforces it.
-    A scope is single-use.
+    A cancellation from outside, or from an enclosing scope whose deadline is
+    earlier, passes through untouched. A scope is single-use.
     """
 
-    __slots__ = (
-        "_cancelling",
-        "_exited",
-        "_fired",
-        "_handle",
-        "_raise",
-        "_seconds",
-        "_task",
-        "_token",
-        "cancelled_caught",
-        "deadline",
-    )
-
-    def __init__(self, seconds: float, *, raise_on_expiry: bool) -> None:
+    def __init__(
+        self,
+        ctx: WorkflowContext,
+        seconds: float,
+        *,
+        kind: Literal["fail_after", "move_on_after"],
+    ) -> None:
+        self._ctx = ctx
         self._seconds = seconds
-        self._raise = raise_on_expiry
+        self._kind = kind
+        self._op = 0
         self._task: asyncio.Task[object] | None = None
-        self._token: Token[Deadline | None] | None = None
-        self._handle: TimerHandle | None = None
+        self._token: Token[float | None] | None = None
+        self._group: asyncio.TaskGroup | None = None
+        self._timer: asyncio.Task[None] | None = None
         self._fired = False
-        self._exited = False
+        self._journaled = False
         self._cancelling = 0
-        self.deadline: Deadline | None = None
+        self.deadline_at: float | None = None
         self.cancelled_caught = False
 
     async def __aenter__(self) -> DeadlineScope:
         if self._token is not None:
             raise RuntimeError("a deadline scope can be entered only once")
+        ctx = self._ctx
         task = asyncio.current_task()
         if task is None:
             raise RuntimeError("a deadline scope must be used inside an asyncio task")
         self._task = task
-        timers = current_timers()
-        own = Deadline.after(self._seconds, timers.clock)
-        effective = earliest(own, CURRENT_DEADLINE.get())
-        assert effective is not None
-        self.deadline = effective
-        self._token = CURRENT_DEADLINE.set(effective)
+        op, recorded = lowlevel.claim(ctx, "deadline", self._kind)
+        self._op = op
+        expired = False
+        if recorded is None:
+            own = ctx.clock.now() + max(0.0, self._seconds)
+            await lowlevel.record(
+                ctx,
+                "DeadlineSet",
+                {"op": op, "name": self._kind, "seconds": self._seconds, "deadline_at": own},
+            )
+        else:
+            own = float(recorded.events[0].data["deadline_at"])
+            expired = self._journaled = recorded.last("DeadlineExpired") is not None
+        inherited = _CURRENT.get()
+        effective = own if inherited is None else min(own, inherited)
+        self.deadline_at = effective
+        self._token = _CURRENT.set(effective)
         self._cancelling = task.cancelling()
-        if effective is own:
-            self._handle = timers.call_at(own.at, self._expire)
+        if effective == own:
+            if expired:
+                self._expire()  # stopped here before the crash: stop here again
+            else:
+                self._group = asyncio.TaskGroup()
+                await self._group.__aenter__()
+                self._timer = self._group.create_task(self._wait(own))
         return self
 
+    async def _wait(self, deadline_at: float) -> None:
+        clock = self._ctx.clock
+        await clock.sleep(deadline_at - clock.now())
+        self._expire()
+
     def _expire(self) -> None:
-        if self._exited or self._task is None:
+        if self._task is None:
             return
         self._fired = True
         self._task.cancel(msg=f"deadline of {self._seconds:g}s exceeded")
@@ -152,48 +122,54 @@ class DeadlineScope:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
-        self._exited = True
-        if self._handle is not None:
-            self._handle.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._group is not None:
+            # The timer is the group's only task, and it is cancelled: this just reaps it.
+            await self._group.__aexit__(None, None, None)
         if self._token is not None:
-            CURRENT_DEADLINE.reset(self._token)
+            _CURRENT.reset(self._token)
         if not self._fired or self._task is None:
             return False
-        # Ours only if nobody else asked for a cancellation too (same test as
-        # asyncio.timeout): then the CancelledError is the deadline's, to translate.
-        if self._task.uncancel() <= self._cancelling and exc_type is asyncio.CancelledError:
-            self.cancelled_caught = True
-            if self._raise:
-                raise DeadlineExceededError(timeout=self._seconds) from exc
-            return True
-        return False
+        # Ours only if nobody else asked for a cancellation too (the test
+        # asyncio.timeout makes): then the CancelledError is the deadline's.
+        if self._task.uncancel() > self._cancelling or exc_type is not asyncio.CancelledError:
+            return False
+        self.cancelled_caught = True
+        if not self._journaled:
+            await lowlevel.record(
+                self._ctx, "DeadlineExpired", {"op": self._op, "name": self._kind}
+            )
+        if self._kind == "fail_after":
+            raise DeadlineExceededError(timeout=self._seconds) from exc
+        return True
 
 
-def fail_after(seconds: float) -> DeadlineScope:
+def fail_after(ctx: WorkflowContext, seconds: float) -> DeadlineScope:
     """A scope whose body must finish within `seconds`, or `DeadlineExceededError`.
 
-    The deadline is the earlier of `seconds` from now and the one already in force,
-    and everything inside (asks, spawned actors, nested scopes) inherits it.
+    The deadline is journaled, so a resumed run keeps it (see the module), and is the
+    earlier of `seconds` from the first entry and any enclosing scope's.
 
     Example::
 
-        async with fail_after(30):
-            answer = await researcher.ask(question, timeout=None)
+        async with phalanx.fail_after(ctx, 30):
+            draft = await ctx.step("draft", write_draft, topic)
 
     Raises:
-        DeadlineExceededError: On exit, when this scope's deadline cancelled the body.
+        DeadlineExceededError: on exit, when this scope's deadline stopped the body.
     """
-    return DeadlineScope(seconds, raise_on_expiry=True)
+    return DeadlineScope(ctx, seconds, kind="fail_after")
 
 
-def move_on_after(seconds: float) -> DeadlineScope:
+def move_on_after(ctx: WorkflowContext, seconds: float) -> DeadlineScope:
     """Like `fail_after`, but when the deadline passes the body just stops, silently.
 
     Example::
 
-        async with move_on_after(5) as scope:
-            draft = await writer.ask(topic, timeout=None)
+        async with phalanx.move_on_after(ctx, 5) as scope:
+            draft = await ctx.step("draft", write_draft, topic)
         if scope.cancelled_caught:
             draft = None   # carry on without it
     """
-    return DeadlineScope(seconds, raise_on_expiry=False)
+    return DeadlineScope(ctx, seconds, kind="move_on_after")

@@ -1,322 +1,337 @@
-"""Supervision as in OTP: restart strategies, restart intensity and escalation.
+"""A durable supervisor: OTP restart strategies and intensity applied to child runs.
 
-Every parent (the system's root, or an actor with children) has one `Supervisor`
-with its own task, so a child's failure is handled even while the parent is busy in
-a long `receive` (an orchestrator waiting on that very child, say). The supervisor
-owns its children's tasks through a `Nursery` and handles their exits one at a time:
+`Supervisor(ctx, name, ...)` is a scope in a workflow. Each child it spawns is a
+durable actor at a stable address (`{run}.{op}.{name}`) whose incarnations are child
+runs of the supervising run, `{address}#1`, `{address}#2`, ...: a restarted child is
+a new run with a fresh journal, and its mailbox (keyed by the address) keeps every
+message not yet taken. When an incarnation fails, the supervisor decides with the
+pure rules of `_supervision` (which children restart; whether the restart intensity
+is exceeded) and journals the decision (`ChildrenRestarted`, or `SupervisorEscalated`)
+before acting on it. So a supervisor that is killed and resumed folds the decisions
+it already made and makes only the ones still to make, on the same history: the same
+incarnations, the same restart count, the same escalation.
 
-- `one_for_one`: restart only the failed child;
-- `one_for_all`: stop every other child (in reverse start order), restart them all
-  (in start order) — for children that only make sense together;
-- `rest_for_one`: stop and restart the failed child and those started after it —
-  for children that depend on the ones started before them.
-
-A restart builds a fresh actor from the child's factory; its `ActorRef`, mailbox and
-message-id memory stay, its own children do not (the new incarnation spawns its own).
-
-Restart intensity bounds a crash loop: more than `max_restarts` restarts within
-`within` seconds (on the system's clock) and the supervisor gives up, stops all its
-children and escalates: the parent actor fails with `SupervisorEscalationError` (and
-its own supervisor applies its strategy), or, at the root, `open_actor_system`
-raises it.
+Lifecycle: leaving the scope normally asks every child to stop (after the messages
+already in its mailbox) and waits for them; leaving it with an error cancels them.
+An escalation cancels the children and the scope's body, and the scope raises
+`SupervisorEscalationError`. A child that returns, or is cancelled from outside,
+stays stopped (OTP's `transient`): only failures restart.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
 
-from .._errors import (
-    ActorConfigError,
-    ActorNameTakenError,
-    ActorSpawnError,
-    SupervisorEscalationError,
-)
-from ._actor import Actor
-from ._cell import FINAL, Cell, Outcome, Restart
-from ._deadline import Deadline, current_deadline, earliest
-from ._mailbox import MailboxPolicy
-from ._nursery import Nursery, wait_through_cancellation
-
-if TYPE_CHECKING:
-    from ._heartbeat import HeartbeatPolicy
-    from ._ref import ActorRef
-    from ._system import ActorSystem
-
-Strategy = Literal["one_for_one", "one_for_all", "rest_for_one"]
-
-_DEFAULT_MAILBOX = MailboxPolicy()
+from .._errors import SupervisorEscalationError, UserError
+from ..durable import RunOutcome, WorkflowContext, lowlevel
+from ._deadline import current_deadline
+from ._mailbox import Mailbox, incarnation_run_id, publish, stop
+from ._supervision import Strategy, SupervisionPolicy, over_intensity, victims
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SupervisionPolicy:
-    """How a parent treats its children when one of them fails.
+@dataclass(frozen=True)
+class Actor:
+    """A durable actor's behaviour (a workflow looping over `mailbox(ctx)`) and mailbox.
 
-    Args:
-        strategy: `one_for_one`, `one_for_all` or `rest_for_one` (see the module).
-        max_restarts: Restarts allowed within `within` seconds; one more and the
-            supervisor gives up and escalates. 0 escalates the first failure.
-        within: The sliding window for `max_restarts`, in seconds.
+    Example::
 
-    Raises:
-        ActorConfigError: An unknown strategy, negative restarts or a non-positive window.
+        worker = Actor(handle_jobs, mailbox=Mailbox(capacity=100, when_full="block"))
     """
 
-    strategy: Strategy = "one_for_one"
-    max_restarts: int = 3
-    within: float = 5.0
-
-    def __post_init__(self) -> None:
-        if self.strategy not in ("one_for_one", "one_for_all", "rest_for_one"):
-            raise ActorConfigError(
-                setting="SupervisionPolicy.strategy",
-                value=self.strategy,
-                reason="use 'one_for_one', 'one_for_all' or 'rest_for_one'",
-            )
-        if self.max_restarts < 0:
-            raise ActorConfigError(
-                setting="SupervisionPolicy.max_restarts",
-                value=self.max_restarts,
-                reason="use 0 to escalate the first failure, or a positive count",
-            )
-        if not self.within > 0:
-            raise ActorConfigError(
-                setting="SupervisionPolicy.within",
-                value=self.within,
-                reason="the restart window must be a positive number of seconds",
-            )
+    behaviour: Callable[..., Awaitable[Any]]
+    mailbox: Mailbox = field(default_factory=Mailbox)
 
 
-_Notice = tuple[Cell, int, Outcome, BaseException | None]
+@dataclass
+class _Child:
+    name: str
+    address: str
+    actor: Actor
+    inputs: dict[str, Any]
+    incarnation: int
+    #: The deadline of the scopes it was spawned in (Unix seconds), kept on restarts.
+    deadline_at: float | None = None
+    task: asyncio.Task[None] | None = None
+    #: Returned or cancelled from outside: not restarted, not stopped again.
+    ended: bool = False
+
+    @property
+    def run_id(self) -> str:
+        return incarnation_run_id(self.address, self.incarnation)
+
+
+_Notice = tuple[str, int, RunOutcome]
 
 
 class Supervisor:
-    """Owns and supervises the children of one parent (internal)."""
+    """Supervises the durable actors spawned in its scope, as an OTP supervisor would.
 
-    __slots__ = (
-        "_closing",
-        "_notices",
-        "_restarts",
-        "_task",
-        "_wake",
-        "children",
-        "nursery",
-        "owner",
-        "path",
-        "policy",
-        "system",
-    )
+    Example::
 
-    def __init__(self, system: ActorSystem, owner: Cell | None, policy: SupervisionPolicy) -> None:
-        self.system = system
-        self.owner = owner
-        self.policy = policy
-        self.path = owner.path if owner is not None else "/"
-        self.nursery = Nursery(self.path)
-        #: Children by name, in start order (a restart keeps a child's place).
-        self.children: dict[str, Cell] = {}
-        self._notices: deque[_Notice] = deque()
-        self._wake: asyncio.Future[None] | None = None
-        self._restarts: deque[float] = deque()
-        self._closing = False
-        self._task = self.nursery.start(self._supervise(), name=f"supervisor {self.path}")
+        @phalanx.workflow
+        async def team(ctx) -> None:
+            async with Supervisor(ctx, "team", strategy="one_for_one", max_restarts=3,
+                                  within=60) as team:
+                counter = await team.spawn("counter", Actor(count))
+                await tell(ctx, counter, 5)
 
-    # -- spawning --------------------------------------------------------------------
+    Args:
+        ctx: The supervising run's context.
+        name: The supervisor's name (unique within the run).
+        strategy: `one_for_one`, `one_for_all` or `rest_for_one`.
+        max_restarts: Restarts allowed within `within` seconds before escalating.
+        within: The sliding window of the intensity limit, in seconds.
 
-    async def spawn(
+    Raises:
+        SupervisorEscalationError: (leaving the scope) the intensity limit was hit;
+            every child was cancelled.
+        ActorConfigError: (constructing) a policy out of range.
+    """
+
+    def __init__(
         self,
-        factory: Callable[[], Actor],
+        ctx: WorkflowContext,
+        name: str,
         *,
-        name: str | None,
-        mailbox: MailboxPolicy | None,
-        restart: Restart,
-        deadline: float | None,
-        heartbeat: HeartbeatPolicy | None,
-        supervision: SupervisionPolicy | None,
-    ) -> ActorRef:
-        """Start a child and wait until its `on_start` is done; see `ActorSystem.spawn`."""
-        system = self.system
-        if name is None:
-            name = system.auto_name(factory)
-        prefix = "" if self.owner is None else self.owner.path
-        path = f"{prefix}/{name}"
-        if not name or "/" in name:
-            raise ActorConfigError(
-                setting="name", value=name, reason="a name must be non-empty and contain no '/'"
-            )
-        if restart not in ("permanent", "transient", "temporary"):
-            raise ActorConfigError(
-                setting="restart",
-                value=restart,
-                reason="use 'permanent', 'transient' or 'temporary'",
-            )
-        if deadline is not None and not deadline > 0:
-            raise ActorConfigError(
-                setting="deadline",
-                value=deadline,
-                reason="a deadline is a positive number of seconds from now",
-            )
-        system.check_can_spawn(path)
-        if self._closing or self.nursery.closed:
-            raise ActorSpawnError(path=path, reason=f"its parent {self.path} is stopping")
-        if name in self.children:
-            raise ActorNameTakenError(path=path)
-        clock = system.clock
-        own = None if deadline is None else Deadline.after(deadline, clock)
-        parent_deadline = None if self.owner is None else self.owner.deadline
-        effective = earliest(earliest(own, parent_deadline), current_deadline())
-        if effective is not None:
-            effective = effective.on(clock)
-        cell = Cell(
-            system=system,
-            parent=self,
-            name=name,
-            path=path,
-            factory=factory,
-            restart=restart,
-            mailbox=mailbox or _DEFAULT_MAILBOX,
-            deadline=effective,
-            heartbeat=heartbeat,
-            supervision=supervision or system.supervision,
-        )
-        self.children[name] = cell
-        system.actor_spawned(cell)
-        started: asyncio.Future[None] = system.loop.create_future()
-        cell.started = started
-        cell.start_incarnation(self.nursery)
-        cell.arm_deadline()
-        await started
-        return cell.ref
-
-    def forget(self, cell: Cell) -> None:
-        """Drop a child that stopped for good (its name is free again)."""
-        if self.children.get(cell.name) is cell:
-            del self.children[cell.name]
-
-    # -- supervising -------------------------------------------------------------------
-
-    def child_exited(
-        self, cell: Cell, incarnation: int, outcome: Outcome, error: BaseException | None
+        strategy: Strategy = "one_for_one",
+        max_restarts: int = 3,
+        within: float = 60.0,
     ) -> None:
-        """A child's incarnation ended by itself (stopped itself, or failed)."""
-        if self._closing:
-            return  # closing: `aclose` finalizes every child it finds
-        self._notices.append((cell, incarnation, outcome, error))
-        wake = self._wake
-        if wake is not None and not wake.done():
-            wake.set_result(None)
+        self.ctx = ctx
+        self.name = name
+        self.policy = SupervisionPolicy(strategy=strategy, max_restarts=max_restarts, within=within)
+        self._op = 0
+        self._children: dict[str, _Child] = {}
+        self._incarnations: dict[str, int] = {}
+        self._restarts: list[float] = []
+        self._escalated: dict[str, Any] | None = None
+        #: Whether the escalation happened in this process (not found in the journal).
+        self._escalated_live = False
+        self._closing = False
+        self._notices: asyncio.Queue[_Notice | None] = asyncio.Queue()
+        self._group = asyncio.TaskGroup()
+        self._body: asyncio.Task[Any] | None = None
+
+    async def __aenter__(self) -> Supervisor:
+        ctx = self.ctx
+        op, recorded = lowlevel.claim(ctx, "supervisor", self.name)
+        self._op = op
+        if recorded is None:
+            await lowlevel.record(
+                ctx,
+                "SupervisorStarted",
+                {
+                    "op": op,
+                    "name": self.name,
+                    "strategy": self.policy.strategy,
+                    "max_restarts": self.policy.max_restarts,
+                    "within": self.policy.within,
+                },
+            )
+        else:
+            for event in recorded.events:  # the decisions made before a crash
+                if event.type == "ChildrenRestarted":
+                    self._incarnations.update(event.data["restart"])
+                    self._restarts.append(float(event.data["at"]))
+                elif event.type == "SupervisorEscalated":
+                    self._escalated = event.data
+        self._body = asyncio.current_task()
+        await self._group.__aenter__()
+        if self._escalated is not None:
+            # Escalated before the crash: replay the body up to its first new
+            # operation, and stop it there as it was stopped then.
+            assert self._body is not None
+            self._body.cancel("supervisor escalated")
+        else:
+            self._group.create_task(self._supervise())
+        return self
+
+    def address(self, name: str) -> str:
+        """The address of child `name` (stable across its restarts)."""
+        return f"{self.ctx.run_id}.{self._op}.{name}"
+
+    async def spawn(self, name: str, actor: Actor, /, **inputs: Any) -> str:
+        """Start child `name` running `actor` with `inputs`; return its address.
+
+        Its first incarnation is the child run `{address}#1`. The mailbox policy is
+        published before it starts, so senders are bounded from the start.
+
+        Raises:
+            UserError: a child of that name was already spawned here.
+        """
+        ctx = self.ctx
+        if name in self._children or not name:
+            raise UserError(f"supervisor {self.name!r} already has a child named {name!r}")
+        op, recorded = lowlevel.claim(ctx, "spawn", name)
+        address = self.address(name)
+        if recorded is None:
+            await lowlevel.record(
+                ctx,
+                "ChildSpawned",
+                {"op": op, "name": name, "supervisor": self.name, "address": address},
+            )
+            await publish(lowlevel.store(ctx), address, 0, actor.mailbox)
+        incarnation = int(self._incarnations.get(name, 1))
+        child = _Child(name, address, actor, dict(inputs), incarnation, current_deadline())
+        self._children[name] = child
+        if self._escalated is None:
+            if recorded is not None and incarnation > 1:
+                # Resumed: the previous incarnation may have been left running by a
+                # crash between the decision and the stop. Finish it, cancelled.
+                previous = incarnation_run_id(address, incarnation - 1)
+                self._group.create_task(self._finish(child, previous))
+            child.task = self._group.create_task(self._run(child, incarnation))
+        return address
+
+    async def _run(self, child: _Child, incarnation: int) -> None:
+        run_id = incarnation_run_id(child.address, incarnation)
+        outcome = await lowlevel.run_child(
+            self.ctx,
+            run_id,
+            child.actor.behaviour,
+            dict(child.inputs),
+            deadline_at=child.deadline_at,
+        )
+        self._notices.put_nowait((child.name, incarnation, outcome))
+
+    async def _finish(self, child: _Child, run_id: str) -> None:
+        if (await lowlevel.runs(self.ctx).history(run_id)).terminal:
+            return
+        lowlevel.cancel_child(
+            self.ctx, run_id, f"supervisor {self.name!r} restarted {child.name!r}"
+        )
+        await lowlevel.run_child(self.ctx, run_id, child.actor.behaviour, dict(child.inputs))
 
     async def _supervise(self) -> None:
-        notices = self._notices
-        loop = asyncio.get_running_loop()
-        while not self._closing:
-            if not notices:
-                self._wake = loop.create_future()
-                await self._wake
+        while (notice := await self._notices.get()) is not None:
+            name, incarnation, outcome = notice
+            child = self._children[name]
+            if self._closing or incarnation != child.incarnation:
+                continue  # stopped by us, or an incarnation already replaced
+            if outcome.status != "failed":
+                child.ended = True
                 continue
-            await self._handle(*notices.popleft())
+            await self._decide(child, outcome)
 
-    async def _handle(
-        self, cell: Cell, incarnation: int, outcome: Outcome, error: BaseException | None
-    ) -> None:
-        if cell.final or cell.incarnation != incarnation or cell.task is not None:
-            return  # stale: restarted meanwhile with its siblings, or already gone
-        if cell.interrupt in FINAL:
-            cell.finalize(cell.interrupt or "stopped")
-            return
-        if cell.restart == "temporary" or (cell.restart == "transient" and outcome == "normal"):
-            cell.finalize("failed" if outcome == "crash" else "stopped")
-            return
-        if self._over_intensity():
-            await self._escalate(cell, error)
-            return
-        strategy = self.policy.strategy
-        siblings = list(self.children.values())
-        if strategy == "one_for_one":
-            victims = [cell]
-        elif strategy == "one_for_all":
-            victims = siblings
-        else:
-            victims = siblings[siblings.index(cell) :]
-        others = [victim for victim in victims if victim is not cell]
-        for victim in reversed(others):
-            victim.interrupt_with("restart")
-        running = [victim.task for victim in others if victim.task is not None]
-        if await wait_through_cancellation(running):
-            raise asyncio.CancelledError  # closing: restart nothing more
-        what = "failed" if outcome == "crash" else "stopped itself"
-        reason = f"{strategy}: {cell.path} {what}"
-        for victim in victims:
-            if victim.final or victim.task is not None:
-                continue
-            if victim.interrupt in FINAL:
-                victim.finalize(victim.interrupt or "stopped")
-            elif victim is not cell and victim.restart == "temporary":
-                victim.finalize("stopped")
-            else:
-                self.system.emit("restarted", victim, reason=reason)
-                victim.start_incarnation(self.nursery)
+    async def _decide(self, child: _Child, outcome: RunOutcome) -> None:
+        ctx = self.ctx
+        error = outcome.error or {}
+        error_type = str(error.get("type", "Error")).rsplit(".", 1)[-1]
+        error_message = str(error.get("message", ""))
+        now = ctx.clock.now()
+        if over_intensity(self._restarts, now, self.policy):
+            escalated = {
+                "op": self._op,
+                "name": self.name,
+                "child": child.name,
+                "run_id": child.run_id,
+                "error_type": error_type,
+                "error_message": error_message,
+                "at": now,
+            }
+            await lowlevel.record(ctx, "SupervisorEscalated", escalated)
+            self._escalated = escalated
+            self._escalated_live = True
+            await self._cancel_all(f"supervisor {self.name!r} escalated")
+            raise self._escalation()
+        live = [n for n, c in self._children.items() if not c.ended or n == child.name]
+        plan = {
+            n: self._children[n].incarnation + 1
+            for n in victims(self.policy.strategy, live, child.name)
+        }
+        await lowlevel.record(
+            ctx,
+            "ChildrenRestarted",
+            {
+                "op": self._op,
+                "name": self.name,
+                "failed": child.name,
+                "run_id": child.run_id,
+                "error_type": error_type,
+                "error_message": error_message,
+                "strategy": self.policy.strategy,
+                "restart": plan,
+                "at": now,
+            },
+        )
+        self._restarts.append(now)
+        stopping = []
+        for name in reversed(plan):  # siblings stop in reverse start order, as in OTP
+            victim = self._children[name]
+            if name != child.name and victim.task is not None and not victim.task.done():
+                lowlevel.cancel_child(
+                    ctx, victim.run_id, f"{self.policy.strategy}: {child.name} failed"
+                )
+                stopping.append(victim.task)
+            victim.incarnation = plan[name]  # its old incarnation's notice is now stale
+        if stopping:
+            await asyncio.wait(stopping)
+        for name, incarnation in plan.items():
+            victim = self._children[name]
+            victim.ended = False
+            victim.task = self._group.create_task(self._run(victim, incarnation))
 
-    def _over_intensity(self) -> bool:
-        now = self.system.clock.monotonic()
-        recent = self._restarts
-        while recent and recent[0] <= now - self.policy.within:
-            recent.popleft()
-        if len(recent) >= self.policy.max_restarts:
-            return True
-        recent.append(now)
-        return False
+    async def _cancel_all(self, reason: str) -> None:
+        running = []
+        for child in reversed(self._children.values()):
+            if child.task is not None and not child.task.done():
+                lowlevel.cancel_child(self.ctx, child.run_id, reason)
+                running.append(child.task)
+        if running:
+            await asyncio.wait(running)
 
-    async def _escalate(self, cell: Cell, error: BaseException | None) -> None:
-        self._closing = True
-        escalation = SupervisorEscalationError(
-            supervisor=self.path,
-            child=cell.path,
+    def _escalation(self) -> SupervisorEscalationError:
+        data = self._escalated or {}
+        return SupervisorEscalationError(
+            supervisor=self.name,
+            child=str(data.get("child")),
             restarts=self.policy.max_restarts,
             within=self.policy.within,
-            error_type=type(error).__name__ if error is not None else "normal exit",
-            error_message=str(error) if error is not None else "it stopped itself",
+            error_type=str(data.get("error_type")),
+            error_message=str(data.get("error_message")),
         )
-        self.system.emit_escalated(self.path, escalation)
-        if self.owner is not None:
-            self.owner.interrupt_with("crash", escalation)
-        else:
-            self.system.fail(escalation)
-        if await self.stop_children("escalated"):
-            raise asyncio.CancelledError
 
-    # -- closing -----------------------------------------------------------------------
-
-    async def stop_children(self, reason: str) -> bool:
-        """Stop every child for good (interrupts in reverse start order), and wait.
-
-        Returns:
-            Whether the caller was cancelled while waiting (re-raise it).
-        """
-        cells = list(self.children.values())
-        for cell in reversed(cells):
-            cell.interrupt_with(reason)
-        swallowed = await wait_through_cancellation(
-            [cell.task for cell in cells if cell.task is not None]
-        )
-        for cell in cells:
-            cell.finalize(reason)  # no-op for those already final
-        return swallowed
-
-    async def aclose(self, reason: str) -> bool:
-        """Stop supervising, stop every child, and wait for every owned task.
-
-        Returns:
-            Whether the caller was cancelled while waiting (re-raise it).
-        """
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        replayed = self._escalated is not None and not self._escalated_live
+        try:
+            if exc is None and self._escalated is None:
+                # The body is done: each child drains its mailbox and returns.
+                for child in self._children.values():
+                    if not child.ended:
+                        await stop(self.ctx, child.address, f"supervisor {self.name!r} closing")
+                pending = [c.task for c in self._children.values() if c.task is not None]
+                if pending:
+                    await asyncio.wait(pending)
+            elif self._escalated is None:
+                await self._cancel_all(f"supervisor {self.name!r} closing: {exc_type}")
+        except asyncio.CancelledError as cancelled:
+            exc = cancelled  # an escalation (or a cancel) while the children finished
         self._closing = True
-        task = self._task
-        if not task.done():
-            task.cancel()
-        swallowed = await wait_through_cancellation([task])
-        swallowed |= await self.stop_children(reason)
-        swallowed |= await self.nursery.aclose()
-        return swallowed
+        self._notices.put_nowait(None)
+        # Only a cancellation goes to the task group: given the body's own error it
+        # would wrap it in an ExceptionGroup, and the caller must see it as raised.
+        forward = exc if isinstance(exc, asyncio.CancelledError) else None
+        try:
+            await self._group.__aexit__(type(forward) if forward else None, forward, None)
+        except BaseExceptionGroup as group:
+            escalation = group.subgroup(SupervisorEscalationError)
+            if escalation is not None:
+                raise escalation.exceptions[0] from None
+            raise
+        except asyncio.CancelledError:
+            if not replayed:
+                raise
+        if self._escalated is not None:
+            if replayed and self._body is not None:
+                self._body.uncancel()  # our own cancel, from __aenter__
+            raise self._escalation() from None
+        return None

@@ -30,6 +30,8 @@ class RunJournal:
         #: Successful appends so far; watchers read progress from it.
         self.writes = 0
         self._pending: list[NewEvent] = []
+        #: (version, deferred events) of an append cancelled in flight, until settled.
+        self._unsure: tuple[int, int] | None = None
         self._lock = asyncio.Lock()
 
     def defer(self, event_type: str, data: Mapping[str, Any]) -> None:
@@ -64,6 +66,11 @@ class RunJournal:
             batch = [*self._pending, *extra]
             if not batch:
                 return
+            if self._unsure is not None:
+                await self._settle(*self._unsure)
+                batch = [*self._pending, *extra]
+                if not batch:
+                    return
             try:
                 result = await self.store.append(
                     self.stream_id, batch, expected_version=self.version, epoch=self.lease.epoch
@@ -71,6 +78,23 @@ class RunJournal:
             except FencedError as exc:
                 self.fenced = exc
                 raise
+            except asyncio.CancelledError:
+                # Cancelled mid-append (a deadline scope, a cancel request): the write
+                # may have committed without us learning the new version. The next
+                # write finds out first, so it is not refused as a conflict.
+                self._unsure = (self.version, len(self._pending))
+                raise
             self._pending.clear()
             self.version = result.version
             self.writes += 1
+
+    async def _settle(self, version: int, deferred: int) -> None:
+        """Learn whether an append cancelled in flight committed (only we write here)."""
+        now = await self.store.stream_version(self.stream_id)
+        if now > version:
+            # It did: its deferred events are in the journal, its own event with them
+            # (whose writer saw the cancel instead of the success).
+            del self._pending[:deferred]
+            self.version = now
+            self.writes += 1
+        self._unsure = None

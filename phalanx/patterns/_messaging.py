@@ -1,26 +1,10 @@
 """Durable messages between peer runs: delivered at least once, handled exactly once.
 
-A peer is a durable run whose workflow loops on `receive(ctx)`. A message travels in
-three journaled steps, each of which a crash can interrupt without losing or doubling
-it:
-
-1. `send` journals `MessageSent` in the sender's own run stream (an operation, so a
-   replay sends the same message with the same id, `"{run_id}:{op}"`) ...
-2. ... then appends a copy to the receiver's inbox stream (`run:{id}:inbox`, not
-   leased, so any sender may write it), and marks it `MessageDelivered` with the
-   sender's next write. A crash before that marker reaches the journal makes the
-   replayed send post the message again: *at least once*.
-3. `receive` takes the oldest message whose id it has not taken before and journals
-   `MessageReceived` before handing it over; copies with a known id are dropped, and
-   on replay the journal hands the same message to the same code: *exactly once* to
-   the logic (whose effects are steps, replayed from the journal in turn).
-
-Journal first, inbox second, on purpose: a message only ever reaches a receiver after
-its sender's journal accepted it under the sender's current lease epoch, so a fenced
-(taken over) sender cannot put anything in an inbox that its journal does not hold.
-Posting first would need no marker, but a stale runner could then deliver a message
-(say, from a model answer that differs on the re-run) that the run's journal never
-records.
+A peer is a durable run whose workflow loops on `receive(ctx)`. Its messages arrive in
+its run inbox (`run:{id}:inbox`) and travel as every durable message does (see
+`phalanx.actors._delivery`, the one implementation of exactly-once messaging):
+journaled by the sender, posted, journaled by the receiver before it is handed over,
+copies dropped by message id.
 
 Termination detection is credit recovery (Mattern's variant of Huang's weight
 throwing): the conversation's coordinator hands out a total weight of 1 with the
@@ -43,13 +27,16 @@ and raises `RoundLimitError`.
 from __future__ import annotations
 
 import weakref
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Literal
 
 from .._errors import UserError
+from ..actors import _delivery as delivery
+from ..actors._delivery import Receipts
 from ..durable import WorkflowContext, lowlevel
+from ..journal import Event
 
 #: What an envelope carries: a peer's message, a credit return or round-limit report
 #: (peer to coordinator), or the coordinator's order to stop.
@@ -131,13 +118,11 @@ class _Mailbox:
     run arrives at the same weight, the same current message and the same seen ids.
     """
 
-    seen: set[str]
+    receipts: Receipts = field(default_factory=Receipts)
     #: The envelope of the message being handled (None between messages).
     handling: dict[str, Any] | None = None
     weight: Fraction = Fraction(0)
     stopped: bool = False
-    #: Inbox index before which every message was taken or dropped as a copy.
-    cursor: int = 0
 
 
 _mailboxes: weakref.WeakKeyDictionary[WorkflowContext, _Mailbox] = weakref.WeakKeyDictionary()
@@ -145,40 +130,44 @@ _mailboxes: weakref.WeakKeyDictionary[WorkflowContext, _Mailbox] = weakref.WeakK
 
 def _mailbox(ctx: WorkflowContext) -> _Mailbox:
     # Kept beside the context rather than in it: messaging is a pattern built on the
-    # ctx surface, and a resumed run has a fresh context, hence a fresh mailbox that
+    # lowlevel API, and a resumed run has a fresh context, hence a fresh mailbox that
     # replay fills again.
     box = _mailboxes.get(ctx)
     if box is None:
-        box = _mailboxes[ctx] = _Mailbox(seen=set())
+        box = _mailboxes[ctx] = _Mailbox()
     return box
+
+
+@dataclass(frozen=True)
+class _RunInbox:
+    """The peer's run inbox as a message source, woken by the runner's inbox watcher."""
+
+    ctx: WorkflowContext
+
+    async def refresh(self) -> Sequence[Event]:
+        return lowlevel.inbox(self.ctx)
+
+    async def wait(self) -> None:
+        await lowlevel.wait_inbox(self.ctx)
+
+
+def _is_stop(data: dict[str, Any]) -> bool:
+    # The conversation is over (or being stopped): whatever else waits would only be
+    # abandoned later, so a stop is taken first.
+    return data.get("kind") == "stop"
+
+
+def _is_for_peers(data: dict[str, Any]) -> bool:
+    # An actor's answer to this peer's `ask` waits in the same inbox, for the ask.
+    return data.get("kind") != "reply"
 
 
 async def transmit(
     ctx: WorkflowContext, name: str, to_run: str, message: dict[str, Any]
 ) -> dict[str, Any]:
-    """Send `message` (an envelope) to run `to_run` as one operation; return it as sent.
-
-    The message id is the operation's own (`"{run_id}:{op}"`), whatever the envelope
-    said, so a replay resends the very same message.
-    """
-    op, recorded = lowlevel.claim(ctx, "send", name)
-    if recorded is None:
-        sent = {**message, "message_id": f"{ctx.run_id}:{op}"}
-        await lowlevel.record(
-            ctx, "MessageSent", {"op": op, "name": name, "to_run": to_run, "message": sent}
-        )
-    else:
-        data = recorded.events[0].data
-        sent, to_run = data["message"], str(data["to_run"])
-        if recorded.last("MessageDelivered") is not None:
-            return dict(sent)
-        # Journaled, but the run died before the marker was: the receiver may or may
-        # not have the message. Post it again; a copy is dropped by its id.
-    await lowlevel.post(ctx, to_run, "MessageSent", sent)
-    lowlevel.record_later(
-        ctx, "MessageDelivered", {"op": op, "name": name, "message_id": sent["message_id"]}
-    )
-    return dict(sent)
+    """Send `message` (an envelope) to run `to_run`'s inbox; return it as sent."""
+    sent, _ = await delivery.transmit(ctx, name, to_run, message)  # an inbox refuses nothing
+    return sent
 
 
 async def send(ctx: WorkflowContext, to: str, body: Any) -> str | None:
@@ -257,15 +246,9 @@ async def receive(ctx: WorkflowContext) -> PeerMessage | None:
         return None
     if box.handling is not None:
         await _return_credit(ctx, box)
-    op, recorded = lowlevel.claim(ctx, "receive", "message")
-    if recorded is not None:
-        data: dict[str, Any] = recorded.events[0].data["message"]
-    else:
-        data, seq = await _take(ctx, box)
-        await lowlevel.record(
-            ctx, "MessageReceived", {"op": op, "name": "message", "message": data, "inbox_seq": seq}
-        )
-    box.seen.add(str(data["message_id"]))
+    data, _ = await delivery.receive(
+        ctx, _RunInbox(ctx), box.receipts, urgent=_is_stop, accept=_is_for_peers
+    )
     if data["kind"] == "stop":
         box.stopped = True
         return None
@@ -307,27 +290,3 @@ async def _return_credit(ctx: WorkflowContext, box: _Mailbox) -> None:
     await transmit(ctx, "credit", str(current["coordinator"]), credit)
     box.handling = None
     box.weight = Fraction(0)
-
-
-async def _take(ctx: WorkflowContext, box: _Mailbox) -> tuple[dict[str, Any], int]:
-    """Wait for the oldest message not taken before (a stop first); return it and its seq."""
-    while True:
-        inbox = lowlevel.inbox(ctx)
-        while box.cursor < len(inbox) and (
-            inbox[box.cursor].type != "MessageSent"
-            or inbox[box.cursor].data.get("message_id") in box.seen
-        ):
-            box.cursor += 1
-        first = None
-        for event in inbox[box.cursor :]:
-            if event.type != "MessageSent" or event.data.get("message_id") in box.seen:
-                continue  # not a message, or a copy of one already taken
-            if event.data.get("kind") == "stop":
-                # The conversation is over (or being stopped): whatever else waits
-                # would only be abandoned later, so stop now.
-                return dict(event.data), event.seq
-            if first is None:
-                first = event
-        if first is not None:
-            return dict(first.data), first.seq
-        await lowlevel.wait_inbox(ctx)

@@ -120,3 +120,24 @@ async def test_a_cancel_sent_while_down_stops_parallel_branches(
     events = await journal(runtime, "r")
     assert not of_type(events, "StepCompleted", "branch-0")
     assert of_type(events, "RunCancelled")
+
+
+async def test_a_cancel_landing_after_an_append_committed_does_not_wedge_the_journal(
+    store: phalanx.EventStore,
+) -> None:
+    """An append cancelled after its commit is learned of before the next write goes in."""
+    from phalanx.durable._journal import RunJournal
+    from phalanx.testing import FaultyStore
+
+    def cancelled_after_commit() -> None:
+        raise asyncio.CancelledError("a deadline landed as the write returned")
+
+    faulty = FaultyStore(store, kill_after_append=1, crash=cancelled_after_commit)
+    lease = await store.acquire_lease("run:r", "me", ttl=30)
+    pen = RunJournal(faulty, lease, 0, phalanx.Metadata(run_id="r"))
+    pen.defer("ValueRecorded", {"op": 1})
+    with pytest.raises(asyncio.CancelledError):
+        await pen.append("StepStarted", {"op": 2})
+    await pen.append("RunCancelled", {"reason": "deadline exceeded"})
+    types = [e.type for e in await store.read_stream("run:r")]
+    assert types == ["ValueRecorded", "StepStarted", "RunCancelled"]

@@ -18,8 +18,7 @@ PUBLIC = {
     "gather", "Branch", "BranchOutcome", "FanOutResult", "Policy", "Peer", "TaskBoard",
     "converse",
     # actors
-    "Actor", "ActorRef", "ActorSystem", "ActorEvent", "open_actor_system", "MailboxPolicy",
-    "SupervisionPolicy", "HeartbeatPolicy", "fail_after", "move_on_after",
+    "Actor", "Mailbox", "Supervisor", "mailbox", "tell", "ask", "fail_after", "move_on_after",
 }  # fmt: skip
 
 
