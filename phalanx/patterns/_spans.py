@@ -17,7 +17,7 @@ from .. import _telemetry as telemetry
 from .._telemetry import semconv as sc
 
 if TYPE_CHECKING:
-    from ._gather import BranchOutcome
+    from ._fanout_state import BranchOutcome
 
 fanouts = telemetry.meter.create_counter(
     sc.METRIC_FANOUTS,

@@ -136,8 +136,9 @@ def test_the_default_demo_answers_visibly_partial_when_web_search_hangs(
     [
         ("none", {"vector_db": "succeeded", "web_search": "succeeded", "synthesis": "succeeded"}),
         (
+            # `all` is out of reach once web_search fails: the others are cancelled then.
             "web_search=error",
-            {"vector_db": "succeeded", "web_search": "failed", "synthesis": "succeeded"},
+            {"vector_db": "cancelled", "web_search": "failed", "synthesis": "cancelled"},
         ),
         (
             "vector_db=slow",
@@ -148,7 +149,7 @@ def test_the_default_demo_answers_visibly_partial_when_web_search_hangs(
 def test_each_fault_shows_up_as_its_own_branch_outcome(
     cli: Cli, fault: str, expected: dict[str, str]
 ) -> None:
-    """none: whole; web_search=error: that branch failed; vector_db=slow: slow but on time."""
+    """none: whole; web_search=error: it failed, ending `all`; vector_db=slow: slow but on time."""
     summary = cli.json("demo", "--json", "--fault", fault)
 
     assert summary["status"] == "completed"
@@ -157,13 +158,38 @@ def test_each_fault_shows_up_as_its_own_branch_outcome(
     assert summary["partial"] is partial
     assert summary["answer"].startswith("[PARTIAL ANSWER") is partial
     if fault == "web_search=error":
-        assert summary["missing"] == ["web_search"]
+        assert summary["missing"] == AGENTS
         assert "503" in summary["branches"]["web_search"]["error"]
+        for name in ("vector_db", "synthesis"):
+            branch = summary["branches"][name]
+            assert branch["error"] == (
+                "Cancelled: fan-out 'research' can no longer meet its policy (all)"
+            )
+            assert branch["duration_s"] < 1.0
     if fault == "vector_db=slow":
         assert 2.0 <= summary["branches"]["vector_db"]["duration_s"] < DEADLINE
     for branch in summary["branches"].values():
         if branch["status"] == "succeeded":
             assert branch["error"] is None
+
+
+def test_a_hung_branch_is_not_waited_for_once_the_others_failed(cli: Cli) -> None:
+    """web_search hangs, the other two fail: the demo ends at the failures, not at the deadline."""
+    summary = cli.json(
+        "demo", "--json", "--fault", "web_search=hang,vector_db=error,synthesis=error"
+    )
+
+    assert summary["status"] == "completed"
+    statuses = {n: b["status"] for n, b in summary["branches"].items()}
+    # The first failure ends `all`: the other failing agent failed too, or was cancelled.
+    assert "failed" in (statuses["vector_db"], statuses["synthesis"])
+    assert {statuses["vector_db"], statuses["synthesis"]} <= {"failed", "cancelled"}
+    assert statuses["web_search"] == "cancelled"
+    web = summary["branches"]["web_search"]
+    assert web["error"] == "Cancelled: fan-out 'research' can no longer meet its policy (all)"
+    assert web["duration_s"] < DEADLINE / 2
+    assert summary["missing"] == AGENTS
+    assert summary["answer"].startswith("[PARTIAL ANSWER: no result from vector_db, web_search")
 
 
 @pytest.mark.parametrize(

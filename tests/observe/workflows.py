@@ -104,7 +104,7 @@ async def branch(ctx: phalanx.WorkflowContext, topic: str, fail: bool = False) -
 
 @phalanx.workflow
 async def fan_out(ctx: phalanx.WorkflowContext) -> dict[str, Any]:
-    """Two branches under a quorum-of-one policy; one fails, so the result is partial."""
+    """Two branches, best effort; one fails, so the result is partial (yet satisfied)."""
     result = await gather(
         ctx,
         "sources",
@@ -112,7 +112,7 @@ async def fan_out(ctx: phalanx.WorkflowContext) -> dict[str, Any]:
             "good": Branch(branch, {"topic": "leases"}),
             "bad": Branch(branch, {"topic": "fencing", "fail": True}),
         },
-        policy=Policy.all(),
+        policy=Policy.best_effort(),
         deadline=30,
     )
     values = await result.accept_partial("one source is enough for a test")

@@ -31,9 +31,8 @@ async def test_step_branches_report_every_outcome_and_make_no_runs(
         "bad": {"kind": "fail", "label": "bad"},
         "hang": {"kind": "hang", "label": "hang"},
     }
-    outcome = await runtime.run(
-        wf.step_fan_out, {"branches": branches, "deadline": 0.3}, run_id="p"
-    )
+    inputs = {"branches": branches, "policy": "best_effort", "deadline": 0.3}
+    outcome = await runtime.run(wf.step_fan_out, inputs, run_id="p")
 
     assert outcome.ok, outcome
     result = outcome.result
@@ -71,6 +70,28 @@ async def test_a_quorum_of_step_branches_cancels_the_rest_and_a_late_answer_is_j
     assert statuses_of(outcome.result) == {"slow": ("timed_out", None)}
     [late_event] = of_type(await journal(runtime, "late"), "BranchLate")
     assert late_event.data["value"] == "too late"
+
+
+async def test_policy_all_over_step_branches_stops_at_the_first_failure(
+    runtime: phalanx.Runtime,
+) -> None:
+    """Under `all`, a failed step branch ends the fan-out at once: the hanging one is cancelled."""
+    branches = {
+        "bad": {"kind": "fail", "label": "bad"},
+        "hang": {"kind": "hang", "label": "hang"},
+    }
+    outcome = await runtime.run(
+        wf.step_fan_out, {"branches": branches, "deadline": 30.0}, run_id="p"
+    )
+
+    assert outcome.ok, outcome
+    assert statuses_of(outcome.result) == {"bad": ("failed", None), "hang": ("cancelled", None)}
+    assert outcome.result["satisfied"] is False
+    assert outcome.result["branches"]["hang"]["error"] == (
+        "Cancelled: fan-out 'fan' can no longer meet its policy (all)"
+    )
+    [completed] = of_type(await journal(runtime, "p"), "GatherCompleted")
+    assert completed.data["elapsed_s"] < 1.0
 
 
 async def test_a_burst_of_step_branch_outcomes_shares_one_append(url: str) -> None:

@@ -400,6 +400,11 @@ async def step_fan_out(
             specs[branch] = FanBranch(worker, inputs)
         else:
             specs[branch] = FanBranch.step(STEP_BODIES[spec["kind"]], **inputs)
-    chosen = {"all": Policy.all(), "any": Policy.any(), "quorum:2": Policy.quorum(2)}[policy]
+    chosen = {
+        "all": Policy.all(),
+        "any": Policy.any(),
+        "quorum:2": Policy.quorum(2),
+        "best_effort": Policy.best_effort(),
+    }[policy]
     result = await gather(ctx, "fan", specs, policy=chosen, deadline=deadline)
     return result.to_json()

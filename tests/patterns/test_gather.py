@@ -89,7 +89,6 @@ async def fan_out(runtime: phalanx.Runtime, run_id: str = "p", **inputs: Any) ->
 @pytest.mark.parametrize(
     ("policy", "described", "hang_status", "satisfied"),
     [
-        ("all", "all", "timed_out", False),
         ("any", "any", "cancelled", True),
         ("quorum:2", "quorum(2 of 3)", "timed_out", False),
         ("best_effort", "best_effort", "timed_out", True),
@@ -98,7 +97,10 @@ async def fan_out(runtime: phalanx.Runtime, run_id: str = "p", **inputs: Any) ->
 async def test_every_policy_reports_each_branch_of_a_hang_a_failure_and_a_slow_answer(
     runtime: phalanx.Runtime, policy: str, described: str, hang_status: str, satisfied: bool
 ) -> None:
-    """Each policy ends with one explicit, journaled outcome per branch and a partial result."""
+    """Each policy ends with one explicit, journaled outcome per branch and a partial result.
+
+    (`all` is out of reach at the failure and ends there: see the tests after this one.)
+    """
     deadline = 1.0
     outcome = await fan_out(runtime, branches=TRIO, policy=policy, deadline=deadline)
 
@@ -239,13 +241,14 @@ async def test_a_quorum_completes_early_and_cancels_the_branches_still_running(
 
 
 async def test_a_quorum_gives_up_as_soon_as_it_is_out_of_reach(runtime: phalanx.Runtime) -> None:
-    """Two failures make quorum(2 of 3) impossible: it ends unsatisfied at once, rest cancelled."""
+    """Two failures put quorum(2 of 3) out of reach: it ends at the second, the rest cancelled."""
+    second_at = 0.5
     branches = {
         "f1": {"kind": "fail", "label": "f1", "message": "first"},
-        "f2": {"kind": "fail", "label": "f2", "message": "second"},
+        "f2": {"kind": "fail", "label": "f2", "message": "second", "delay": second_at},
         "hang": HANG,
     }
-    outcome = await fan_out(runtime, branches=branches, policy="quorum:2", deadline=3.0)
+    outcome = await fan_out(runtime, branches=branches, policy="quorum:2", deadline=30.0)
 
     result = outcome.result
     assert result["satisfied"] is False
@@ -255,8 +258,67 @@ async def test_a_quorum_gives_up_as_soon_as_it_is_out_of_reach(runtime: phalanx.
         "hang": "cancelled",
     }
     assert result["branches"]["f2"]["error"] == "ValueError: second"
+    hang = result["branches"]["hang"]
+    assert hang["error"] == (
+        "Cancelled: fan-out 'fan' can no longer meet its policy (quorum(2 of 3))"
+    )
+    # Still waiting after the first failure (one more success would do), not after the second.
     [completed] = of_type(await events(runtime, "p"), "GatherCompleted")
-    assert completed.data["elapsed_s"] < 1.0
+    assert second_at <= completed.data["elapsed_s"] < second_at + SLACK
+    assert second_at <= hang["duration_s"] < second_at + SLACK
+    await assert_all_terminal(runtime)
+
+
+async def test_policy_all_ends_right_after_the_first_failure_and_cancels_the_rest(
+    runtime: phalanx.Runtime,
+) -> None:
+    """`all` is out of reach once a branch fails: it ends then, not at a hung branch's deadline."""
+    failed_at = 0.3
+    branches = {
+        "fail": {**FAIL, "delay": failed_at},
+        "hang": HANG,
+        "slow": {**SLOW, "delay": 5.0},
+    }
+    outcome = await fan_out(runtime, branches=branches, policy="all", deadline=30.0)
+
+    result = outcome.result
+    assert result["satisfied"] is False and result["partial"] is True
+    assert {n: b["status"] for n, b in result["branches"].items()} == {
+        "fail": "failed",
+        "hang": "cancelled",
+        "slow": "cancelled",
+    }
+    reason = "fan-out 'fan' can no longer meet its policy (all)"
+    for name in ("hang", "slow"):
+        branch = result["branches"][name]
+        assert branch["error"] == f"Cancelled: {reason}"
+        assert failed_at <= branch["duration_s"] < failed_at + SLACK
+        # Each branch's own run journaled its cancel, with the reason.
+        history = await runtime.history(branch["run_id"])
+        assert history.status == "cancelled"
+        assert of_type(history.events, "RunCancelled")[0].data["reason"] == reason
+    journal = await events(runtime, "p")
+    [completed] = of_type(journal, "GatherCompleted")
+    assert failed_at <= completed.data["elapsed_s"] < failed_at + SLACK
+    assert completed.data["statuses"] == {n: b["status"] for n, b in result["branches"].items()}
+    assert wf.LEDGER == {"fail": 1, "hang": 1, "slow": 1}
+    await assert_all_terminal(runtime)
+
+
+async def test_policy_all_with_only_a_hung_branch_missing_waits_for_the_deadline(
+    runtime: phalanx.Runtime,
+) -> None:
+    """`all` can still be met while the hung branch runs: it is timed out at the deadline."""
+    deadline = 0.8
+    branches = {"a": {"kind": "answer", "label": "a", "value": 1}, "hang": HANG}
+    outcome = await fan_out(runtime, branches=branches, policy="all", deadline=deadline)
+
+    result = outcome.result
+    assert result["branches"]["a"]["status"] == "succeeded"
+    hang = result["branches"]["hang"]
+    assert hang["status"] == "timed_out"
+    assert hang["error"] == f"no answer within the deadline ({deadline:.1f}s)"
+    assert hang["duration_s"] == pytest.approx(deadline, abs=SLACK)
     await assert_all_terminal(runtime)
 
 

@@ -49,8 +49,10 @@ async def _work(label: str, value: Any, delay: float) -> Any:
     return value
 
 
-async def _boom(label: str, message: str) -> None:
+async def _boom(label: str, message: str, delay: float) -> None:
     LEDGER[label] += 1
+    if delay:
+        await asyncio.sleep(delay)
     raise ValueError(message)
 
 
@@ -64,9 +66,11 @@ async def answer(ctx: phalanx.WorkflowContext, label: str, value: Any, delay: fl
 
 
 @phalanx.workflow
-async def fail(ctx: phalanx.WorkflowContext, label: str, message: str = "boom") -> None:
-    """Fail with a ValueError."""
-    await ctx.step("work", _boom, label, message)
+async def fail(
+    ctx: phalanx.WorkflowContext, label: str, message: str = "boom", delay: float = 0.0
+) -> None:
+    """Fail with a ValueError after `delay` seconds."""
+    await ctx.step("work", _boom, label, message, delay)
 
 
 @phalanx.workflow
