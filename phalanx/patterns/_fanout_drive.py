@@ -199,12 +199,17 @@ class FanOutDrive:
         status: BranchStatus = "succeeded"
         try:
             value = _as_journaled(await spec.workflow(**spec.inputs))
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
             task = asyncio.current_task()
-            if self._stopping is None or task is None:
+            if task is None or task.cancelling() == 0:
+                # Raised by the branch itself (say, awaiting a future someone else
+                # cancelled), not a cancel of the branch: it failed.
+                status, error = "failed", f"CancelledError: {exc}"
+            elif self._stopping is None:
                 raise  # not ours: the whole run is being stopped
-            task.uncancel()  # our own stop, an outcome: journal it like any other
-            status, error = "cancelled", f"Cancelled: {self._stopping}"
+            else:
+                task.uncancel()  # our own stop, an outcome: journal it like any other
+                status, error = "cancelled", f"Cancelled: {self._stopping}"
         except Exception as exc:
             status, error = "failed", f"{type(exc).__name__}: {exc}"
         duration = self._clock.monotonic() - self._origin

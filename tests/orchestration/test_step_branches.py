@@ -94,6 +94,25 @@ async def test_policy_all_over_step_branches_stops_at_the_first_failure(
     assert completed.data["elapsed_s"] < 1.0
 
 
+async def test_a_step_branch_raising_cancelled_error_itself_has_failed(
+    runtime: phalanx.Runtime,
+) -> None:
+    """A body whose own await raises CancelledError (nobody cancelled it) ends failed, no hang."""
+    branches = {
+        "ok": {"kind": "answer", "label": "ok", "value": 1},
+        "odd": {"kind": "self_cancelled", "label": "odd"},
+    }
+    inputs = {"branches": branches, "policy": "best_effort", "deadline": 30.0}
+    outcome = await runtime.run(wf.step_fan_out, inputs, run_id="p")
+
+    assert outcome.ok, outcome
+    assert statuses_of(outcome.result) == {"ok": ("succeeded", 1), "odd": ("failed", None)}
+    assert outcome.result["branches"]["odd"]["error"] == (
+        "CancelledError: the connection went away"
+    )
+    assert outcome.result["branches"]["odd"]["duration_s"] < 1.0
+
+
 async def test_a_burst_of_step_branch_outcomes_shares_one_append(url: str) -> None:
     """200 branches that end together cost one journal write for all their outcomes."""
     counting = FaultyStore(phalanx.store_from_url(url))  # no fault armed: it only counts

@@ -377,11 +377,20 @@ async def step_stubborn(label: str, value: Any) -> Any:
     return None
 
 
+async def step_self_cancelled(label: str) -> None:
+    """A step branch's body that raises CancelledError itself, without being cancelled."""
+    LEDGER[label] += 1
+    gone = asyncio.get_running_loop().create_future()
+    gone.cancel("the connection went away")
+    await gone
+
+
 STEP_BODIES = {
     "answer": step_answer,
     "fail": step_fail,
     "hang": step_hang,
     "stubborn": step_stubborn,
+    "self_cancelled": step_self_cancelled,
 }
 
 
