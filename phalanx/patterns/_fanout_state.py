@@ -195,7 +195,7 @@ Pending = tuple[str, dict[str, Any]]
 
 @dataclass(kw_only=True)
 class FanOutState:
-    """One fan-out's state: folded from its events, changed only by `apply_*`.
+    """One fan-out's state, folded from its events; only `apply_finished` and `stall` change it.
 
     Build it with `start` (a new fan-out) or `replay` (one the journal holds); ask it
     `decide()`; turn a branch's raw ending into its journaled events with `conclude`.
@@ -216,7 +216,7 @@ class FanOutState:
     stalled: set[str] = field(default_factory=set)
     #: `satisfied` as `GatherCompleted` recorded it; None while the fan-out is open.
     completed: bool | None = None
-    #: Successes among `finished`, kept as outcomes arrive (decided once per wake-up).
+    #: Successes among `finished`, counted as they arrive: `decide` is then O(1).
     successes: int = 0
 
     @classmethod
