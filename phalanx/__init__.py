@@ -38,6 +38,7 @@ from ._errors import RunExistsError as RunExistsError
 from ._errors import RunFailedError as RunFailedError
 from ._errors import SignalTimeoutError as SignalTimeoutError
 from ._errors import StepError as StepError
+from ._errors import StoreCorruptError as StoreCorruptError
 from ._errors import StoreError as StoreError
 from ._errors import StoreUnavailableError as StoreUnavailableError
 from ._errors import SupervisorEscalationError as SupervisorEscalationError

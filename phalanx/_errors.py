@@ -56,6 +56,7 @@ The hierarchy, so callers can branch on what happened::
     │   └── OutputValidationError   structured output stayed invalid after retries
     └── StoreError                  the journal refused or could not do what was asked
         ├── StoreUnavailableError   the store cannot be reached or opened (retryable)
+        ├── StoreCorruptError       the store's files are damaged: nothing more is written
         ├── CorruptEventError       a stored row that cannot be decoded
         ├── ConcurrencyError        optimistic append lost: expected version != actual
         ├── FencedError             a write or renewal carried a stale lease epoch
@@ -123,14 +124,21 @@ class EventDataError(UserError):
     stream_id: str
     event_type: str
     reason: str
+    #: The JSONPath of the first bad value in the event's data (`$.result.items[3]`),
+    #: or None when the problem is not one value (the type, the stream id).
+    path: str | None
 
-    def __init__(self, *, stream_id: str, event_type: str, reason: str) -> None:
+    def __init__(
+        self, *, stream_id: str, event_type: str, reason: str, path: str | None = None
+    ) -> None:
+        where = "" if path is None else f"{path}: "
         super().__init__(
-            f"cannot journal event {event_type!r} on stream {stream_id!r}: {reason}; "
+            f"cannot journal event {event_type!r} on stream {stream_id!r}: {where}{reason}; "
             "nothing was written",
             stream_id=stream_id,
             event_type=event_type,
             reason=reason,
+            path=path,
         )
 
 
@@ -147,13 +155,14 @@ class PayloadTooLargeError(EventDataError):
             self,
             f"cannot journal event {event_type!r} on stream {stream_id!r}: its data is "
             f"{size} bytes encoded, above the {limit}-byte limit; store large blobs elsewhere "
-            "and journal a reference, or raise the store's max_payload_bytes; "
-            "nothing was written",
+            "and journal a reference, or raise the store's limit (?max_payload_bytes=N on "
+            "the store URL); nothing was written",
             stream_id=stream_id,
             event_type=event_type,
             size=size,
             limit=limit,
             reason="payload too large",
+            path=None,
         )
 
 
@@ -172,6 +181,26 @@ class StoreUnavailableError(StoreError):
     def __init__(self, *, store: str, reason: str) -> None:
         super().__init__(
             f"store {store} is unavailable: {reason}",
+            store=store,
+            reason=reason,
+        )
+
+
+class StoreCorruptError(StoreError):
+    """The store's files are damaged (SQLite: "database disk image is malformed").
+
+    Nothing more is written to it: writing into a damaged database can spread the
+    damage. Not retryable; restore a backup or salvage what is readable.
+    """
+
+    store: str
+    reason: str
+
+    def __init__(self, *, store: str, reason: str) -> None:
+        super().__init__(
+            f"store {store} is corrupt: {reason}; phalanx writes nothing more to it. "
+            "Restore it from a backup, or salvage what is readable "
+            "(for SQLite: sqlite3 FILE .recover | sqlite3 NEW.db)",
             store=store,
             reason=reason,
         )

@@ -25,6 +25,7 @@ from .._errors import (
     SignalTimeoutError,
     UserError,
 )
+from ..journal import find_problem
 from . import _spans as spans
 from ._history import Operation, RunHistory
 from ._journal import RunJournal
@@ -52,9 +53,13 @@ def _round_trip(stream: str, name: str, value: Any) -> Any:
         return value  # already exactly what replay returns
     try:
         return json.loads(json.dumps(value, allow_nan=False))
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
+        path, reason = find_problem(value, "$.result") or ("$.result", str(exc))
         raise EventDataError(
-            stream_id=stream, event_type=name, reason=f"the result is not JSON-serialisable: {exc}"
+            stream_id=stream,
+            event_type=name,
+            reason=f"the result is not JSON-serialisable: {reason}",
+            path=path,
         ) from exc
 
 
@@ -297,17 +302,7 @@ class WorkflowContext:
                 if retrying and isinstance(hint, int | float):
                     delay = max(delay, float(hint))  # the server knows when it can take more
                 retry_at = self._clock.now() + delay if retrying else None
-                await self._journal.append(
-                    "StepFailed",
-                    {
-                        "op": op,
-                        "name": name,
-                        "attempt": attempt,
-                        "error": error_to_json(exc),
-                        "duration_s": self._clock.monotonic() - started,
-                        "retry_at": retry_at,
-                    },
-                )
+                await self._fail_step(op, name, attempt, exc, started, retry_at)
                 if not retrying:
                     raise
                 spans.record_retry(span, attempt, exc, delay)
@@ -317,18 +312,46 @@ class WorkflowContext:
             finally:
                 _current_key.reset(token)
                 _current_attempt.reset(attempt_token)
-            await self._journal.append(
-                "StepCompleted",
-                {
-                    "op": op,
-                    "name": name,
-                    "attempt": attempt,
-                    "result": result,
-                    "duration_s": self._clock.monotonic() - started,
-                    **tagged,
-                },
-            )
+            try:
+                await self._journal.append(
+                    "StepCompleted",
+                    {
+                        "op": op,
+                        "name": name,
+                        "attempt": attempt,
+                        "result": result,
+                        "duration_s": self._clock.monotonic() - started,
+                        **tagged,
+                    },
+                )
+            except EventDataError as exc:
+                # The store refused the result (too large, a lone surrogate...): nothing
+                # was written, and it is this step's failure, not the store's. Journal
+                # it so the run fails cleanly instead of leaving the step running.
+                await self._fail_step(op, name, attempt, exc, started, None)
+                raise
             return result
+
+    async def _fail_step(
+        self,
+        op: int,
+        name: str,
+        attempt: int,
+        error: BaseException,
+        started: float,
+        retry_at: float | None,
+    ) -> None:
+        await self._journal.append(
+            "StepFailed",
+            {
+                "op": op,
+                "name": name,
+                "attempt": attempt,
+                "error": error_to_json(error),
+                "duration_s": self._clock.monotonic() - started,
+                "retry_at": retry_at,
+            },
+        )
 
     # -- timers ----------------------------------------------------------------------
 

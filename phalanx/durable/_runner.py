@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .._errors import (
+    EventDataError,
     FencedError,
     NonDeterminismError,
     PhalanxError,
@@ -371,10 +372,11 @@ class Runner:
         if kind == "completed":
             try:
                 result = _round_trip(self.journal.stream_id, "RunCompleted", value)
-            except PhalanxError as exc:
+                # The store may refuse a JSON result too (too large, a lone surrogate).
+                await self.journal.append("RunCompleted", {"result": result})
+            except EventDataError as exc:
                 kind, value = "failed", exc
             else:
-                await self.journal.append("RunCompleted", {"result": result})
                 await self._release()
                 return RunOutcome(self.run_id, "completed", result)
         if kind == "cancelled":

@@ -20,7 +20,16 @@ from .._errors import (
     RunExistsError,
     UnknownRunError,
 )
-from ..journal import EventStore, Lease, Metadata, NewEvent, store_from_url
+from ..journal import (
+    EventStore,
+    Lease,
+    Metadata,
+    NewEvent,
+    find_problem,
+    safe_text,
+    store_from_url,
+    text_problem,
+)
 from . import _spans as spans
 from ._history import (
     STATUS_EVENTS,
@@ -78,6 +87,9 @@ class Runtime:
         Raises:
             UnknownRunError: no such run.
         """
+        if text_problem(run_id) is not None:
+            # No run can have it (`run` refuses such ids), and no store can look it up.
+            raise UnknownRunError(run_id=safe_text(run_id), store=self.store.url)
         history = RunHistory.fold(run_id, await self.store.read_stream(run_stream(run_id)))
         if not history.exists:
             raise UnknownRunError(run_id=run_id, store=self.store.url)
@@ -119,6 +131,7 @@ class Runtime:
         ref = workflow_ref(workflow)
         run_id = run_id or self.entropy.token(8)
         stream = run_stream(run_id)
+        _check_start(stream, run_id, inputs)
         if await self.store.stream_version(stream) > 0:
             raise RunExistsError(run_id=run_id)
         try:
@@ -281,6 +294,23 @@ class Runtime:
             [NewEvent("CancelRequested", {"reason": reason}, Metadata(run_id=run_id))],
         )
         return True
+
+
+def _check_start(stream: str, run_id: str, inputs: Mapping[str, Any] | None) -> None:
+    """Refuse a run id or inputs the journal cannot hold, before anything is written."""
+    problem = text_problem(run_id)
+    if problem is not None:
+        raise EventDataError(
+            stream_id=safe_text(stream), event_type="RunStarted", reason=f"the run id {problem}"
+        )
+    found = find_problem(inputs or {})
+    if found is not None:
+        raise EventDataError(
+            stream_id=stream,
+            event_type="RunStarted",
+            path=found[0],
+            reason=f"{found[1]} (in the inputs)",
+        )
 
 
 @contextlib.asynccontextmanager

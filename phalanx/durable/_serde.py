@@ -3,28 +3,29 @@
 from __future__ import annotations
 
 import importlib
-import json
 import traceback
 from typing import Any
 
 from .._errors import PhalanxError, StepError
+from ..journal import escape_surrogates, find_problem
 
 
 def _json_safe(value: Any) -> bool:
-    try:
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError):
-        return False
-    return True
+    return find_problem(value) is None
 
 
 def error_to_json(error: BaseException) -> dict[str, Any]:
-    """The journal form of an exception: type, message, rebuild arguments, traceback."""
+    """The journal form of an exception: type, message, rebuild arguments, traceback.
+
+    Text the journal cannot hold (a lone surrogate echoed in a message) is escaped,
+    and fields or arguments it cannot hold are left out: the failure is journaled
+    whatever the error carries.
+    """
     cls = type(error)
     record: dict[str, Any] = {
         "type": f"{cls.__module__}.{cls.__qualname__}",
-        "message": str(error),
-        "traceback": "".join(traceback.format_exception(error)),
+        "message": escape_surrogates(str(error)),
+        "traceback": escape_surrogates("".join(traceback.format_exception(error))),
     }
     fields = getattr(error, "_fields", None) if isinstance(error, PhalanxError) else None
     if fields is not None and _json_safe(fields):

@@ -13,6 +13,11 @@ from ._events import Lease as Lease
 from ._events import Metadata as Metadata
 from ._events import NewEvent as NewEvent
 from ._events import Snapshot as Snapshot
+from ._json import MAX_DEPTH as MAX_DEPTH
+from ._json import escape_surrogates as escape_surrogates
+from ._json import find_problem as find_problem
+from ._json import safe_text as safe_text
+from ._json import text_problem as text_problem
 from ._sqlite import SqliteEventStore as SqliteEventStore
 from ._store import EventStore as EventStore
 from ._url import DEFAULT_STORE_URL as DEFAULT_STORE_URL

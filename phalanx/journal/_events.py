@@ -8,13 +8,13 @@ the same errors before anything is written.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from .._errors import EventDataError, PayloadTooLargeError
+from ._json import Unjournalable, encode_json, safe_text, text_problem
 
 #: Default cap on one event's encoded data, in bytes (1 MiB).
 DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
@@ -124,12 +124,18 @@ class Lease:
 
 
 def encode_data(stream_id: str, event: NewEvent, max_bytes: int) -> str:
-    """Encode one event's data as compact JSON, refusing what cannot be journaled."""
-    if not isinstance(event.type, str) or not event.type:
+    """Encode one event's data as compact JSON, refusing what cannot be journaled.
+
+    Raises:
+        EventDataError: data that is not a JSON object of values every store holds
+            (see `_json`), naming the path of the first bad value; or a bad type.
+        PayloadTooLargeError: encoded data above `max_bytes`.
+    """
+    if not isinstance(event.type, str) or not event.type or text_problem(event.type):
         raise EventDataError(
-            stream_id=stream_id,
-            event_type=str(event.type),
-            reason="the type must be a non-empty string",
+            stream_id=safe_text(stream_id),
+            event_type=safe_text(str(event.type)),
+            reason="the type must be a non-empty string without NUL or lone surrogates",
         )
     if not isinstance(event.data, Mapping):
         raise EventDataError(
@@ -138,21 +144,43 @@ def encode_data(stream_id: str, event: NewEvent, max_bytes: int) -> str:
             reason=f"data must be a JSON object (a mapping), not {type(event.data).__name__}",
         )
     try:
-        text = json.dumps(event.data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
+        text, size = encode_json(event.data)
+    except Unjournalable as exc:
         raise EventDataError(
-            stream_id=stream_id,
-            event_type=event.type,
-            reason=f"data is not JSON-serialisable: {exc}",
+            stream_id=stream_id, event_type=event.type, reason=exc.reason, path=exc.path
         ) from exc
-    # Cheap bound first: a UTF-8 encoding is at most 4 bytes a character.
-    if len(text) * 4 > max_bytes:
-        size = len(text.encode("utf-8"))
-        if size > max_bytes:
-            raise PayloadTooLargeError(
-                stream_id=stream_id, event_type=event.type, size=size, limit=max_bytes
-            )
+    if size > max_bytes:
+        raise PayloadTooLargeError(
+            stream_id=stream_id, event_type=event.type, size=size, limit=max_bytes
+        )
     return text
+
+
+def check_names(stream_id: str, event: NewEvent) -> None:
+    """Refuse a stream id or metadata value no store can keep as text.
+
+    PostgreSQL text cannot hold NUL and no UTF-8 column can hold a lone surrogate;
+    both stores refuse them here, alike, before anything is written.
+    """
+    m = event.metadata
+    # One joined string checked at C speed: this runs for every event appended.
+    joined = (
+        stream_id
+        if m is NO_METADATA
+        else f"{stream_id}{m.run_id}{m.agent_id}{m.parent_id}{m.trace_id}{m.span_id}"
+    )
+    if joined.isascii() and "\x00" not in joined:
+        return
+    fields = [("stream id", stream_id)]
+    fields += [(f"metadata {n}", getattr(m, n)) for n in Metadata.__slots__ if getattr(m, n)]
+    for what, text in fields:
+        problem = text_problem(text)
+        if problem is not None:
+            raise EventDataError(
+                stream_id=safe_text(stream_id),
+                event_type=safe_text(str(event.type)),
+                reason=f"the {what} {problem}",
+            )
 
 
 def encode_state(stream_id: str, state: Mapping[str, Any], max_bytes: int) -> str:

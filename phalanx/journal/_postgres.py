@@ -45,7 +45,6 @@ except ModuleNotFoundError as exc:
 from .._clock import Clock, SystemClock
 from .._errors import (
     ConcurrencyError,
-    EventDataError,
     FencedError,
     InvalidStoreURLError,
     PhalanxError,
@@ -449,7 +448,7 @@ class PostgresEventStore:
                         row = await conn.fetchrow(_APPEND, *args)
                         await hook()
             except asyncpg.PostgresError as exc:
-                self._refuse(exc, stream_id, events, expected_version, epoch)
+                self._refuse(exc, stream_id, expected_version, epoch)
                 raise
             if row is None:  # the function always returns one row
                 raise StoreUnavailableError(
@@ -465,7 +464,6 @@ class PostgresEventStore:
     def _refuse(
         exc: asyncpg.PostgresError,
         stream_id: str,
-        events: Sequence[NewEvent],
         expected_version: int | None,
         epoch: int | None,
     ) -> None:
@@ -479,13 +477,6 @@ class PostgresEventStore:
             actual = int(exc.detail or 0)
             raise ConcurrencyError(
                 stream_id=stream_id, expected_version=expected_version, actual_version=actual
-            ) from exc
-        if isinstance(exc, asyncpg.CharacterNotInRepertoireError):
-            raise EventDataError(
-                stream_id=stream_id.replace("\x00", "\\x00"),
-                event_type=events[0].type.replace("\x00", "\\x00"),
-                reason="PostgreSQL text cannot hold NUL characters "
-                f"in a stream id, type or metadata ({exc})",
             ) from exc
 
     async def read_stream(

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._errors import CorruptEventError
-from ._events import NO_METADATA, Event, Metadata, NewEvent, Snapshot, encode_data
+from ._events import NO_METADATA, Event, Metadata, NewEvent, Snapshot, check_names, encode_data
 
 #: The columns `decode_row` expects, in order.
 EVENT_COLUMNS = (
@@ -31,7 +31,7 @@ def decode_row(row: Row) -> Event:
             raise ValueError(f"data is a JSON {type(data).__name__}, not an object")
         if not isinstance(type_, str) or not isinstance(recorded_at, float | int):
             raise ValueError("type or timestamp column has the wrong type")
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, RecursionError) as exc:
         raise CorruptEventError(
             stream_id=str(stream_id), seq=int(seq), position=int(position), reason=str(exc)
         ) from exc
@@ -67,6 +67,7 @@ def event_rows(
     rows: list[Row] = []
     for offset, event in enumerate(events):
         text = encode_data(stream_id, event, max_bytes)
+        check_names(stream_id, event)
         m = event.metadata
         rows.append(
             (

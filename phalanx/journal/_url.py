@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .._clock import Clock
 from .._errors import InvalidStoreURLError
@@ -36,23 +36,31 @@ def store_from_url(
     `sqlite:///relative/path.db` and `sqlite:////absolute/path.db` take an optional
     `?synchronous=normal|full|extra|off`. `postgresql://` URLs are passed to the
     driver, with an optional `?schema=NAME` that keeps phalanx's tables in a schema.
+    Both take `?max_payload_bytes=N`, the largest encoded event data the store
+    accepts (default 1 MiB); it overrides the `max_payload_bytes` argument.
 
     Raises:
         InvalidStoreURLError: an unknown scheme or a malformed URL.
     """
     url = resolve_store_url(url)
     parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    limits = [v for k, v in query if k == "max_payload_bytes"]
+    if limits:
+        max_payload_bytes = _payload_limit(url, limits[-1])
+        rest = urlencode([(k, v) for k, v in query if k != "max_payload_bytes"])
+        parts = parts._replace(query=rest)
     if parts.scheme == "sqlite":
         if parts.netloc or not parts.path.startswith("/") or parts.path == "/":
             raise InvalidStoreURLError(url=url, reason="a SQLite URL is sqlite:///PATH")
-        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        synchronous = query.pop("synchronous", "normal").lower()
+        options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        synchronous = options.pop("synchronous", "normal").lower()
         if synchronous not in _SYNCHRONOUS:
             raise InvalidStoreURLError(
                 url=url, reason=f"synchronous must be one of {', '.join(_SYNCHRONOUS)}"
             )
-        if query:
-            raise InvalidStoreURLError(url=url, reason=f"unknown options {sorted(query)}")
+        if options:
+            raise InvalidStoreURLError(url=url, reason=f"unknown options {sorted(options)}")
         from ._sqlite import SqliteEventStore
 
         return SqliteEventStore(
@@ -64,5 +72,19 @@ def store_from_url(
     if parts.scheme in ("postgresql", "postgres"):
         from ._postgres import PostgresEventStore
 
-        return PostgresEventStore(url, max_payload_bytes=max_payload_bytes, clock=clock)
+        return PostgresEventStore(
+            urlunsplit(parts), max_payload_bytes=max_payload_bytes, clock=clock
+        )
     raise InvalidStoreURLError(url=url, reason=f"unknown scheme {parts.scheme or '(none)'!r}")
+
+
+def _payload_limit(url: str, text: str) -> int:
+    try:
+        limit = int(text)
+    except ValueError:
+        limit = 0
+    if limit < 1:
+        raise InvalidStoreURLError(
+            url=url, reason=f"max_payload_bytes must be a whole number of bytes >= 1, not {text!r}"
+        )
+    return limit
