@@ -23,16 +23,18 @@ from rich.table import Table
 from rich.text import Text
 
 from .._errors import (
+    CorruptEventError,
     FencedError,
     NonDeterminismError,
     PhalanxError,
+    StoreCorruptError,
     StoreUnavailableError,
     TelemetryConfigError,
     UserError,
 )
 from ..durable import RunHistory, RunOutcome, Runtime, load_workflow, open_runtime
 from ..durable._history import TERMINAL, inbox_stream, run_stream
-from ..journal import Event
+from ..journal import Event, EventStore
 from ..observe import configure_from_env
 from ..tools import troubled_tool_calls
 
@@ -82,7 +84,7 @@ def _execute(store: str | None, lease_ttl: float, body: Callable[[Runtime], Awai
         return _run(main())
     except FencedError as exc:
         raise _fail(f"fenced out: {exc}", 1) from exc
-    except NonDeterminismError as exc:
+    except (NonDeterminismError, StoreCorruptError) as exc:
         raise _fail(str(exc), 1) from exc
     except (UserError, StoreUnavailableError) as exc:
         raise _fail(str(exc), 2) from exc
@@ -248,22 +250,41 @@ def events(
 ) -> None:
     """Print a run's events (one JSON object a line with --json)."""
 
-    async def body(runtime: Runtime) -> None:
-        await runtime.history(run_id)
+    async def body(runtime: Runtime) -> int:
+        if await runtime.store.stream_version(run_stream(run_id)) == 0:
+            await runtime.history(run_id)  # raises UnknownRunError
         stream = inbox_stream(run_id) if inbox else run_stream(run_id)
         next_seq = 1
+        broken = 0
         while True:
-            batch = await runtime.store.read_stream(stream, from_seq=next_seq)
+            batch, corrupt = await _read_good_rows(runtime.store, stream, next_seq)
             for event in batch:
                 _event_line(event, as_json)
                 next_seq = event.seq + 1
+            if corrupt is not None:
+                err.print(Text.assemble(("error:", "bold red"), f" {corrupt}"))
+                broken += 1
+                next_seq = corrupt.seq + 1
+                continue
             if not follow:
-                return
+                return broken
             if not inbox and (await runtime.history(run_id)).terminal and not batch:
-                return
+                return broken
             await runtime.clock.sleep(0.2)
 
-    _execute(store, 15.0, body)
+    if _execute(store, 15.0, body):
+        raise typer.Exit(1)
+
+
+async def _read_good_rows(
+    store: EventStore, stream: str, from_seq: int
+) -> tuple[list[Event], CorruptEventError | None]:
+    """The events from `from_seq`, stopping before a corrupt row, and that row's error."""
+    try:
+        return await store.read_stream(stream, from_seq=from_seq), None
+    except CorruptEventError as exc:
+        good = await store.read_stream(stream, from_seq=from_seq, limit=exc.seq - from_seq)
+        return good, exc
 
 
 def _show(history: RunHistory) -> dict[str, Any]:
