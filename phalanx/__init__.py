@@ -22,6 +22,7 @@ from ._errors import EventDataError as EventDataError
 from ._errors import FencedError as FencedError
 from ._errors import InvalidStoreURLError as InvalidStoreURLError
 from ._errors import LeaseHeldError as LeaseHeldError
+from ._errors import LeaseLostError as LeaseLostError
 from ._errors import MailboxFullError as MailboxFullError
 from ._errors import MCPCallError as MCPCallError
 from ._errors import MCPConfigError as MCPConfigError

@@ -56,6 +56,7 @@ The hierarchy, so callers can branch on what happened::
     │   └── OutputValidationError   structured output stayed invalid after retries
     └── StoreError                  the journal refused or could not do what was asked
         ├── StoreUnavailableError   the store cannot be reached or opened (retryable)
+        │   └── LeaseLostError      an outage outlasted a runner's lease: it stopped, resumable
         ├── StoreCorruptError       the store's files are damaged: nothing more is written
         ├── CorruptEventError       a stored row that cannot be decoded
         ├── ConcurrencyError        optimistic append lost: expected version != actual
@@ -201,6 +202,26 @@ class StoreCorruptError(StoreError):
             f"store {store} is corrupt: {reason}; phalanx writes nothing more to it. "
             "Restore it from a backup, or salvage what is readable "
             "(for SQLite: sqlite3 FILE .recover | sqlite3 NEW.db)",
+            store=store,
+            reason=reason,
+        )
+
+
+class LeaseLostError(StoreUnavailableError):
+    """A runner could not reach the store before its lease expired; it stopped writing.
+
+    Raised when a store outage outlasts the runner's lease: another runner may now
+    take the run over, so this one writes nothing more. The run is not lost: it
+    resumes from its journal once the store is back.
+    """
+
+    store: str
+    reason: str
+
+    def __init__(self, *, store: str, reason: str) -> None:
+        StoreError.__init__(
+            self,
+            f"store {store} is unavailable and the lease ran out: {reason}",
             store=store,
             reason=reason,
         )

@@ -25,6 +25,7 @@ from rich.text import Text
 from .._errors import (
     CorruptEventError,
     FencedError,
+    LeaseLostError,
     NonDeterminismError,
     PhalanxError,
     StoreCorruptError,
@@ -84,7 +85,8 @@ def _execute(store: str | None, lease_ttl: float, body: Callable[[Runtime], Awai
         return _run(main())
     except FencedError as exc:
         raise _fail(f"fenced out: {exc}", 1) from exc
-    except (NonDeterminismError, StoreCorruptError) as exc:
+    except (NonDeterminismError, StoreCorruptError, LeaseLostError) as exc:
+        # LeaseLostError: a runner gave up on a store outage; its run stays resumable.
         raise _fail(str(exc), 1) from exc
     except (UserError, StoreUnavailableError) as exc:
         raise _fail(str(exc), 2) from exc

@@ -1,12 +1,12 @@
 """Durable workflows: steps journaled before and after, replayed after a crash."""
 
+from .._errors import LeaseLostError as LeaseLostError
 from . import lowlevel as lowlevel
 from ._context import WorkflowContext as WorkflowContext
 from ._history import RunHistory as RunHistory
 from ._history import RunStatus as RunStatus
 from ._history import RunSummary as RunSummary
 from ._retry import RetryPolicy as RetryPolicy
-from ._runner import LeaseLostError as LeaseLostError
 from ._runner import RunOutcome as RunOutcome
 from ._runtime import Runtime as Runtime
 from ._runtime import open_runtime as open_runtime

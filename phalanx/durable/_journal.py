@@ -3,32 +3,64 @@
 Every write carries the runner's lease epoch and the version it last wrote, so a
 runner that was taken over is refused by the store itself. Once refused, the pen is
 dead: it raises at once on every later write, so a fenced runner writes nothing more.
+
+The pen also rides out store outages shorter than the lease. A write or a lease
+renewal that finds the store unavailable is tried again with back-off until the lease
+would expire. Retrying an append is safe because it carries its expected version: if
+the first try committed before the connection died (an ambiguous commit), the retry
+is refused with `ConcurrencyError`, and reading the stream back shows whether the
+events there are ours (our epoch, our types, right where we wrote them). Past the
+lease's expiry another runner may take the run over, so the pen gives up with
+`LeaseLostError`, writes nothing more, and the run stays resumable. The outage is
+reported once, in one line, and its end once more.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
-from typing import Any
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
-from .._errors import FencedError
-from ..journal import EventStore, Lease, Metadata, NewEvent
+from .._clock import Clock, SystemClock
+from .._errors import ConcurrencyError, FencedError, LeaseLostError, StoreUnavailableError
+from ..journal import AppendResult, EventStore, Lease, Metadata, NewEvent
 from ._history import STATUS_EVENTS, run_stream
+
+logger = logging.getLogger("phalanx")
+
+T = TypeVar("T")
+
+#: Back-off between tries while the store is unavailable: first and longest wait.
+FIRST_RETRY = 0.05
+LONGEST_RETRY = 1.0
 
 
 class RunJournal:
     """Appends a run's events under its lease, in order, one writer at a time."""
 
-    def __init__(self, store: EventStore, lease: Lease, version: int, metadata: Metadata):
+    def __init__(
+        self,
+        store: EventStore,
+        lease: Lease,
+        version: int,
+        metadata: Metadata,
+        *,
+        clock: Clock | None = None,
+    ):
         self.store = store
         self.lease = lease
         self.stream_id = run_stream(metadata.run_id or "")
         self.version = version
         self.metadata = metadata
         self.fenced: FencedError | None = None
+        #: Set when an outage outlasted the lease: every later write raises it.
+        self.lost: LeaseLostError | None = None
         self.closed: str | None = None
         #: Successful appends so far; watchers read progress from it.
         self.writes = 0
+        self._clock: Clock = clock or SystemClock()
+        self._outage_since: float | None = None
         self._pending: list[NewEvent] = []
         #: (version, deferred events) of an append cancelled in flight, until settled.
         self._unsure: tuple[int, int] | None = None
@@ -57,24 +89,25 @@ class RunJournal:
         )
 
     async def flush(self, *extra: NewEvent) -> None:
-        """Write deferred events and `extra` in one atomic append."""
+        """Write deferred events and `extra` in one atomic append.
+
+        Raises:
+            FencedError: another runner took the run over.
+            LeaseLostError: the store stayed unavailable until the lease expired.
+        """
         async with self._lock:
-            if self.fenced is not None:
-                raise self.fenced
-            if self.closed is not None:
-                raise asyncio.CancelledError(self.closed)
+            self._check_open()
             batch = [*self._pending, *extra]
             if not batch:
                 return
             if self._unsure is not None:
-                await self._settle(*self._unsure)
+                unsure = self._unsure
+                await self._ride_out(lambda _: self._settle(*unsure))
                 batch = [*self._pending, *extra]
                 if not batch:
                     return
             try:
-                result = await self.store.append(
-                    self.stream_id, batch, expected_version=self.version, epoch=self.lease.epoch
-                )
+                result = await self._ride_out(lambda retry: self._append(batch, retry))
             except FencedError as exc:
                 self.fenced = exc
                 raise
@@ -98,3 +131,86 @@ class RunJournal:
             self.version = now
             self.writes += 1
         self._unsure = None
+
+    async def renew(self, ttl: float) -> Lease:
+        """Extend the lease by `ttl` from now, riding out a short outage.
+
+        Raises:
+            FencedError: the lease was taken over.
+            LeaseLostError: the store stayed unavailable until the lease expired.
+        """
+        self.lease = await self._ride_out(lambda _: self.store.renew_lease(self.lease, ttl))
+        return self.lease
+
+    def _check_open(self) -> None:
+        if self.fenced is not None:
+            raise self.fenced
+        if self.lost is not None:
+            raise self.lost
+        if self.closed is not None:
+            raise asyncio.CancelledError(self.closed)
+
+    async def _append(self, batch: Sequence[NewEvent], retry: bool) -> AppendResult:
+        try:
+            return await self.store.append(
+                self.stream_id, batch, expected_version=self.version, epoch=self.lease.epoch
+            )
+        except ConcurrencyError:
+            if not retry:
+                raise
+            # An earlier try may have committed before the store went away.
+            landed = await self.store.read_stream(self.stream_id, from_seq=self.version + 1)
+            ours = [(e.type, e.epoch) for e in landed] == [
+                (n.type, self.lease.epoch) for n in batch
+            ]
+            if not ours:
+                raise
+            return AppendResult(landed[-1].seq, landed[-1].position)
+
+    async def _ride_out(self, call: Callable[[bool], Awaitable[T]]) -> T:
+        """Run `call(retry)`, trying again through an outage until the lease expires."""
+        delay = FIRST_RETRY
+        retry = False
+        while True:
+            try:
+                result = await call(retry)
+            except LeaseLostError:
+                raise
+            except StoreUnavailableError as exc:
+                self._check_open()
+                if self._clock.now() + delay >= self.lease.expires_at:
+                    self.lost = self.lost or self._give_up(exc)
+                    raise self.lost from exc
+                self._report_outage(exc)
+                await self._clock.sleep(delay)
+                delay = min(delay * 2, LONGEST_RETRY)
+                retry = True
+                continue
+            if self._outage_since is not None:
+                logger.warning(
+                    "run %s: store back after %.1fs; carrying on",
+                    self.metadata.run_id,
+                    self._clock.monotonic() - self._outage_since,
+                )
+                self._outage_since = None
+            return result
+
+    def _report_outage(self, exc: StoreUnavailableError) -> None:
+        if self._outage_since is not None:
+            return
+        self._outage_since = self._clock.monotonic()
+        logger.warning(
+            "run %s: store unavailable (%s); retrying until its lease expires in %.0fs",
+            self.metadata.run_id,
+            exc.reason,
+            max(0.0, self.lease.expires_at - self._clock.now()),
+        )
+
+    def _give_up(self, exc: StoreUnavailableError) -> LeaseLostError:
+        run_id = self.metadata.run_id
+        return LeaseLostError(
+            store=self.store.url,
+            reason=f"run {run_id!r} could not reach the store before its lease expired "
+            f"({exc.reason}); it stopped writing so another runner can take over safely, "
+            f"and the run is resumable: phalanx resume {run_id}",
+        )

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from .._errors import (
     EventDataError,
     FencedError,
+    LeaseLostError,
     NonDeterminismError,
     PhalanxError,
     StoreUnavailableError,
@@ -63,10 +64,6 @@ class RunOutcome:
         return cls(history.run_id, history.status, history.result, history.error)
 
 
-class LeaseLostError(StoreUnavailableError):
-    """The runner could not renew its lease before it expired; it stopped writing."""
-
-
 class Runner:
     """Runs (or resumes) one workflow run while holding its lease."""
 
@@ -93,7 +90,9 @@ class Runner:
         self.fn = fn
         self.force = force
         metadata = Metadata(run_id=self.run_id, parent_id=history.parent_run_id)
-        self.journal = RunJournal(runtime.store, lease, history.version, metadata)
+        self.journal = RunJournal(
+            runtime.store, lease, history.version, metadata, clock=runtime.clock
+        )
         self.ctx = WorkflowContext(self, history, self.journal, runtime.clock, runtime.entropy)
         self._inbox: list[Event] = []
         self._consumed: set[int] = {
@@ -186,8 +185,9 @@ class Runner:
             await self.runtime.clock.sleep(self.runtime.inbox_poll)
             try:
                 await self._read_inbox()
-            except StoreUnavailableError:
-                logger.warning("run %s: cannot read its inbox; will retry", self.run_id)
+            except StoreUnavailableError as exc:
+                # The journal reports an outage once; polling on is all there is to do.
+                logger.debug("run %s: cannot read its inbox (%s); will retry", self.run_id, exc)
 
     async def _keep_lease(self) -> None:
         ttl = self.runtime.lease_ttl
@@ -195,20 +195,11 @@ class Runner:
         while True:
             await clock.sleep(ttl / 3)
             try:
-                self.lease = await self.runtime.store.renew_lease(self.lease, ttl)
-            except FencedError as exc:
+                # Rides out an outage shorter than the lease (see RunJournal).
+                self.lease = await self.journal.renew(ttl)
+            except (FencedError, LeaseLostError) as exc:
                 self._halt(exc)
                 return
-            except StoreUnavailableError as exc:
-                if clock.now() >= self.lease.expires_at:
-                    lost = LeaseLostError(
-                        store=self.runtime.store.url,
-                        reason=f"run {self.run_id!r} could not renew its lease before it "
-                        f"expired ({exc.reason}); stopped writing so another runner can "
-                        "take over safely",
-                    )
-                    self._halt(lost)
-                    return
 
     # -- the run ---------------------------------------------------------------------
 
@@ -357,6 +348,8 @@ class Runner:
     async def _finish(self, kind: str, value: Any) -> RunOutcome:
         if self.journal.fenced is not None:
             raise self.journal.fenced
+        if self.journal.lost is not None:
+            raise self.journal.lost
         if kind == "stopped":
             raise (
                 value

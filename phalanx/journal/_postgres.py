@@ -232,7 +232,9 @@ class PostgresEventStore:
     if that connection is lost, subscribers poll (within ~100 ms) until it is back.
     Every method raises `StoreUnavailableError` when the server cannot be reached
     within `connect_timeout` or does not answer within `command_timeout`; the next
-    call after the server is back works again.
+    call after the server is back works again. `min_pool` is 0 by default: with a
+    floor, asyncpg reconnects in the background after an outage and logs a full
+    traceback at every failed try; without one, the next call simply connects.
 
     Raises:
         InvalidStoreURLError: from the constructor, a malformed `?schema=`.
@@ -248,7 +250,7 @@ class PostgresEventStore:
         *,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         clock: Clock | None = None,
-        min_pool: int = 1,
+        min_pool: int = 0,
         max_pool: int = 10,
         connect_timeout: float = 5.0,
         command_timeout: float = 10.0,
