@@ -92,3 +92,16 @@ AGENT = Agent("writer", model=MODEL, instructions="answer with a surrogate")
 async def model_response(ctx: phalanx.WorkflowContext) -> Any:
     """An agent whose model answers with a lone surrogate."""
     return (await AGENT.run(ctx, "go")).output
+
+
+#: The text `echo_model`'s model answers with, set by each test.
+ANSWER = {"text": ""}
+
+
+@phalanx.workflow
+async def echo_model(ctx: phalanx.WorkflowContext) -> Any:
+    """An agent whose model answers with `ANSWER["text"]`."""
+    model = ScriptedModel(
+        Script(default=Turn(text=ANSWER["text"])), latency=0, seconds_per_token=0.0
+    )
+    return (await Agent("echoer", model=model).run(ctx, "go")).output

@@ -20,7 +20,7 @@ import phalanx
 from tests.conftest import StoreFactory
 from tests.durable import bad_workflows as bad
 from tests.durable.helpers import of_type, reached
-from tests.strategies import MIB, hostile_values, journalable, nested
+from tests.strategies import HOSTILE_TEXT, MIB, hostile_values, journalable, nested
 
 OpenRuntime = Callable[..., AbstractAsyncContextManager[phalanx.Runtime]]
 
@@ -37,6 +37,7 @@ def url(store_factory: StoreFactory) -> str:
 def _reset() -> None:
     bad.VALUE["value"] = None
     bad.HANG["on"] = False
+    bad.ANSWER["text"] = ""
 
 
 async def assert_step_failed(runtime: phalanx.Runtime, run_id: str, step: str) -> dict[str, Any]:
@@ -248,5 +249,53 @@ def test_hostile_inputs_and_signals_are_taken_unchanged_or_refused(url: str, val
             else:
                 [sent] = await runtime.store.read_stream(f"run:{outcome.run_id}:inbox")
                 assert sent.data["data"] == value
+
+    asyncio.run(scenario())
+
+
+@settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(value=hostile_values())
+def test_hostile_tool_results_round_trip_or_fail_the_tool_step(url: str, value: Any) -> None:
+    """Any hostile value a tool returns: handed back unchanged, or its step fails cleanly."""
+
+    async def scenario() -> None:
+        bad.VALUE["value"] = value
+        async with phalanx.open_runtime(url, lease_ttl=5) as runtime:
+            outcome = await runtime.run(bad.tool_result)
+            if journalable(value, limit=MIB - 512):
+                assert outcome.status == "completed", outcome.error
+                assert outcome.result == {"query": "q", "hit": value}
+            else:
+                assert outcome.status == "failed" and outcome.error is not None
+                assert outcome.error["type"].endswith(("EventDataError", "PayloadTooLargeError"))
+                await assert_step_failed(runtime, outcome.run_id, "tool/lookup")
+
+    asyncio.run(scenario())
+
+
+@settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(text=HOSTILE_TEXT)
+def test_hostile_model_answers_round_trip_or_fail_the_model_step(url: str, text: str) -> None:
+    """Any hostile text a model answers: the agent's output, or its model step fails."""
+
+    async def scenario() -> None:
+        bad.ANSWER["text"] = text
+        async with phalanx.open_runtime(url, lease_ttl=5) as runtime:
+            outcome = await runtime.run(bad.echo_model)
+            if journalable(text, limit=MIB // 2):
+                assert outcome.status == "completed", outcome.error
+                assert outcome.result == text
+            elif not journalable(text, limit=MIB * 4):
+                assert outcome.status == "failed" and outcome.error is not None
+                assert outcome.error["type"].endswith(("EventDataError", "PayloadTooLargeError"))
+                await assert_step_failed(runtime, outcome.run_id, "echoer/model/1")
 
     asyncio.run(scenario())
