@@ -19,7 +19,8 @@ class EventStore(Protocol):
 
     Lifecycle: open with `await store.open()` (or `async with`), close with
     `await store.close()`; closing twice is harmless. Every method may raise
-    `StoreUnavailableError` when the backend cannot be reached in bounded time.
+    `StoreUnavailableError` when the backend cannot be reached in bounded time, and
+    `StoreCorruptError` when its files are damaged (then it writes nothing more).
     """
 
     #: A short description of where the data lives, safe to print (no password).
@@ -54,7 +55,9 @@ class EventStore(Protocol):
                 transaction as the write.
 
         Raises:
-            EventDataError: data that is not a JSON object of JSON values.
+            EventDataError: data that is not a JSON object of values every store holds
+                (see `journal._json`), naming the path of the first bad value; or a
+                stream id, type or metadata value with NUL or a lone surrogate.
             PayloadTooLargeError: an event above the store's payload limit.
             ConcurrencyError: the stream is not at `expected_version`.
             FencedError: a stale, missing or unknown epoch for a leased stream.
