@@ -48,6 +48,7 @@ from .._errors import (
     FencedError,
     InvalidStoreURLError,
     PhalanxError,
+    StoreCorruptError,
     StoreUnavailableError,
 )
 from ._events import (
@@ -79,6 +80,9 @@ _SCHEMA = re.compile(r"^(?!pg_)[a-z_][a-z0-9_]{0,62}$")
 # SQLSTATEs raised by phalanx_append; class "PX" is unused by PostgreSQL.
 _CONFLICT = "PX001"
 _FENCED = "PX002"
+
+# SQLSTATEs of damaged data (data_corrupted, index_corrupted): StoreCorruptError.
+_CORRUPT = ("XX001", "XX002")
 
 # How long subscribers rely on polling alone after LISTEN could not be set up.
 _LISTEN_RETRY_SECONDS = 5.0
@@ -395,7 +399,11 @@ class PostgresEventStore:
                     logger.debug("dropped a broken connection to %s: %s", self.url, exc)
         except PhalanxError:
             raise
-        except (OSError, asyncpg.PostgresError) as exc:  # TimeoutError is an OSError
+        except asyncpg.PostgresError as exc:
+            if exc.sqlstate in _CORRUPT:
+                raise StoreCorruptError(store=self.url, reason=str(exc)) from exc
+            raise self._unavailable(exc) from exc
+        except OSError as exc:  # TimeoutError is an OSError
             raise self._unavailable(exc) from exc
         except asyncpg.InterfaceError as exc:
             if "closed" not in str(exc) and "closing" not in str(exc):

@@ -5,13 +5,20 @@ from __future__ import annotations
 import asyncio
 import math
 import secrets
+import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from phalanx import EventDataError, InvalidStoreURLError, NewEvent, PayloadTooLargeError
+from phalanx import (
+    EventDataError,
+    InvalidStoreURLError,
+    NewEvent,
+    PayloadTooLargeError,
+    StoreCorruptError,
+)
 from phalanx.journal import MAX_DEPTH, EventStore, Metadata, store_from_url
 from tests.conftest import PG_URL, StoreFactory, drop_schema, require_postgres
 from tests.strategies import hostile_values, journalable, nested
@@ -153,3 +160,36 @@ def test_hostile_values_are_kept_exactly_or_refused_alike(both: Both, value: Any
     else:
         assert outcomes[0] != "stored"
         assert both.read(stream) == [[], []]
+
+
+async def test_damaged_data_is_store_corrupt_not_unavailable(store_factory: StoreFactory) -> None:
+    """A read the engine reports as damaged raises StoreCorruptError, on every store."""
+    store = await store_factory()
+    await store.append("s", [NewEvent("E", {"ok": 1})])
+    if store_factory.backend == "sqlite":
+        # Garbage over the table's pages, as a disk fault would leave them.
+        await store.close()
+        _overwrite_pages(store_factory.url.removeprefix("sqlite:///"))
+        with pytest.raises(StoreCorruptError, match="is corrupt"):
+            await store_factory()
+        return
+    # PostgreSQL reports damage as SQLSTATE XX001 (data_corrupted); raise it where a
+    # damaged page would.
+    await store_factory.raw_execute(
+        "CREATE FUNCTION damaged() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        " RAISE EXCEPTION 'invalid page in block 7' USING ERRCODE = 'XX001'; END $$"
+    )
+    await store_factory.raw_execute(
+        "CREATE TRIGGER damaged BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION damaged()"
+    )
+    with pytest.raises(StoreCorruptError, match="invalid page"):
+        await store.append("s", [NewEvent("E", {"ok": 2})])
+
+
+def _overwrite_pages(path: str) -> None:
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    with open(path, "r+b") as f:
+        f.seek(4096)  # page 2 onwards: the schema page (1) stays readable
+        f.write(b"\xff" * 8192)
