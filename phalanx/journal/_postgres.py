@@ -390,6 +390,11 @@ class PostgresEventStore:
                 raise StoreUnavailableError(store=self.url, reason=reason) from exc
             try:
                 return await op(conn)
+            except asyncpg.InternalClientError as exc:
+                # The connection's protocol state broke (seen as the server shut down
+                # mid-call): drop it, and report the store unavailable like any outage.
+                conn.terminate()
+                raise self._unavailable(exc) from exc
             finally:
                 try:
                     await pool.release(conn, timeout=self._command_timeout)
