@@ -266,7 +266,7 @@ def test_hostile_tool_results_round_trip_or_fail_the_tool_step(url: str, value: 
         bad.VALUE["value"] = value
         async with phalanx.open_runtime(url, lease_ttl=5) as runtime:
             outcome = await runtime.run(bad.tool_result)
-            if journalable(value, limit=MIB - 512):
+            if journalable(value, limit=MIB - 512, depth=3):  # at $.result.result.hit
                 assert outcome.status == "completed", outcome.error
                 assert outcome.result == {"query": "q", "hit": value}
             else:
