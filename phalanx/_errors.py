@@ -4,34 +4,42 @@ The hierarchy, so callers can branch on what happened::
 
     PhalanxError
     ├── UserError                   misuse: fix the call, the input or the configuration
-    │   ├── InvalidStoreURLError    a store URL with an unknown scheme or shape
-    │   └── EventDataError          event data that is not a JSON object of JSON values
-    │       └── PayloadTooLargeError   encoded data above the store's payload limit
-    │   ├── ModelConfigError        PHALANX_MODEL unknown, or a provider's key is missing
-    │   ├── TelemetryConfigError    OTEL_* settings phalanx cannot apply (SDK missing, bad value)
+    │   ├── ConfigError             a setting phalanx cannot use: store URL, model, telemetry,
+    │   │                           MCP server, actor policy (names the setting and the fix)
+    │   ├── EventDataError          event data that is not a JSON object of JSON values
+    │   │   └── PayloadTooLargeError   encoded data above the store's payload limit
     │   ├── WorkflowImportError     MODULE:FUNCTION that cannot be imported as a workflow
     │   ├── UnknownRunError         a run id the store has never seen
     │   ├── RunExistsError          starting a run under an id that is already taken
-    │   ├── ActorConfigError        an actor setting out of range (capacity, restarts...)
     │   ├── PlanError               a conductor plan that cannot run (unknown agent, cycle...)
     │   ├── UnknownDeadLetterError  a dead-letter entry id the store has never seen
-    │   ├── DeadLetterRetryError    a dead-letter entry not retryable here (import, secrets)
-    │   └── MCPConfigError          an MCP server phalanx cannot use (SDK missing, bad settings)
+    │   └── DeadLetterRetryError    a dead-letter entry not retryable here (import, secrets)
+    ├── StoreError                  the journal refused or could not do what was asked
+    │   ├── StoreUnavailableError   the store cannot be reached or opened (retryable)
+    │   │   └── LeaseLostError      an outage outlasted a runner's lease: it stopped, resumable
+    │   ├── StoreCorruptError       the store's files are damaged: nothing more is written
+    │   ├── CorruptEventError       a stored row that cannot be decoded
+    │   ├── ConcurrencyError        optimistic append lost: expected version != actual
+    │   ├── FencedError             a write or renewal carried a stale lease epoch
+    │   └── LeaseHeldError          someone else holds a live lease on the stream
     ├── NonDeterminismError         replay asked for another step than the journal holds
     ├── StepError                   a journaled step failure whose type cannot be rebuilt
     ├── SignalTimeoutError          wait_for_signal ran past its timeout (also TimeoutError)
     ├── RunFailedError              a run (e.g. a child run) ended failed or cancelled
-    ├── ModelError                  a model call failed: provider, HTTP status, retryable?
-    │   ├── ModelRateLimitedError   429; carries the server's Retry-After
-    │   ├── ModelTimeoutError       no (complete) answer in time
-    │   ├── ModelConnectionError    the endpoint cannot be reached (refused, DNS, TLS)
-    │   └── ModelResponseError      an answer that cannot be understood
-    ├── PartialResultError          reading a partial fan-out without accepting it
     ├── DeadlineExceededError       a fail_after scope ran past its deadline (also TimeoutError)
     ├── ActorError                  a durable actor's message or child could not go on
     │   ├── MailboxFullError        a mailbox stayed full: fail_fast, or block past the deadline
     │   ├── AskTimeoutError         no reply to an ask in time (also TimeoutError)
     │   └── SupervisorEscalationError  restarts over the intensity limit: the children stopped
+    ├── ModelError                  a model call failed: provider, HTTP status, retryable?
+    │   ├── ModelRateLimitedError   429; carries the server's Retry-After
+    │   ├── ModelTimeoutError       no (complete) answer in time
+    │   ├── ModelConnectionError    the endpoint cannot be reached (refused, DNS, TLS)
+    │   └── ModelResponseError      an answer that cannot be understood
+    ├── AgentError                  an agent loop could not reach a valid answer
+    │   ├── MaxTurnsExceededError   the tool loop hit its turn limit
+    │   ├── AgentTimeoutError       the agent ran past its timeout (also TimeoutError)
+    │   └── OutputValidationError   structured output stayed invalid after retries
     ├── ToolArgumentsError          a tool call's arguments are not valid JSON / break its schema
     ├── ToolFailed                  raised by a tool: this call failed (retryable? HTTP status?)
     ├── ToolError                   a reliable tool call produced no result
@@ -45,80 +53,78 @@ The hierarchy, so callers can branch on what happened::
     │   ├── MCPConnectionError      server not started / unreachable / died (retryable: reconnects)
     │   ├── MCPProtocolError        a JSON-RPC error answer; retryable for internal errors only
     │   └── MCPToolError            the tool ran and reported an error (isError), not retried
+    ├── PartialResultError          reading a partial fan-out without accepting it
     ├── ConversationError           a peer conversation ended without going quiet on its own
     │   ├── RoundLimitError         a chain of messages ran past max_rounds (a loop, stopped)
     │   ├── PeerFailedError         a peer failed, was cancelled or left before the end
     │   └── ConversationTimeoutError  not quiet before its deadline (also TimeoutError)
-    ├── ClaimLostError              a claimed task was taken over while its holder was down
-    ├── AgentError                  an agent loop could not reach a valid answer
-    │   ├── MaxTurnsExceededError   the tool loop hit its turn limit
-    │   ├── AgentTimeoutError       the agent ran past its timeout (also TimeoutError)
-    │   └── OutputValidationError   structured output stayed invalid after retries
-    └── StoreError                  the journal refused or could not do what was asked
-        ├── StoreUnavailableError   the store cannot be reached or opened (retryable)
-        │   └── LeaseLostError      an outage outlasted a runner's lease: it stopped, resumable
-        ├── StoreCorruptError       the store's files are damaged: nothing more is written
-        ├── CorruptEventError       a stored row that cannot be decoded
-        ├── ConcurrencyError        optimistic append lost: expected version != actual
-        ├── FencedError             a write or renewal carried a stale lease epoch
-        └── LeaseHeldError          someone else holds a live lease on the stream
+    └── ClaimLostError              a claimed task was taken over while its holder was down
 
 Cancellation is not an error here: a cancelled run sees `asyncio.CancelledError`
 (a `BaseException`), runs its cleanup, and the runtime journals `RunCancelled`.
 
-Each error takes structured fields, builds its own message (saying how to fix it where
-there is a fix) and pickles by its fields, so it survives being journaled and sent
-between processes.
+Each error is a `@dataclass(kw_only=True, eq=False)`: its fields are declared once,
+the constructor takes them by keyword (so mypy checks every raise), and `__str__`
+builds the message from them, saying how to fix it where there is a fix. `eq=False`
+keeps errors compared and hashed by identity, like every other exception. A few
+bases (`PhalanxError`, `UserError`, `StoreError`...) also take a plain message.
+Every error pickles by its attributes (`PhalanxError.__reduce__`), so it survives
+being journaled and sent between processes.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 
 class PhalanxError(Exception):
     """Base of every error phalanx raises on purpose."""
 
-    #: Whether trying the same operation again can succeed without a change.
+    #: Whether trying the same operation again can succeed without a change. A class
+    #: constant for most errors; a field where the raiser decides (`ToolFailed`).
     retryable: bool = False
 
-    def __init__(self, message: str, /, **fields: Any) -> None:
-        super().__init__(message)
-        self._fields = fields
-        for name, value in fields.items():
-            setattr(self, name, value)
-
     def __reduce__(self) -> tuple[Any, ...]:
-        # Rebuild from the structured fields, not from the message, so subclasses with
-        # keyword-only constructors round-trip through pickle.
-        return (_rebuild_error, (type(self), self._fields, str(self)))
+        # BaseException pickles as `cls(*args)`, which a keyword-only constructor refuses
+        # (its fields are not in `args`). Rebuild the bare object and restore its
+        # attributes instead: one rule for every subclass, with fields or a plain message,
+        # and no constructor run twice (derived fields such as `retryable` come back as
+        # they were).
+        return (_new_error, (type(self), self.args), self.__dict__)
 
 
-def _rebuild_error(cls: type[PhalanxError], fields: dict[str, Any], message: str) -> PhalanxError:
-    error = cls.__new__(cls)
-    PhalanxError.__init__(error, message, **fields)
-    return error
+def _new_error(cls: type[PhalanxError], args: tuple[Any, ...]) -> PhalanxError:
+    return cls.__new__(cls, *args)
 
 
 class UserError(PhalanxError):
     """The caller used phalanx wrongly; the message says how to fix it."""
 
 
-class InvalidStoreURLError(UserError):
-    """A store URL phalanx cannot open."""
+@dataclass(kw_only=True, eq=False)
+class ConfigError(UserError):
+    """A setting phalanx cannot use as given; nothing was started with it.
 
-    url: str
+    `setting` names what was set (`"store URL"`, `"model"`, `"MCP server"`, `"OTLP
+    protocol"`, `"MailboxPolicy.capacity"`...), `value` the value given (None when
+    there is none to show, e.g. a package that is not installed), `reason` what is
+    wrong and how to fix it.
+    """
+
+    setting: str
+    value: object = None
     reason: str
 
-    def __init__(self, *, url: str, reason: str) -> None:
-        super().__init__(
-            f"cannot use store URL {url!r}: {reason}. Supported: sqlite:///path/to/file.db "
-            "(default ./.phalanx/phalanx.db) and postgresql://user@host:port/database",
-            url=url,
-            reason=reason,
-        )
+    def __str__(self) -> str:
+        given = "" if self.value is None else f" {self.value!r}"
+        return f"cannot use {self.setting}{given}: {self.reason}"
 
 
+# -- the journal ------------------------------------------------------------------------
+
+
+@dataclass(kw_only=True, eq=False)
 class EventDataError(UserError):
     """Event data that cannot be journaled; nothing was written."""
 
@@ -127,43 +133,31 @@ class EventDataError(UserError):
     reason: str
     #: The JSONPath of the first bad value in the event's data (`$.result.items[3]`),
     #: or None when the problem is not one value (the type, the stream id).
-    path: str | None
+    path: str | None = None
 
-    def __init__(
-        self, *, stream_id: str, event_type: str, reason: str, path: str | None = None
-    ) -> None:
-        where = "" if path is None else f"{path}: "
-        super().__init__(
-            f"cannot journal event {event_type!r} on stream {stream_id!r}: {where}{reason}; "
-            "nothing was written",
-            stream_id=stream_id,
-            event_type=event_type,
-            reason=reason,
-            path=path,
+    def __str__(self) -> str:
+        where = "" if self.path is None else f"{self.path}: "
+        return (
+            f"cannot journal event {self.event_type!r} on stream {self.stream_id!r}: "
+            f"{where}{self.reason}; nothing was written"
         )
 
 
+@dataclass(kw_only=True, eq=False)
 class PayloadTooLargeError(EventDataError):
     """Encoded event data above the store's payload limit; nothing was written."""
 
-    stream_id: str
-    event_type: str
     size: int
     limit: int
+    reason: str = field(default="payload too large", init=False)
+    path: str | None = field(default=None, init=False)
 
-    def __init__(self, *, stream_id: str, event_type: str, size: int, limit: int) -> None:
-        PhalanxError.__init__(
-            self,
-            f"cannot journal event {event_type!r} on stream {stream_id!r}: its data is "
-            f"{size} bytes encoded, above the {limit}-byte limit; store large blobs elsewhere "
-            "and journal a reference, or raise the store's limit (?max_payload_bytes=N on "
-            "the store URL); nothing was written",
-            stream_id=stream_id,
-            event_type=event_type,
-            size=size,
-            limit=limit,
-            reason="payload too large",
-            path=None,
+    def __str__(self) -> str:
+        return (
+            f"cannot journal event {self.event_type!r} on stream {self.stream_id!r}: its "
+            f"data is {self.size} bytes encoded, above the {self.limit}-byte limit; store "
+            "large blobs elsewhere and journal a reference, or raise the store's limit "
+            "(?max_payload_bytes=N on the store URL); nothing was written"
         )
 
 
@@ -171,6 +165,7 @@ class StoreError(PhalanxError):
     """The journal store refused or failed an operation."""
 
 
+@dataclass(kw_only=True, eq=False)
 class StoreUnavailableError(StoreError):
     """The store cannot be reached, opened or locked in time; retry when it is back."""
 
@@ -179,14 +174,24 @@ class StoreUnavailableError(StoreError):
 
     retryable = True
 
-    def __init__(self, *, store: str, reason: str) -> None:
-        super().__init__(
-            f"store {store} is unavailable: {reason}",
-            store=store,
-            reason=reason,
-        )
+    def __str__(self) -> str:
+        return f"store {self.store} is unavailable: {self.reason}"
 
 
+@dataclass(kw_only=True, eq=False)
+class LeaseLostError(StoreUnavailableError):
+    """A runner could not reach the store before its lease expired; it stopped writing.
+
+    Raised when a store outage outlasts the runner's lease: another runner may now
+    take the run over, so this one writes nothing more. The run is not lost: it
+    resumes from its journal once the store is back.
+    """
+
+    def __str__(self) -> str:
+        return f"store {self.store} is unavailable and the lease ran out: {self.reason}"
+
+
+@dataclass(kw_only=True, eq=False)
 class StoreCorruptError(StoreError):
     """The store's files are damaged (SQLite: "database disk image is malformed").
 
@@ -197,36 +202,15 @@ class StoreCorruptError(StoreError):
     store: str
     reason: str
 
-    def __init__(self, *, store: str, reason: str) -> None:
-        super().__init__(
-            f"store {store} is corrupt: {reason}; phalanx writes nothing more to it. "
-            "Restore it from a backup, or salvage what is readable "
-            "(for SQLite: sqlite3 FILE .recover | sqlite3 NEW.db)",
-            store=store,
-            reason=reason,
+    def __str__(self) -> str:
+        return (
+            f"store {self.store} is corrupt: {self.reason}; phalanx writes nothing more to "
+            "it. Restore it from a backup, or salvage what is readable (for SQLite: sqlite3 "
+            "FILE .recover | sqlite3 NEW.db)"
         )
 
 
-class LeaseLostError(StoreUnavailableError):
-    """A runner could not reach the store before its lease expired; it stopped writing.
-
-    Raised when a store outage outlasts the runner's lease: another runner may now
-    take the run over, so this one writes nothing more. The run is not lost: it
-    resumes from its journal once the store is back.
-    """
-
-    store: str
-    reason: str
-
-    def __init__(self, *, store: str, reason: str) -> None:
-        StoreError.__init__(
-            self,
-            f"store {store} is unavailable and the lease ran out: {reason}",
-            store=store,
-            reason=reason,
-        )
-
-
+@dataclass(kw_only=True, eq=False)
 class CorruptEventError(StoreError):
     """A stored event row that cannot be decoded; it names the row to repair."""
 
@@ -235,17 +219,14 @@ class CorruptEventError(StoreError):
     position: int
     reason: str
 
-    def __init__(self, *, stream_id: str, seq: int, position: int, reason: str) -> None:
-        super().__init__(
-            f"corrupt event at stream {stream_id!r} seq {seq} (global position {position}): "
-            f"{reason}",
-            stream_id=stream_id,
-            seq=seq,
-            position=position,
-            reason=reason,
+    def __str__(self) -> str:
+        return (
+            f"corrupt event at stream {self.stream_id!r} seq {self.seq} (global position "
+            f"{self.position}): {self.reason}"
         )
 
 
+@dataclass(kw_only=True, eq=False)
 class ConcurrencyError(StoreError):
     """An optimistic append found another version than expected; nothing was written.
 
@@ -258,16 +239,15 @@ class ConcurrencyError(StoreError):
 
     retryable = True
 
-    def __init__(self, *, stream_id: str, expected_version: int, actual_version: int) -> None:
-        super().__init__(
-            f"stream {stream_id!r} is at version {actual_version}, not the expected "
-            f"{expected_version}: someone else appended first; nothing was written",
-            stream_id=stream_id,
-            expected_version=expected_version,
-            actual_version=actual_version,
+    def __str__(self) -> str:
+        return (
+            f"stream {self.stream_id!r} is at version {self.actual_version}, not the "
+            f"expected {self.expected_version}: someone else appended first; nothing was "
+            "written"
         )
 
 
+@dataclass(kw_only=True, eq=False)
 class FencedError(StoreError):
     """A write or lease renewal carried an epoch that is no longer the stream's lease.
 
@@ -278,24 +258,25 @@ class FencedError(StoreError):
     epoch: int | None
     current_epoch: int | None
 
-    def __init__(self, *, stream_id: str, epoch: int | None, current_epoch: int | None) -> None:
-        if epoch is None:
-            detail = f"the stream is leased (epoch {current_epoch}) and the write carried no epoch"
-        elif current_epoch is None:
-            detail = f"the write carried epoch {epoch} but the stream has no lease"
+    def __str__(self) -> str:
+        if self.epoch is None:
+            detail = (
+                f"the stream is leased (epoch {self.current_epoch}) and the write carried no epoch"
+            )
+        elif self.current_epoch is None:
+            detail = f"the write carried epoch {self.epoch} but the stream has no lease"
         else:
             detail = (
-                f"the write carried epoch {epoch} but the lease is now at epoch {current_epoch}"
+                f"the write carried epoch {self.epoch} but the lease is now at epoch "
+                f"{self.current_epoch}"
             )
-        super().__init__(
-            f"fenced out of stream {stream_id!r}: {detail}; another runner owns it, "
-            "so this one must stop writing",
-            stream_id=stream_id,
-            epoch=epoch,
-            current_epoch=current_epoch,
+        return (
+            f"fenced out of stream {self.stream_id!r}: {detail}; another runner owns it, "
+            "so this one must stop writing"
         )
 
 
+@dataclass(kw_only=True, eq=False)
 class LeaseHeldError(StoreError):
     """Someone else holds a live lease; wait for it to expire or take it over."""
 
@@ -306,61 +287,59 @@ class LeaseHeldError(StoreError):
 
     retryable = True
 
-    def __init__(self, *, stream_id: str, owner: str, epoch: int, expires_at: float) -> None:
-        super().__init__(
-            f"stream {stream_id!r} is leased by {owner!r} (epoch {epoch}) until "
-            f"{expires_at:.3f}; wait for the lease to expire or take it over",
-            stream_id=stream_id,
-            owner=owner,
-            epoch=epoch,
-            expires_at=expires_at,
+    def __str__(self) -> str:
+        return (
+            f"stream {self.stream_id!r} is leased by {self.owner!r} (epoch {self.epoch}) "
+            f"until {self.expires_at:.3f}; wait for the lease to expire or take it over"
         )
 
 
+# -- durable runs -----------------------------------------------------------------------
+
+
+@dataclass(kw_only=True, eq=False)
 class WorkflowImportError(UserError):
     """A `MODULE:FUNCTION` reference that does not name an importable workflow."""
 
     ref: str
     reason: str
 
-    def __init__(self, *, ref: str, reason: str) -> None:
-        super().__init__(
-            f"cannot load workflow {ref!r}: {reason}. Give MODULE:FUNCTION, where MODULE "
-            "is importable from the current directory or PYTHONPATH (or a path to a .py "
-            "file) and FUNCTION is an async def decorated with @phalanx.workflow",
-            ref=ref,
-            reason=reason,
+    def __str__(self) -> str:
+        return (
+            f"cannot load workflow {self.ref!r}: {self.reason}. Give MODULE:FUNCTION, where "
+            "MODULE is importable from the current directory or PYTHONPATH (or a path to a "
+            ".py file) and FUNCTION is an async def decorated with @phalanx.workflow"
         )
 
 
+@dataclass(kw_only=True, eq=False)
 class UnknownRunError(UserError):
     """No run with this id exists in the store."""
 
     run_id: str
     store: str
 
-    def __init__(self, *, run_id: str, store: str) -> None:
-        super().__init__(
-            f"no run {run_id!r} in store {store}; `phalanx runs` lists the known runs "
-            "(check --store / PHALANX_STORE)",
-            run_id=run_id,
-            store=store,
+    def __str__(self) -> str:
+        return (
+            f"no run {self.run_id!r} in store {self.store}; `phalanx runs` lists the known "
+            "runs (check --store / PHALANX_STORE)"
         )
 
 
+@dataclass(kw_only=True, eq=False)
 class RunExistsError(UserError):
     """A new run was started under an id that already has a journal."""
 
     run_id: str
 
-    def __init__(self, *, run_id: str) -> None:
-        super().__init__(
-            f"run {run_id!r} already exists; continue it with `phalanx resume {run_id}` "
-            "or pick another --run-id",
-            run_id=run_id,
+    def __str__(self) -> str:
+        return (
+            f"run {self.run_id!r} already exists; continue it with `phalanx resume "
+            f"{self.run_id}` or pick another --run-id"
         )
 
 
+@dataclass(kw_only=True, eq=False)
 class NonDeterminismError(PhalanxError):
     """Replayed code asked for a different step than the journal recorded there.
 
@@ -374,19 +353,16 @@ class NonDeterminismError(PhalanxError):
     expected: str
     actual: str
 
-    def __init__(self, *, run_id: str, position: int, expected: str, actual: str) -> None:
-        super().__init__(
-            f"run {run_id!r} diverged from its journal at operation {position}: the journal "
-            f"holds {expected}, the code now asks for {actual}; the workflow code changed "
-            "under a running run. Restore the code it started with to finish it, or start "
-            "a new run",
-            run_id=run_id,
-            position=position,
-            expected=expected,
-            actual=actual,
+    def __str__(self) -> str:
+        return (
+            f"run {self.run_id!r} diverged from its journal at operation {self.position}: "
+            f"the journal holds {self.expected}, the code now asks for {self.actual}; the "
+            "workflow code changed under a running run. Restore the code it started with "
+            "to finish it, or start a new run"
         )
 
 
+@dataclass(kw_only=True, eq=False)
 class StepError(PhalanxError):
     """A step failed with an exception whose type could not be rebuilt on replay."""
 
@@ -394,15 +370,11 @@ class StepError(PhalanxError):
     error_type: str
     message: str
 
-    def __init__(self, *, step: str, error_type: str, message: str) -> None:
-        super().__init__(
-            f"step {step!r} failed with {error_type}: {message}",
-            step=step,
-            error_type=error_type,
-            message=message,
-        )
+    def __str__(self) -> str:
+        return f"step {self.step!r} failed with {self.error_type}: {self.message}"
 
 
+@dataclass(kw_only=True, eq=False)
 class SignalTimeoutError(PhalanxError, TimeoutError):
     """No signal of the awaited name arrived before the timeout."""
 
@@ -410,16 +382,15 @@ class SignalTimeoutError(PhalanxError, TimeoutError):
     name: str
     timeout: float
 
-    def __init__(self, *, run_id: str, name: str, timeout: float) -> None:
-        super().__init__(
-            f"run {run_id!r} waited {timeout:g}s for signal {name!r} and none arrived; send "
-            f"one with `phalanx signal {run_id} {name} --data JSON`",
-            run_id=run_id,
-            name=name,
-            timeout=timeout,
+    def __str__(self) -> str:
+        return (
+            f"run {self.run_id!r} waited {self.timeout:g}s for signal {self.name!r} and "
+            f"none arrived; send one with `phalanx signal {self.run_id} {self.name} --data "
+            "JSON`"
         )
 
 
+@dataclass(kw_only=True, eq=False)
 class RunFailedError(PhalanxError):
     """A run ended failed or cancelled; raised where its result was awaited."""
 
@@ -428,204 +399,24 @@ class RunFailedError(PhalanxError):
     error_type: str
     message: str
 
-    def __init__(self, *, run_id: str, status: str, error_type: str, message: str) -> None:
-        super().__init__(
-            f"run {run_id!r} ended {status}: {error_type}: {message}",
-            run_id=run_id,
-            status=status,
-            error_type=error_type,
-            message=message,
-        )
+    def __str__(self) -> str:
+        return f"run {self.run_id!r} ended {self.status}: {self.error_type}: {self.message}"
 
 
-class ModelConfigError(UserError):
-    """A model that cannot be set up from the configuration; the message names the fix."""
-
-    def __init__(self, *, spec: str, reason: str) -> None:
-        super().__init__(f"cannot use model {spec!r}: {reason}", spec=spec, reason=reason)
+# -- actors -----------------------------------------------------------------------------
 
 
-class TelemetryConfigError(UserError):
-    """Telemetry asked for (OTEL_* or configure_tracing) that cannot be set up."""
-
-    def __init__(self, *, setting: str, reason: str) -> None:
-        super().__init__(
-            f"cannot export telemetry with {setting}: {reason}", setting=setting, reason=reason
-        )
-
-
-class ModelError(PhalanxError):
-    """A model call failed. `retryable` says whether the same call may succeed later."""
-
-    provider: str
-    status: int | None
-    detail: str
-
-    def __init__(
-        self, *, provider: str, status: int | None, detail: str, retryable: bool = False
-    ) -> None:
-        where = f"HTTP {status}" if status is not None else "no HTTP status"
-        super().__init__(
-            f"{provider} model call failed ({where}): {detail}"
-            + ("; retrying may help" if retryable else ""),
-            provider=provider,
-            status=status,
-            detail=detail,
-            retryable=retryable,
-        )
-
-
-class ModelRateLimitedError(ModelError):
-    """The provider said 429: slow down; `retry_after` is its hint in seconds, if any."""
-
-    retry_after: float | None
-
-    def __init__(
-        self, *, provider: str, detail: str, retry_after: float | None = None, status: int = 429
-    ) -> None:
-        PhalanxError.__init__(
-            self,
-            f"{provider} rate-limited the call (HTTP {status}): {detail}"
-            + (f"; retry after {retry_after:g}s" if retry_after is not None else ""),
-            provider=provider,
-            status=status,
-            detail=detail,
-            retryable=True,
-            retry_after=retry_after,
-        )
-
-
-class ModelTimeoutError(ModelError):
-    """The model did not answer (or finish answering) in time."""
-
-    def __init__(self, *, provider: str, detail: str, status: int | None = None) -> None:
-        super().__init__(provider=provider, status=status, detail=detail, retryable=True)
-
-
-class ModelConnectionError(ModelError):
-    """The endpoint could not be reached at all (refused, unknown host, TLS)."""
-
-    def __init__(self, *, provider: str, detail: str, status: int | None = None) -> None:
-        super().__init__(provider=provider, status=status, detail=detail, retryable=True)
-
-
-class ModelResponseError(ModelError):
-    """The provider answered with something that is not a valid response."""
-
-    def __init__(
-        self, *, provider: str, detail: str, status: int | None = None, retryable: bool = True
-    ) -> None:
-        super().__init__(provider=provider, status=status, detail=detail, retryable=retryable)
-
-
-class AgentError(PhalanxError):
-    """An agent's loop ended without a valid answer."""
-
-
-class MaxTurnsExceededError(AgentError):
-    """The agent used all its turns without a final answer; nothing was truncated."""
-
-    agent: str
-    max_turns: int
-
-    def __init__(self, *, agent: str, max_turns: int) -> None:
-        super().__init__(
-            f"agent {agent!r} reached its limit of {max_turns} turns without a final "
-            "answer; raise max_turns or make the task smaller",
-            agent=agent,
-            max_turns=max_turns,
-        )
-
-
-class OutputValidationError(AgentError):
-    """The agent's structured output stayed invalid; carries the last raw output."""
-
-    agent: str
-    attempts: int
-    last_output: str
-    errors: str
-
-    def __init__(self, *, agent: str, attempts: int, last_output: str, errors: str) -> None:
-        super().__init__(
-            f"agent {agent!r} gave no valid structured output in {attempts} attempts; "
-            f"last validation errors: {errors}",
-            agent=agent,
-            attempts=attempts,
-            last_output=last_output,
-            errors=errors,
-        )
-
-
-class ToolArgumentsError(PhalanxError):
-    """A tool call whose arguments are not JSON or break the tool's schema.
-
-    The agent loop sends the message back to the model instead of running the tool.
-    """
-
-    tool: str
-    errors: str
-
-    def __init__(self, *, tool: str, errors: str) -> None:
-        super().__init__(f"invalid arguments for tool {tool!r}: {errors}", tool=tool, errors=errors)
-
-
-class AgentTimeoutError(AgentError, TimeoutError):
-    """The agent did not finish within its timeout."""
-
-    agent: str
-    timeout: float
-
-    def __init__(self, *, agent: str, timeout: float) -> None:
-        super().__init__(
-            f"agent {agent!r} did not finish within {timeout:g}s", agent=agent, timeout=timeout
-        )
-
-
-class PartialResultError(PhalanxError):
-    """A fan-out's values were read although branches are missing and nobody said so.
-
-    Synthesising from partial data must be a visible decision: call
-    `await result.accept_partial(reason)` (journaled), or handle `result.missing`.
-    """
-
-    fan_out: str
-    missing: list[str]
-
-    def __init__(self, *, fan_out: str, missing: list[str]) -> None:
-        super().__init__(
-            f"fan-out {fan_out!r} is partial (no value from {', '.join(missing)}); call "
-            "`await result.accept_partial(reason)` to go on without them, visibly",
-            fan_out=fan_out,
-            missing=missing,
-        )
-
-
-class ActorConfigError(UserError):
-    """An actor setting (mailbox capacity, supervision strategy or limits) outside its range."""
-
-    setting: str
-    value: Any
-    reason: str
-
-    def __init__(self, *, setting: str, value: Any, reason: str) -> None:
-        super().__init__(
-            f"invalid actor setting {setting}={value!r}: {reason}",
-            setting=setting,
-            value=value,
-            reason=reason,
-        )
-
-
+@dataclass(kw_only=True, eq=False)
 class DeadlineExceededError(PhalanxError, TimeoutError):
     """The body of a `fail_after` scope did not finish before its deadline."""
 
     timeout: float
 
-    def __init__(self, *, timeout: float) -> None:
-        super().__init__(
-            f"deadline of {timeout:g}s exceeded; the work inside the scope was cancelled. "
-            "Raise the timeout, or use move_on_after to carry on without the result",
-            timeout=timeout,
+    def __str__(self) -> str:
+        return (
+            f"deadline of {self.timeout:g}s exceeded; the work inside the scope was "
+            "cancelled. Raise the timeout, or use move_on_after to carry on without the "
+            "result"
         )
 
 
@@ -633,6 +424,7 @@ class ActorError(PhalanxError):
     """A durable actor's message could not be delivered, or its children could not go on."""
 
 
+@dataclass(kw_only=True, eq=False)
 class MailboxFullError(ActorError):
     """A mailbox stayed at capacity (`fail_fast`, or `block` past the sender's deadline).
 
@@ -645,17 +437,15 @@ class MailboxFullError(ActorError):
 
     retryable = True
 
-    def __init__(self, *, path: str, capacity: int, message_id: str) -> None:
-        super().__init__(
-            f"mailbox of actor {path!r} is full (capacity {capacity}); message "
-            f"{message_id!r} was not delivered. Send again later, slow the sender down, raise "
-            "the capacity, or use when_full='block' with a longer tell(deadline=...)",
-            path=path,
-            capacity=capacity,
-            message_id=message_id,
+    def __str__(self) -> str:
+        return (
+            f"mailbox of actor {self.path!r} is full (capacity {self.capacity}); message "
+            f"{self.message_id!r} was not delivered. Send again later, slow the sender down, "
+            "raise the capacity, or use when_full='block' with a longer tell(deadline=...)"
         )
 
 
+@dataclass(kw_only=True, eq=False)
 class AskTimeoutError(ActorError, TimeoutError):
     """An ask got no reply within its timeout; the actor may still handle the request.
 
@@ -668,16 +458,15 @@ class AskTimeoutError(ActorError, TimeoutError):
 
     retryable = True
 
-    def __init__(self, *, path: str, timeout: float, message_id: str) -> None:
-        super().__init__(
-            f"actor {path!r} did not answer message {message_id!r} within {timeout:g}s; it "
-            "may still handle it. Raise the timeout, or ask again (a new request)",
-            path=path,
-            timeout=timeout,
-            message_id=message_id,
+    def __str__(self) -> str:
+        return (
+            f"actor {self.path!r} did not answer message {self.message_id!r} within "
+            f"{self.timeout:g}s; it may still handle it. Raise the timeout, or ask again (a "
+            "new request)"
         )
 
 
+@dataclass(kw_only=True, eq=False)
 class SupervisorEscalationError(ActorError):
     """A supervisor hit its restart intensity, stopped its children and gave up.
 
@@ -693,33 +482,134 @@ class SupervisorEscalationError(ActorError):
     error_type: str
     error_message: str
 
-    def __init__(
-        self,
-        *,
-        supervisor: str,
-        child: str,
-        restarts: int,
-        within: float,
-        error_type: str,
-        error_message: str,
-    ) -> None:
-        super().__init__(
-            f"supervisor {supervisor!r} gave up: more than {restarts} restarts within "
-            f"{within:g}s, the last after {child!r} failed with {error_type}: {error_message}. "
-            "Its children were cancelled. Fix the failing actor, or allow more restarts "
-            "(Supervisor(ctx, name, max_restarts=..., within=...))",
-            supervisor=supervisor,
-            child=child,
-            restarts=restarts,
-            within=within,
-            error_type=error_type,
-            error_message=error_message,
+    def __str__(self) -> str:
+        return (
+            f"supervisor {self.supervisor!r} gave up: more than {self.restarts} restarts "
+            f"within {self.within:g}s, the last after {self.child!r} failed with "
+            f"{self.error_type}: {self.error_message}. Its children were cancelled. Fix the "
+            "failing actor, or allow more restarts (Supervisor(ctx, name, max_restarts=..., "
+            "within=...))"
         )
 
 
-# -- tools: reliability and the dead-letter queue --------------------------------------
+# -- models and agents ------------------------------------------------------------------
 
 
+@dataclass(kw_only=True, eq=False)
+class ModelError(PhalanxError):
+    """A model call failed. `retryable` says whether the same call may succeed later."""
+
+    provider: str
+    status: int | None
+    detail: str
+    retryable: bool = False
+
+    def __str__(self) -> str:
+        where = f"HTTP {self.status}" if self.status is not None else "no HTTP status"
+        retry = "; retrying may help" if self.retryable else ""
+        return f"{self.provider} model call failed ({where}): {self.detail}{retry}"
+
+
+@dataclass(kw_only=True, eq=False)
+class ModelRateLimitedError(ModelError):
+    """The provider said 429: slow down; `retry_after` is its hint in seconds, if any."""
+
+    status: int | None = 429
+    retry_after: float | None = None
+    retryable: bool = field(default=True, init=False)
+
+    def __str__(self) -> str:
+        after = f"; retry after {self.retry_after:g}s" if self.retry_after is not None else ""
+        return f"{self.provider} rate-limited the call (HTTP {self.status}): {self.detail}{after}"
+
+
+@dataclass(kw_only=True, eq=False)
+class ModelTimeoutError(ModelError):
+    """The model did not answer (or finish answering) in time."""
+
+    status: int | None = None
+    retryable: bool = field(default=True, init=False)
+
+
+@dataclass(kw_only=True, eq=False)
+class ModelConnectionError(ModelError):
+    """The endpoint could not be reached at all (refused, unknown host, TLS)."""
+
+    status: int | None = None
+    retryable: bool = field(default=True, init=False)
+
+
+@dataclass(kw_only=True, eq=False)
+class ModelResponseError(ModelError):
+    """The provider answered with something that is not a valid response."""
+
+    status: int | None = None
+    retryable: bool = True
+
+
+class AgentError(PhalanxError):
+    """An agent's loop ended without a valid answer."""
+
+
+@dataclass(kw_only=True, eq=False)
+class MaxTurnsExceededError(AgentError):
+    """The agent used all its turns without a final answer; nothing was truncated."""
+
+    agent: str
+    max_turns: int
+
+    def __str__(self) -> str:
+        return (
+            f"agent {self.agent!r} reached its limit of {self.max_turns} turns without a "
+            "final answer; raise max_turns or make the task smaller"
+        )
+
+
+@dataclass(kw_only=True, eq=False)
+class AgentTimeoutError(AgentError, TimeoutError):
+    """The agent did not finish within its timeout."""
+
+    agent: str
+    timeout: float
+
+    def __str__(self) -> str:
+        return f"agent {self.agent!r} did not finish within {self.timeout:g}s"
+
+
+@dataclass(kw_only=True, eq=False)
+class OutputValidationError(AgentError):
+    """The agent's structured output stayed invalid; carries the last raw output."""
+
+    agent: str
+    attempts: int
+    last_output: str
+    errors: str
+
+    def __str__(self) -> str:
+        return (
+            f"agent {self.agent!r} gave no valid structured output in {self.attempts} "
+            f"attempts; last validation errors: {self.errors}"
+        )
+
+
+# -- tools: reliability and the dead-letter queue ---------------------------------------
+
+
+@dataclass(kw_only=True, eq=False)
+class ToolArgumentsError(PhalanxError):
+    """A tool call whose arguments are not JSON or break the tool's schema.
+
+    The agent loop sends the message back to the model instead of running the tool.
+    """
+
+    tool: str
+    errors: str
+
+    def __str__(self) -> str:
+        return f"invalid arguments for tool {self.tool!r}: {self.errors}"
+
+
+@dataclass(kw_only=True, eq=False)
 class ToolFailed(PhalanxError):
     """Raised by a tool to say how its failure should be treated.
 
@@ -731,33 +621,26 @@ class ToolFailed(PhalanxError):
             raise phalanx.ToolFailed("order already exists", retryable=False, status=409)
     """
 
-    reason: str
-    status: int | None
-    retry_after: float | None
+    reason: str = field(kw_only=False)
+    retryable: bool = True
+    status: int | None = None
+    retry_after: float | None = None
 
-    def __init__(
-        self,
-        reason: str,
-        *,
-        retryable: bool = True,
-        status: int | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(
-            reason,
-            reason=reason,
-            retryable=retryable,
-            status=status,
-            retry_after=retry_after,
-        )
+    def __str__(self) -> str:
+        return self.reason
 
 
+@dataclass(kw_only=True, eq=False)
 class ToolError(PhalanxError):
     """A reliable tool call (retries, breaker, dead-letter queue) produced no result."""
 
     tool: str
 
+    def __str__(self) -> str:
+        return f"tool {self.tool!r} produced no result"
 
+
+@dataclass(kw_only=True, eq=False)
 class ToolAttemptError(ToolError):
     """One attempt of a tool call failed; the tool's own error is described by the fields.
 
@@ -770,76 +653,43 @@ class ToolAttemptError(ToolError):
     attempt: int
     error_type: str
     message: str
-    traceback: str
-    status: int | None
-    retry_after: float | None
-    key: str | None
+    traceback: str = ""
+    status: int | None = None
+    retryable: bool = True
+    retry_after: float | None = None
+    key: str | None = None
 
-    def __init__(
-        self,
-        *,
-        tool: str,
-        step: str,
-        attempt: int,
-        error_type: str,
-        message: str,
-        traceback: str = "",
-        status: int | None = None,
-        retryable: bool = True,
-        retry_after: float | None = None,
-        key: str | None = None,
-    ) -> None:
-        where = f" (HTTP {status})" if status is not None else ""
-        super().__init__(
-            f"tool {tool!r} attempt {attempt} failed{where}: {error_type}: {message}"
-            + ("" if retryable else "; its retry policy does not retry this error"),
-            tool=tool,
-            step=step,
-            attempt=attempt,
-            error_type=error_type,
-            message=message,
-            traceback=traceback,
-            status=status,
-            retryable=retryable,
-            retry_after=retry_after,
-            key=key,
+    def __str__(self) -> str:
+        where = f" (HTTP {self.status})" if self.status is not None else ""
+        policy = "" if self.retryable else "; its retry policy does not retry this error"
+        return (
+            f"tool {self.tool!r} attempt {self.attempt} failed{where}: {self.error_type}: "
+            f"{self.message}{policy}"
         )
 
 
+@dataclass(kw_only=True, eq=False)
 class ToolTimeoutError(ToolAttemptError, TimeoutError):
     """An attempt of a tool call ran past the tool's timeout and was cancelled."""
 
     timeout: float
+    error_type: str = field(default="TimeoutError", init=False)
+    message: str = field(init=False)
+    traceback: str = field(default="", init=False)
+    status: int | None = field(default=None, init=False)
+    retry_after: float | None = field(default=None, init=False)
 
-    def __init__(
-        self,
-        *,
-        tool: str,
-        step: str,
-        attempt: int,
-        timeout: float,
-        retryable: bool = True,
-        key: str | None = None,
-    ) -> None:
-        message = f"no result within the tool's timeout of {timeout:g}s"
-        PhalanxError.__init__(
-            self,
-            f"tool {tool!r} attempt {attempt} timed out: {message}; raise the tool's "
-            "timeout if the work is legitimately slow",
-            tool=tool,
-            step=step,
-            attempt=attempt,
-            timeout=timeout,
-            error_type="TimeoutError",
-            message=message,
-            traceback="",
-            status=None,
-            retryable=retryable,
-            retry_after=None,
-            key=key,
+    def __post_init__(self) -> None:
+        self.message = f"no result within the tool's timeout of {self.timeout:g}s"
+
+    def __str__(self) -> str:
+        return (
+            f"tool {self.tool!r} attempt {self.attempt} timed out: {self.message}; raise "
+            "the tool's timeout if the work is legitimately slow"
         )
 
 
+@dataclass(kw_only=True, eq=False)
 class CircuitOpenError(ToolError):
     """The tool's circuit breaker is open: the call was refused without touching the tool.
 
@@ -851,37 +701,23 @@ class CircuitOpenError(ToolError):
     attempt: int
     state: str
     open_until: float
-    key: str | None
+    key: str | None = None
 
-    def __init__(
-        self,
-        *,
-        tool: str,
-        step: str,
-        attempt: int,
-        state: str,
-        open_until: float,
-        key: str | None = None,
-    ) -> None:
+    def __str__(self) -> str:
         why = (
             "its half-open probes are all in use"
-            if state == "half_open"
-            else f"it is open until {open_until:.3f}"
+            if self.state == "half_open"
+            else f"it is open until {self.open_until:.3f}"
         )
-        super().__init__(
-            f"tool {tool!r} was not called: its circuit breaker is {state.replace('_', '-')} "
-            f"and {why}, after too many recent failures. Wait for the breaker to close, or "
-            f"fix the tool and see `phalanx tools stats --tool {tool}`",
-            tool=tool,
-            step=step,
-            attempt=attempt,
-            state=state,
-            open_until=open_until,
-            key=key,
-            retryable=False,
+        return (
+            f"tool {self.tool!r} was not called: its circuit breaker is "
+            f"{self.state.replace('_', '-')} and {why}, after too many recent failures. "
+            f"Wait for the breaker to close, or fix the tool and see `phalanx tools stats "
+            f"--tool {self.tool}`"
         )
 
 
+@dataclass(kw_only=True, eq=False)
 class ToolDeadLetteredError(ToolError):
     """A tool call failed for good and was dead-lettered (its policy is `fail`).
 
@@ -894,45 +730,31 @@ class ToolDeadLetteredError(ToolError):
     error_type: str
     message: str
 
-    def __init__(
-        self,
-        *,
-        tool: str,
-        dead_letter_id: str,
-        step: str,
-        attempts: int,
-        error_type: str,
-        message: str,
-    ) -> None:
-        super().__init__(
-            f"tool {tool!r} failed after {attempts} attempt(s) ({error_type}: {message}); "
-            f"the call is dead-lettered as {dead_letter_id!r}: inspect it with `phalanx dlq "
-            f"show {dead_letter_id}`, and once the fault is fixed `phalanx dlq retry "
-            f"{dead_letter_id}` (or resolve it by hand with `phalanx dlq resolve`)",
-            tool=tool,
-            dead_letter_id=dead_letter_id,
-            step=step,
-            attempts=attempts,
-            error_type=error_type,
-            message=message,
+    def __str__(self) -> str:
+        entry = self.dead_letter_id
+        return (
+            f"tool {self.tool!r} failed after {self.attempts} attempt(s) ({self.error_type}: "
+            f"{self.message}); the call is dead-lettered as {entry!r}: inspect it with "
+            f"`phalanx dlq show {entry}`, and once the fault is fixed `phalanx dlq retry "
+            f"{entry}` (or resolve it by hand with `phalanx dlq resolve`)"
         )
 
 
+@dataclass(kw_only=True, eq=False)
 class UnknownDeadLetterError(UserError):
     """No dead-letter entry with this id exists in the store."""
 
     dead_letter_id: str
     store: str
 
-    def __init__(self, *, dead_letter_id: str, store: str) -> None:
-        super().__init__(
-            f"no dead-letter entry {dead_letter_id!r} in store {store}; `phalanx dlq list "
-            "--status all` lists them (check --store / PHALANX_STORE)",
-            dead_letter_id=dead_letter_id,
-            store=store,
+    def __str__(self) -> str:
+        return (
+            f"no dead-letter entry {self.dead_letter_id!r} in store {self.store}; `phalanx "
+            "dlq list --status all` lists them (check --store / PHALANX_STORE)"
         )
 
 
+@dataclass(kw_only=True, eq=False)
 class DeadLetterClosedError(PhalanxError):
     """An action on a dead-letter entry that was already resolved or discarded."""
 
@@ -940,30 +762,26 @@ class DeadLetterClosedError(PhalanxError):
     status: str
     by: str
 
-    def __init__(self, *, dead_letter_id: str, status: str, by: str) -> None:
-        super().__init__(
-            f"dead-letter entry {dead_letter_id!r} is already {status} (by {by}); nothing "
-            f"was changed. `phalanx dlq show {dead_letter_id}` shows what happened",
-            dead_letter_id=dead_letter_id,
-            status=status,
-            by=by,
+    def __str__(self) -> str:
+        return (
+            f"dead-letter entry {self.dead_letter_id!r} is already {self.status} (by "
+            f"{self.by}); nothing was changed. `phalanx dlq show {self.dead_letter_id}` "
+            "shows what happened"
         )
 
 
+@dataclass(kw_only=True, eq=False)
 class DeadLetterRetryError(UserError):
     """A dead-letter entry that cannot be retried here; the reason says what to supply."""
 
     dead_letter_id: str
     reason: str
 
-    def __init__(self, *, dead_letter_id: str, reason: str) -> None:
-        super().__init__(
-            f"cannot retry dead-letter entry {dead_letter_id!r}: {reason}",
-            dead_letter_id=dead_letter_id,
-            reason=reason,
-        )
+    def __str__(self) -> str:
+        return f"cannot retry dead-letter entry {self.dead_letter_id!r}: {self.reason}"
 
 
+@dataclass(kw_only=True, eq=False)
 class EscalationError(PhalanxError):
     """A notifier did not accept an escalation; the entry or state change it reports stands.
 
@@ -977,26 +795,18 @@ class EscalationError(PhalanxError):
 
     retryable = True
 
-    def __init__(self, *, notifier: str, attempts: int, reason: str) -> None:
-        super().__init__(
-            f"{notifier} did not accept the escalation after {attempts} attempt(s): {reason}; "
-            "check that the endpoint is up and reachable from this process",
-            notifier=notifier,
-            attempts=attempts,
-            reason=reason,
+    def __str__(self) -> str:
+        return (
+            f"{self.notifier} did not accept the escalation after {self.attempts} "
+            f"attempt(s): {self.reason}; check that the endpoint is up and reachable from "
+            "this process"
         )
 
 
-class MCPConfigError(UserError):
-    """An MCP server phalanx cannot use as configured; nothing was started or called."""
-
-    server: str
-    reason: str
-
-    def __init__(self, *, server: str, reason: str) -> None:
-        super().__init__(f"cannot use MCP server {server}: {reason}", server=server, reason=reason)
+# -- tools: MCP servers -----------------------------------------------------------------
 
 
+@dataclass(kw_only=True, eq=False)
 class MCPCallError(PhalanxError):
     """A call to an MCP server failed; raised by an MCP tool, so it is one failed attempt.
 
@@ -1005,13 +815,19 @@ class MCPCallError(PhalanxError):
     """
 
     server: str
-    tool: str | None
+    tool: str | None = None
+
+    @property
+    def _subject(self) -> str:
+        if self.tool is None:
+            return f"MCP server {self.server}"
+        return f"MCP tool {self.tool!r} on server {self.server}"
+
+    def __str__(self) -> str:
+        return f"{self._subject}: call failed"
 
 
-def _mcp_subject(server: str, tool: str | None) -> str:
-    return f"MCP server {server}" if tool is None else f"MCP tool {tool!r} on server {server}"
-
-
+@dataclass(kw_only=True, eq=False)
 class MCPConnectionError(MCPCallError):
     """The MCP server could not be started or reached, or the connection broke mid-call.
 
@@ -1021,23 +837,16 @@ class MCPConnectionError(MCPCallError):
     """
 
     reason: str
+    retryable: bool = True
 
-    def __init__(
-        self, *, server: str, tool: str | None = None, reason: str, retryable: bool = True
-    ) -> None:
+    def __str__(self) -> str:
         fix = (
             "; the next call reconnects. If this keeps happening, check the server's "
             "command or URL and its stderr"
-            if retryable
+            if self.retryable
             else ""
         )
-        super().__init__(
-            f"{_mcp_subject(server, tool)}: connection failed: {reason}{fix}",
-            server=server,
-            tool=tool,
-            reason=reason,
-            retryable=retryable,
-        )
+        return f"{self._subject}: connection failed: {self.reason}{fix}"
 
 
 #: JSON-RPC errors a server may not make again: an internal error, a request timeout.
@@ -1055,6 +864,7 @@ _JSONRPC_FIXES = {
 }
 
 
+@dataclass(kw_only=True, eq=False)
 class MCPProtocolError(MCPCallError):
     """The MCP server answered with a JSON-RPC error, or with an answer that is not MCP.
 
@@ -1064,33 +874,24 @@ class MCPProtocolError(MCPCallError):
 
     error_code: int | None
     detail: str
-    data: object
+    data: object = None
+    retryable: bool = field(init=False)
 
-    def __init__(
-        self,
-        *,
-        server: str,
-        tool: str | None,
-        error_code: int | None,
-        detail: str,
-        data: object = None,
-    ) -> None:
-        if error_code is None:
+    def __post_init__(self) -> None:
+        self.retryable = self.error_code in _TRANSIENT_JSONRPC_CODES
+
+    def __str__(self) -> str:
+        if self.error_code is None:
             what, fix = "an answer that is not valid MCP", "the server breaks the protocol"
         else:
-            what = f"JSON-RPC error {error_code}"
-            fix = _JSONRPC_FIXES.get(error_code, "see the server's documentation for this code")
-        super().__init__(
-            f"{_mcp_subject(server, tool)} answered with {what}: {detail}; {fix}",
-            server=server,
-            tool=tool,
-            error_code=error_code,
-            detail=detail,
-            data=data,
-            retryable=error_code in _TRANSIENT_JSONRPC_CODES,
-        )
+            what = f"JSON-RPC error {self.error_code}"
+            fix = _JSONRPC_FIXES.get(
+                self.error_code, "see the server's documentation for this code"
+            )
+        return f"{self._subject} answered with {what}: {self.detail}; {fix}"
 
 
+@dataclass(kw_only=True, eq=False)
 class MCPToolError(MCPCallError):
     """The MCP tool ran and reported an error (a result with `isError`); `detail` is its text.
 
@@ -1098,21 +899,38 @@ class MCPToolError(MCPCallError):
     structured content) holds `"retryable": true`.
     """
 
+    tool: str
     detail: str
+    retryable: bool = False
 
-    def __init__(self, *, server: str, tool: str, detail: str, retryable: bool = False) -> None:
+    def __str__(self) -> str:
         fix = (
             "; the tool marked the error retryable"
-            if retryable
+            if self.retryable
             else "; not retried, since the tool ran and failed: change the arguments or fix "
             "what the tool depends on"
         )
-        super().__init__(
-            f"{_mcp_subject(server, tool)} reported an error: {detail}{fix}",
-            server=server,
-            tool=tool,
-            detail=detail,
-            retryable=retryable,
+        return f"{self._subject} reported an error: {self.detail}{fix}"
+
+
+# -- orchestration patterns -------------------------------------------------------------
+
+
+@dataclass(kw_only=True, eq=False)
+class PartialResultError(PhalanxError):
+    """A fan-out's values were read although branches are missing and nobody said so.
+
+    Synthesising from partial data must be a visible decision: call
+    `await result.accept_partial(reason)` (journaled), or handle `result.missing`.
+    """
+
+    fan_out: str
+    missing: list[str]
+
+    def __str__(self) -> str:
+        return (
+            f"fan-out {self.fan_out!r} is partial (no value from {', '.join(self.missing)}); "
+            "call `await result.accept_partial(reason)` to go on without them, visibly"
         )
 
 
@@ -1125,6 +943,7 @@ class ConversationError(PhalanxError):
     """
 
 
+@dataclass(kw_only=True, eq=False)
 class RoundLimitError(ConversationError):
     """A message would have started round `max_rounds + 1`: the peers were stopped.
 
@@ -1138,18 +957,16 @@ class RoundLimitError(ConversationError):
     peer: str
     to: str
 
-    def __init__(self, *, conversation: str, max_rounds: int, peer: str, to: str) -> None:
-        super().__init__(
-            f"conversation {conversation!r} stopped: peer {peer!r} tried to send round "
-            f"{max_rounds + 1} to {to!r}, past max_rounds={max_rounds}, so the peers would "
-            "have kept talking (a loop?). Make the peers converge, or raise max_rounds",
-            conversation=conversation,
-            max_rounds=max_rounds,
-            peer=peer,
-            to=to,
+    def __str__(self) -> str:
+        return (
+            f"conversation {self.conversation!r} stopped: peer {self.peer!r} tried to send "
+            f"round {self.max_rounds + 1} to {self.to!r}, past max_rounds={self.max_rounds}, "
+            "so the peers would have kept talking (a loop?). Make the peers converge, or "
+            "raise max_rounds"
         )
 
 
+@dataclass(kw_only=True, eq=False)
 class PeerFailedError(ConversationError):
     """A peer's run ended before its conversation did; the other peers were stopped.
 
@@ -1164,45 +981,31 @@ class PeerFailedError(ConversationError):
     error_type: str
     message: str
 
-    def __init__(
-        self,
-        *,
-        conversation: str,
-        peer: str,
-        run_id: str,
-        status: str,
-        error_type: str,
-        message: str,
-    ) -> None:
-        super().__init__(
-            f"conversation {conversation!r} stopped: peer {peer!r} (run {run_id}) ended "
-            f"{status} before the conversation was over: {error_type}: {message}. "
-            f"`phalanx events {run_id}` shows what it did",
-            conversation=conversation,
-            peer=peer,
-            run_id=run_id,
-            status=status,
-            error_type=error_type,
-            message=message,
+    def __str__(self) -> str:
+        return (
+            f"conversation {self.conversation!r} stopped: peer {self.peer!r} (run "
+            f"{self.run_id}) ended {self.status} before the conversation was over: "
+            f"{self.error_type}: {self.message}. `phalanx events {self.run_id}` shows what "
+            "it did"
         )
 
 
+@dataclass(kw_only=True, eq=False)
 class ConversationTimeoutError(ConversationError, TimeoutError):
     """The conversation was not quiet by its deadline; the peers were cancelled."""
 
     conversation: str
     timeout: float
 
-    def __init__(self, *, conversation: str, timeout: float) -> None:
-        super().__init__(
-            f"conversation {conversation!r} was still going after its deadline of "
-            f"{timeout:g}s; its peers were cancelled. Raise the deadline, or bound the "
-            "peers' work (max_rounds, agent timeouts)",
-            conversation=conversation,
-            timeout=timeout,
+    def __str__(self) -> str:
+        return (
+            f"conversation {self.conversation!r} was still going after its deadline of "
+            f"{self.timeout:g}s; its peers were cancelled. Raise the deadline, or bound the "
+            "peers' work (max_rounds, agent timeouts)"
         )
 
 
+@dataclass(kw_only=True, eq=False)
 class ClaimLostError(PhalanxError):
     """A task's claim was taken over while its holder was not running.
 
@@ -1216,21 +1019,16 @@ class ClaimLostError(PhalanxError):
     holder: str
     claimant: str
 
-    def __init__(self, *, board: str, task: str, holder: str, claimant: str) -> None:
-        super().__init__(
-            f"task {task!r} on board {board!r} is now claimed by run {holder!r}: run "
-            f"{claimant!r} stopped running while it held the claim, which was then "
-            "released and taken over; the task was left to the new holder",
-            board=board,
-            task=task,
-            holder=holder,
-            claimant=claimant,
+    def __str__(self) -> str:
+        return (
+            f"task {self.task!r} on board {self.board!r} is now claimed by run "
+            f"{self.holder!r}: run {self.claimant!r} stopped running while it held the "
+            "claim, which was then released and taken over; the task was left to the new "
+            "holder"
         )
 
 
-# -- orchestration patterns: conductor -------------------------------------------------
-
-
+@dataclass(kw_only=True, eq=False)
 class PlanError(UserError):
     """A conductor's plan or assignment that cannot run as written.
 
@@ -1242,10 +1040,8 @@ class PlanError(UserError):
     plan: str
     reason: str
 
-    def __init__(self, *, plan: str, reason: str) -> None:
-        super().__init__(
-            f"conductor {plan!r} cannot run this: {reason}; fix the plan (or the agents "
-            "given to the Conductor) and run again",
-            plan=plan,
-            reason=reason,
+    def __str__(self) -> str:
+        return (
+            f"conductor {self.plan!r} cannot run this: {self.reason}; fix the plan (or the "
+            "agents given to the Conductor) and run again"
         )

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .._clock import Clock, SystemClock
-from .._errors import ActorConfigError, ConcurrencyError, MailboxFullError, UnknownRunError
+from .._errors import ConcurrencyError, ConfigError, MailboxFullError, UnknownRunError
 from ..durable import WorkflowContext, lowlevel
 from ..journal import Event, EventStore, Metadata, NewEvent
 from . import _delivery as delivery
@@ -58,7 +58,7 @@ class Mailbox:
             passes to `tell`), or `fail_fast` with `MailboxFullError` at once.
 
     Raises:
-        ActorConfigError: a capacity below 1, or an unknown `when_full`.
+        ConfigError: a capacity below 1, or an unknown `when_full`.
     """
 
     capacity: int = 1000
@@ -66,13 +66,13 @@ class Mailbox:
 
     def __post_init__(self) -> None:
         if self.capacity < 1:
-            raise ActorConfigError(
+            raise ConfigError(
                 setting="Mailbox.capacity",
                 value=self.capacity,
                 reason="a mailbox must hold at least one message",
             )
         if self.when_full not in ("block", "fail_fast"):
-            raise ActorConfigError(
+            raise ConfigError(
                 setting="Mailbox.when_full",
                 value=self.when_full,
                 reason="use 'block' or 'fail_fast'",

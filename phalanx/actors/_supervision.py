@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from .._errors import ActorConfigError
+from .._errors import ConfigError
 
 Strategy = Literal["one_for_one", "one_for_all", "rest_for_one"]
 
@@ -37,7 +37,7 @@ class SupervisionPolicy:
         within: The sliding window for `max_restarts`, in seconds.
 
     Raises:
-        ActorConfigError: an unknown strategy, negative restarts or a non-positive window.
+        ConfigError: an unknown strategy, negative restarts or a non-positive window.
     """
 
     strategy: Strategy = "one_for_one"
@@ -46,19 +46,19 @@ class SupervisionPolicy:
 
     def __post_init__(self) -> None:
         if self.strategy not in ("one_for_one", "one_for_all", "rest_for_one"):
-            raise ActorConfigError(
+            raise ConfigError(
                 setting="strategy",
                 value=self.strategy,
                 reason="use 'one_for_one', 'one_for_all' or 'rest_for_one'",
             )
         if self.max_restarts < 0:
-            raise ActorConfigError(
+            raise ConfigError(
                 setting="max_restarts",
                 value=self.max_restarts,
                 reason="use 0 to escalate the first failure, or a positive count",
             )
         if not self.within > 0:
-            raise ActorConfigError(
+            raise ConfigError(
                 setting="within",
                 value=self.within,
                 reason="the restart window must be a positive number of seconds",

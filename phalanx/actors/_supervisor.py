@@ -89,7 +89,7 @@ class Supervisor:
     Raises:
         SupervisorEscalationError: (leaving the scope) the intensity limit was hit;
             every child was cancelled.
-        ActorConfigError: (constructing) a policy out of range.
+        ConfigError: (constructing) a policy out of range.
     """
 
     def __init__(

@@ -2,6 +2,15 @@
 
 from typing import TYPE_CHECKING, Any
 
+from .._errors import AgentError as AgentError
+from .._errors import AgentTimeoutError as AgentTimeoutError
+from .._errors import MaxTurnsExceededError as MaxTurnsExceededError
+from .._errors import ModelConnectionError as ModelConnectionError
+from .._errors import ModelError as ModelError
+from .._errors import ModelRateLimitedError as ModelRateLimitedError
+from .._errors import ModelResponseError as ModelResponseError
+from .._errors import ModelTimeoutError as ModelTimeoutError
+from .._errors import OutputValidationError as OutputValidationError
 from ._agent import Agent as Agent
 from ._agent import AgentResult as AgentResult
 from ._agent import ToolCallRecord as ToolCallRecord

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from .._clock import Clock, SystemClock
 from .._errors import (
-    ModelConfigError,
+    ConfigError,
     ModelError,
     ModelResponseError,
 )
@@ -56,7 +56,7 @@ class AnthropicModel:
     included. `aclose()` releases the SDK client's connections.
 
     Raises:
-        ModelConfigError: at construction, if the `anthropic` package is missing, no
+        ConfigError: at construction, if the `anthropic` package is missing, no
             API key is given or set in ANTHROPIC_API_KEY, or the timeout is not positive.
     """
 
@@ -81,18 +81,25 @@ class AnthropicModel:
         try:
             import anthropic  # noqa: F401  (only to fail early and clearly)
         except ImportError as exc:
-            raise ModelConfigError(
-                spec=spec,
+            raise ConfigError(
+                setting="model",
+                value=spec,
                 reason="the anthropic SDK is not installed: pip install 'phalanx[anthropic]'",
             ) from exc
         if timeout <= 0:
-            raise ModelConfigError(spec=spec, reason=f"timeout must be positive, got {timeout}")
+            raise ConfigError(
+                setting="model",
+                value=spec,
+                reason=f"timeout must be positive, got {timeout}",
+            )
         key = api_key or os.environ.get(API_KEY_ENV)
         if not key:
             # Checked here rather than left to the SDK, which would otherwise go
             # looking for credential profiles on disk.
-            raise ModelConfigError(
-                spec=spec, reason=f"no API key: set {API_KEY_ENV} (or pass api_key=...)"
+            raise ConfigError(
+                setting="model",
+                value=spec,
+                reason=f"no API key: set {API_KEY_ENV} (or pass api_key=...)",
             )
         self._api_key = key
         self._client: anthropic.AsyncAnthropic | None = None

@@ -30,7 +30,7 @@ from openai.types.chat import (
 
 from .._clock import Clock, SystemClock
 from .._errors import (
-    ModelConfigError,
+    ConfigError,
     ModelError,
     ModelResponseError,
 )
@@ -76,7 +76,7 @@ class OpenAICompatibleModel:
     made on first use in each event loop; `aclose()` releases its connections.
 
     Raises:
-        ModelConfigError: at construction, for api.openai.com without a key, or a
+        ConfigError: at construction, for api.openai.com without a key, or a
             timeout that is not positive.
     """
 
@@ -99,14 +99,17 @@ class OpenAICompatibleModel:
         self.base_url = (base_url or os.environ.get(BASE_URL_ENV) or OPENAI_BASE_URL).rstrip("/")
         self._clock: Clock = clock or SystemClock()
         if timeout <= 0:
-            raise ModelConfigError(
-                spec=f"{provider}:{name}", reason=f"timeout must be positive, got {timeout}"
+            raise ConfigError(
+                setting="model",
+                value=f"{provider}:{name}",
+                reason=f"timeout must be positive, got {timeout}",
             )
         key = api_key or os.environ.get(API_KEY_ENV)
         if not key:
             if _is_official(self.base_url):
-                raise ModelConfigError(
-                    spec=f"{provider}:{name}",
+                raise ConfigError(
+                    setting="model",
+                    value=f"{provider}:{name}",
                     reason=f"no API key: set {API_KEY_ENV} (or pass api_key=...)",
                 )
             key = PLACEHOLDER_API_KEY

@@ -17,7 +17,7 @@ import os
 from collections.abc import Mapping
 
 from .._clock import Clock
-from .._errors import ModelConfigError
+from .._errors import ConfigError
 from ._http import PLACEHOLDER_API_KEY
 from ._model import Model
 
@@ -41,7 +41,7 @@ def model_from_spec(
         model = model_from_spec("openai-compatible:llama3.1")  # needs OPENAI_BASE_URL
 
     Raises:
-        ModelConfigError: an unknown form, an empty model name, or a missing variable
+        ConfigError: an unknown form, an empty model name, or a missing variable
             (the message names the variable to set).
     """
     env = os.environ if env is None else env
@@ -52,13 +52,17 @@ def model_from_spec(
         return ScriptedModel() if clock is None else ScriptedModel(clock=clock)
     prefix, sep, name = spec.partition(":")
     if not sep or prefix not in ("openai", "openai-compatible", "anthropic"):
-        raise ModelConfigError(
-            spec=spec, reason=f"unknown model spec; supported forms: {', '.join(SUPPORTED_FORMS)}"
+        raise ConfigError(
+            setting="model",
+            value=spec,
+            reason=f"unknown model spec; supported forms: {', '.join(SUPPORTED_FORMS)}",
         )
     name = name.strip()
     if not name:
-        raise ModelConfigError(
-            spec=spec, reason=f"no model name after {prefix!r}, e.g. {prefix}:NAME"
+        raise ConfigError(
+            setting="model",
+            value=spec,
+            reason=f"no model name after {prefix!r}, e.g. {prefix}:NAME",
         )
     if prefix == "anthropic":
         from ._anthropic import ANTHROPIC_BASE_URL, AnthropicModel
@@ -94,7 +98,7 @@ def model_from_env(env: Mapping[str, str] = os.environ, *, clock: Clock | None =
     """The model `PHALANX_MODEL` names; the scripted model when it is unset or empty.
 
     Raises:
-        ModelConfigError: as `model_from_spec`.
+        ConfigError: as `model_from_spec`.
     """
     return model_from_spec(env.get(MODEL_ENV, ""), clock=clock, env=env)
 
@@ -102,7 +106,9 @@ def model_from_env(env: Mapping[str, str] = os.environ, *, clock: Clock | None =
 def _required(env: Mapping[str, str], variable: str, spec: str, *, example: str) -> str:
     value = env.get(variable, "").strip()
     if not value:
-        raise ModelConfigError(
-            spec=spec, reason=f"{variable} is not set; set it, e.g. {variable}={example}"
+        raise ConfigError(
+            setting="model",
+            value=spec,
+            reason=f"{variable} is not set; set it, e.g. {variable}={example}",
         )
     return value

@@ -23,6 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .._errors import (
+    ConfigError,
     CorruptEventError,
     FencedError,
     LeaseLostError,
@@ -30,7 +31,6 @@ from .._errors import (
     PhalanxError,
     StoreCorruptError,
     StoreUnavailableError,
-    TelemetryConfigError,
     UserError,
 )
 from ..durable import RunHistory, RunOutcome, Runtime, load_workflow, open_runtime
@@ -493,7 +493,7 @@ def main() -> None:
     try:
         # Exports only when OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_TRACES_EXPORTER) says so.
         telemetry = configure_from_env()
-    except TelemetryConfigError as exc:
+    except ConfigError as exc:
         err.print(Text.assemble(("error:", "bold red"), f" {exc}"))
         sys.exit(2)
     try:

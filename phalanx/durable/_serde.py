@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import traceback
 from typing import Any
@@ -12,6 +13,13 @@ from ..journal import escape_surrogates, find_problem
 
 def _json_safe(value: Any) -> bool:
     return find_problem(value) is None
+
+
+def _fields(error: BaseException) -> dict[str, Any] | None:
+    """A phalanx error's constructor arguments; None for errors built from a message."""
+    if not isinstance(error, PhalanxError) or not dataclasses.is_dataclass(error):
+        return None
+    return {f.name: getattr(error, f.name) for f in dataclasses.fields(error) if f.init}
 
 
 def error_to_json(error: BaseException) -> dict[str, Any]:
@@ -27,7 +35,7 @@ def error_to_json(error: BaseException) -> dict[str, Any]:
         "message": escape_surrogates(str(error)),
         "traceback": escape_surrogates("".join(traceback.format_exception(error))),
     }
-    fields = getattr(error, "_fields", None) if isinstance(error, PhalanxError) else None
+    fields = _fields(error)
     if fields is not None and _json_safe(fields):
         record["fields"] = fields
     elif _json_safe(list(error.args)):
@@ -47,10 +55,15 @@ def error_from_json(record: dict[str, Any], *, step: str) -> BaseException:
     except (ImportError, AttributeError):
         obj = None
     if isinstance(obj, type) and issubclass(obj, Exception):
-        if issubclass(obj, PhalanxError) and "fields" in record:
-            error = obj.__new__(obj)
-            PhalanxError.__init__(error, message, **record["fields"])
-            return error
+        if "fields" in record and dataclasses.is_dataclass(obj):
+            # Through the constructor, so what comes back is checked like any raise;
+            # fields the class no longer takes (an older journal) are left out, and
+            # fields it now requires make it a StepError.
+            takes = {f.name for f in dataclasses.fields(obj) if f.init}
+            try:
+                return obj(**{k: v for k, v in record["fields"].items() if k in takes})
+            except Exception:  # any constructor failure means: it cannot be rebuilt
+                return StepError(step=step, error_type=type_name, message=message)
         for args in (record.get("args"), [message]):
             if args is None:
                 continue

@@ -46,7 +46,6 @@ from .._clock import Clock, SystemClock
 from .._errors import (
     ConcurrencyError,
     FencedError,
-    InvalidStoreURLError,
     PhalanxError,
     StoreCorruptError,
     StoreUnavailableError,
@@ -63,6 +62,7 @@ from ._events import (
 from ._leases import check_append_epoch, check_holder, decide_acquire
 from ._rows import EVENT_COLUMNS, decode_row, decode_snapshot, event_rows
 from ._subscription import Notifier, tail
+from ._url import url_error
 
 logger = logging.getLogger("phalanx")
 
@@ -188,7 +188,7 @@ def _split_dsn(dsn: str) -> tuple[str, str | None, str]:
     """Split `?schema=` off a DSN: (DSN for asyncpg, schema or None, printable URL).
 
     Raises:
-        InvalidStoreURLError: a schema name that is not a plain lower-case identifier.
+        ConfigError: a schema name that is not a plain lower-case identifier.
     """
     parts = urlsplit(dsn)
     query = parse_qsl(parts.query, keep_blank_values=True)
@@ -203,10 +203,10 @@ def _split_dsn(dsn: str) -> tuple[str, str | None, str]:
         return dsn, None, url
     schema = schemas[-1]
     if not _SCHEMA.match(schema):
-        raise InvalidStoreURLError(
-            url=url,
-            reason=f"schema {schema!r} must be 1-63 lower-case letters, digits and "
-            "underscores, not starting with a digit or pg_",
+        raise url_error(
+            url,
+            f"schema {schema!r} must be 1-63 lower-case letters, digits and underscores, "
+            "not starting with a digit or pg_",
         )
     rest = urlencode([(k, v) for k, v in query if k != "schema"])
     return urlunsplit(parts._replace(query=rest)), schema, url
@@ -241,7 +241,7 @@ class PostgresEventStore:
     traceback at every failed try; without one, the next call simply connects.
 
     Raises:
-        InvalidStoreURLError: from the constructor, a malformed `?schema=`.
+        ConfigError: from the constructor, a malformed `?schema=`.
     """
 
     #: Test hook: awaited inside an append's transaction after its positions are
@@ -313,7 +313,7 @@ class PostgresEventStore:
                     pool.terminate()
                     raise
             except ValueError as exc:  # a DSN asyncpg cannot parse (ClientConfigurationError)
-                raise InvalidStoreURLError(url=self.url, reason=str(exc)) from exc
+                raise url_error(self.url, str(exc)) from exc
             self._pool = pool
 
     async def _migrate(self, conn: _Conn) -> None:

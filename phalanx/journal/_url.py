@@ -7,7 +7,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .._clock import Clock
-from .._errors import InvalidStoreURLError
+from .._errors import ConfigError
 from ._events import DEFAULT_MAX_PAYLOAD_BYTES
 from ._store import EventStore
 
@@ -18,6 +18,16 @@ DEFAULT_STORE_URL = "sqlite:///.phalanx/phalanx.db"
 STORE_ENV = "PHALANX_STORE"
 
 _SYNCHRONOUS = ("off", "normal", "full", "extra")
+
+_SUPPORTED = (
+    "Supported: sqlite:///path/to/file.db (default ./.phalanx/phalanx.db) and "
+    "postgresql://user@host:port/database"
+)
+
+
+def url_error(url: str, reason: str) -> ConfigError:
+    """The error for a store URL phalanx cannot use, with the forms it can."""
+    return ConfigError(setting="store URL", value=url, reason=f"{reason}. {_SUPPORTED}")
 
 
 def resolve_store_url(url: str | None = None) -> str:
@@ -40,7 +50,7 @@ def store_from_url(
     accepts (default 1 MiB); it overrides the `max_payload_bytes` argument.
 
     Raises:
-        InvalidStoreURLError: an unknown scheme or a malformed URL.
+        ConfigError: an unknown scheme or a malformed URL.
     """
     url = resolve_store_url(url)
     parts = urlsplit(url)
@@ -52,15 +62,13 @@ def store_from_url(
         parts = parts._replace(query=rest)
     if parts.scheme == "sqlite":
         if parts.netloc or not parts.path.startswith("/") or parts.path == "/":
-            raise InvalidStoreURLError(url=url, reason="a SQLite URL is sqlite:///PATH")
+            raise url_error(url, "a SQLite URL is sqlite:///PATH")
         options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         synchronous = options.pop("synchronous", "normal").lower()
         if synchronous not in _SYNCHRONOUS:
-            raise InvalidStoreURLError(
-                url=url, reason=f"synchronous must be one of {', '.join(_SYNCHRONOUS)}"
-            )
+            raise url_error(url, f"synchronous must be one of {', '.join(_SYNCHRONOUS)}")
         if options:
-            raise InvalidStoreURLError(url=url, reason=f"unknown options {sorted(options)}")
+            raise url_error(url, f"unknown options {sorted(options)}")
         from ._sqlite import SqliteEventStore
 
         return SqliteEventStore(
@@ -75,7 +83,7 @@ def store_from_url(
         return PostgresEventStore(
             urlunsplit(parts), max_payload_bytes=max_payload_bytes, clock=clock
         )
-    raise InvalidStoreURLError(url=url, reason=f"unknown scheme {parts.scheme or '(none)'!r}")
+    raise url_error(url, f"unknown scheme {parts.scheme or '(none)'!r}")
 
 
 def _payload_limit(url: str, text: str) -> int:
@@ -84,7 +92,7 @@ def _payload_limit(url: str, text: str) -> int:
     except ValueError:
         limit = 0
     if limit < 1:
-        raise InvalidStoreURLError(
-            url=url, reason=f"max_payload_bytes must be a whole number of bytes >= 1, not {text!r}"
+        raise url_error(
+            url, f"max_payload_bytes must be a whole number of bytes >= 1, not {text!r}"
         )
     return limit

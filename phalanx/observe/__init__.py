@@ -8,7 +8,6 @@ command applies at start) installs the SDK and the OTLP exporters from the `otel
 extra, and `trace_run` reads a run's span tree back from its journal alone.
 """
 
-from .._errors import TelemetryConfigError as TelemetryConfigError
 from .._telemetry import capture_content as capture_content
 from .._telemetry.semconv import SEMCONV_VERSION as SEMCONV_VERSION
 from ._config import Telemetry as Telemetry

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from .._errors import TelemetryConfigError
+from .._errors import ConfigError
 
 Protocol = Literal["grpc", "http/protobuf"]
 _PROTOCOLS: tuple[str, ...] = ("grpc", "http/protobuf")
@@ -78,7 +78,7 @@ def _span_exporter(protocol: str, endpoint: str | None, headers: Mapping[str, st
         url = None if endpoint is None else _signal_endpoint(endpoint, "v1/traces")
         return HttpSpanExporter(endpoint=url, headers=headers)
     except ImportError as exc:
-        raise TelemetryConfigError(
+        raise ConfigError(
             setting=f"OTLP over {protocol}", reason=f"{exc.name} is not installed; {_EXTRA_HINT}"
         ) from exc
 
@@ -101,7 +101,7 @@ def _metric_exporter(protocol: str, endpoint: str | None, headers: Mapping[str, 
         url = None if endpoint is None else _signal_endpoint(endpoint, "v1/metrics")
         return HttpMetricExporter(endpoint=url, headers=headers)
     except ImportError as exc:
-        raise TelemetryConfigError(
+        raise ConfigError(
             setting=f"OTLP over {protocol}", reason=f"{exc.name} is not installed; {_EXTRA_HINT}"
         ) from exc
 
@@ -145,7 +145,7 @@ def configure_tracing(
         resource_attributes: More resource attributes (`OTEL_RESOURCE_ATTRIBUTES` too).
 
     Raises:
-        TelemetryConfigError: the SDK or the exporter is not installed, or a setting is
+        ConfigError: the SDK or the exporter is not installed, or a setting is
             not supported.
     """
     try:
@@ -155,7 +155,7 @@ def configure_tracing(
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
     except ImportError as exc:
-        raise TelemetryConfigError(
+        raise ConfigError(
             setting="the OpenTelemetry SDK", reason=f"{exc.name} is not installed; {_EXTRA_HINT}"
         ) from exc
     environ = os.environ
@@ -164,8 +164,8 @@ def configure_tracing(
     )
     chosen = chosen or "http/protobuf"
     if chosen not in _PROTOCOLS:
-        raise TelemetryConfigError(
-            setting=f"OTLP protocol {chosen!r}", reason=f"use one of {', '.join(_PROTOCOLS)}"
+        raise ConfigError(
+            setting="OTLP protocol", value=chosen, reason=f"use one of {', '.join(_PROTOCOLS)}"
         )
     attributes: dict[str, str] = dict(resource_attributes or {})
     name = service_name or _env(environ, "OTEL_SERVICE_NAME")
@@ -201,7 +201,7 @@ def configure_from_env() -> Telemetry | None:
     `OTEL_METRICS_EXPORTER` is `none`. Returns None when nothing was configured.
 
     Raises:
-        TelemetryConfigError: exporting is asked for but the SDK is not installed.
+        ConfigError: exporting is asked for but the SDK is not installed.
     """
     env = os.environ
     if (_env(env, "OTEL_SDK_DISABLED") or "").lower() == "true":
@@ -215,8 +215,9 @@ def configure_from_env() -> Telemetry | None:
         try:
             from opentelemetry.sdk.trace.export import ConsoleSpanExporter
         except ImportError as exc:
-            raise TelemetryConfigError(
-                setting="OTEL_TRACES_EXPORTER=console",
+            raise ConfigError(
+                setting="OTEL_TRACES_EXPORTER",
+                value="console",
                 reason=f"{exc.name} is not installed; {_EXTRA_HINT}",
             ) from exc
         return configure_tracing(span_exporter=ConsoleSpanExporter(), metrics=False)

@@ -46,8 +46,8 @@ import anyio
 import pydantic
 
 from .._errors import (
+    ConfigError,
     MCPCallError,
-    MCPConfigError,
     MCPConnectionError,
     MCPProtocolError,
     MCPToolError,
@@ -192,7 +192,7 @@ async def open_mcp_tools(
     stdio server (the SDK shields that shutdown, which is bounded).
 
     Raises:
-        MCPConfigError: the `mcp` SDK is not installed, or `include` names tools the
+        ConfigError: the `mcp` SDK is not installed, or `include` names tools the
             server does not have, or two tools end up with one name.
         MCPConnectionError: the server cannot be started or reached, or did not
             complete the handshake within `connect_timeout`.
@@ -247,8 +247,9 @@ def _wrap(
     if include is not None:
         missing = sorted(set(include) - set(names))
         if missing:
-            raise MCPConfigError(
-                server=server,
+            raise ConfigError(
+                setting="MCP server",
+                value=server,
                 reason=f"it has no tools {missing} (it has {sorted(names)}); fix `include`",
             )
     tools: list[Tool] = []
@@ -261,7 +262,11 @@ def _wrap(
         try:
             model = schema_model(name, schema)
         except TypeError as exc:
-            raise MCPConfigError(server=server, reason=str(exc)) from exc
+            raise ConfigError(
+                setting="MCP server",
+                value=server,
+                reason=str(exc),
+            ) from exc
         connection.note_output_schema(remote, listed.get("outputSchema"))
         tools.append(
             Tool(
@@ -280,7 +285,9 @@ def _wrap(
     taken = [t.name for t in tools]
     clashes = sorted({n for n in taken if taken.count(n) > 1})
     if clashes:
-        raise MCPConfigError(server=server, reason=f"duplicate tool names {clashes}")
+        raise ConfigError(
+            setting="MCP server", value=server, reason=f"duplicate tool names {clashes}"
+        )
     return tools
 
 
@@ -603,8 +610,9 @@ def _import_sdk(server: str) -> _SDK:
         import mcp
         from mcp.shared import exceptions
     except ImportError as exc:
-        raise MCPConfigError(
-            server=server,
+        raise ConfigError(
+            setting="MCP server",
+            value=server,
             reason="the `mcp` SDK is not installed; install it with `pip install 'phalanx[mcp]'`",
         ) from exc
     error = getattr(exceptions, "MCPError", None) or getattr(exceptions, "McpError")  # noqa: B009

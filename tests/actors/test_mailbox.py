@@ -164,7 +164,7 @@ async def test_a_message_resent_after_a_sender_crash_is_handled_once(
 
 async def test_mailbox_policy_is_validated() -> None:
     """A capacity below 1 or an unknown policy is refused with the setting named."""
-    with pytest.raises(phalanx.ActorConfigError, match="capacity"):
+    with pytest.raises(phalanx.ConfigError, match="capacity"):
         phalanx.Mailbox(capacity=0)
-    with pytest.raises(phalanx.ActorConfigError, match="when_full"):
+    with pytest.raises(phalanx.ConfigError, match="when_full"):
         phalanx.Mailbox(when_full="drop")  # type: ignore[arg-type]

@@ -142,7 +142,7 @@ def test_intensity_counts_only_restarts_inside_the_window() -> None:
     assert not over_intensity([100.0], 105.0, policy)
     assert over_intensity([100.0, 104.0], 105.0, policy)
     assert not over_intensity([90.0, 104.0], 105.0, policy)
-    with pytest.raises(phalanx.ActorConfigError, match="strategy"):
+    with pytest.raises(phalanx.ConfigError, match="strategy"):
         SupervisionPolicy(strategy="all_for_none")  # type: ignore[arg-type]
 
 

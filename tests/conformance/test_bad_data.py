@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from phalanx import (
+    ConfigError,
     EventDataError,
-    InvalidStoreURLError,
     NewEvent,
     PayloadTooLargeError,
     StoreCorruptError,
@@ -93,7 +93,7 @@ async def test_max_payload_bytes_is_a_store_url_option(store_factory: StoreFacto
     finally:
         await small.close()
     for bad in ("0", "-1", "lots"):
-        with pytest.raises(InvalidStoreURLError, match="max_payload_bytes"):
+        with pytest.raises(ConfigError, match="max_payload_bytes"):
             store_from_url(f"{store_factory.url}{sep}max_payload_bytes={bad}")
 
 

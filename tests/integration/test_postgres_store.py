@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from phalanx import FencedError, InvalidStoreURLError, NewEvent, StoreUnavailableError
+from phalanx import ConfigError, FencedError, NewEvent, StoreUnavailableError
 from phalanx.journal import Event, store_from_url
 from tests.conftest import (
     PG_URL,
@@ -368,7 +368,7 @@ def test_url_masks_the_password_and_the_schema_is_checked() -> None:
     assert store.schema == "agents"
     assert isinstance(store_from_url("postgresql://app@db/x"), PostgresEventStore)
     for bad in ("Agents", "a-b", 'x"; DROP TABLE events; --', "1abc", "a" * 64, "pg_x"):
-        with pytest.raises(InvalidStoreURLError):
+        with pytest.raises(ConfigError):
             PostgresEventStore(f"postgresql://app:s3cret@db/x?schema={bad}")
 
 

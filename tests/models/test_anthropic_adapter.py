@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from phalanx._errors import (
-    ModelConfigError,
+from phalanx import (
+    ConfigError,
     ModelConnectionError,
     ModelError,
     ModelRateLimitedError,
@@ -342,7 +342,7 @@ async def test_connection_refused_names_the_url() -> None:
 
 def test_missing_key_names_the_variable() -> None:
     """No key given or in ANTHROPIC_API_KEY is a config error naming the variable."""
-    with pytest.raises(ModelConfigError, match="ANTHROPIC_API_KEY"):
+    with pytest.raises(ConfigError, match="ANTHROPIC_API_KEY"):
         AnthropicModel(MODEL)
 
 
@@ -350,7 +350,7 @@ def test_missing_sdk_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> 
     """Without the anthropic package the error says which extra to install."""
     monkeypatch.setitem(sys.modules, "anthropic", None)
 
-    with pytest.raises(ModelConfigError, match=r"pip install 'phalanx\[anthropic\]'"):
+    with pytest.raises(ConfigError, match=r"pip install 'phalanx\[anthropic\]'"):
         AnthropicModel(MODEL, api_key=API_KEY)
 
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from phalanx._errors import (
-    ModelConfigError,
+from phalanx import (
+    ConfigError,
     ModelConnectionError,
     ModelError,
     ModelRateLimitedError,
@@ -294,7 +294,7 @@ async def test_a_compatible_server_needs_no_key(fake_server: FakeModelServer) ->
 
 def test_api_openai_com_without_a_key_names_the_variable() -> None:
     """The official endpoint without a key fails at construction, naming OPENAI_API_KEY."""
-    with pytest.raises(ModelConfigError, match="OPENAI_API_KEY"):
+    with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
         OpenAICompatibleModel("gpt-4o-mini")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from phalanx._errors import ModelConfigError
+from phalanx import ConfigError
 from phalanx.agents import Message, ModelRequest, ScriptedModel
 from phalanx.agents._anthropic import AnthropicModel
 from phalanx.agents._openai import OpenAICompatibleModel
@@ -34,15 +34,15 @@ def test_openai_spec_uses_the_key_from_env() -> None:
 
 def test_openai_spec_without_a_key_names_the_variable() -> None:
     """`openai:MODEL` without OPENAI_API_KEY says to set it."""
-    with pytest.raises(ModelConfigError, match="OPENAI_API_KEY") as info:
+    with pytest.raises(ConfigError, match="OPENAI_API_KEY") as info:
         model_from_spec("openai:gpt-4o-mini", env={})
 
-    assert info.value.spec == "openai:gpt-4o-mini"
+    assert (info.value.setting, info.value.value) == ("model", "openai:gpt-4o-mini")
 
 
 def test_openai_compatible_spec_needs_a_base_url_but_no_key() -> None:
     """`openai-compatible:MODEL` requires OPENAI_BASE_URL and makes the key optional."""
-    with pytest.raises(ModelConfigError, match="OPENAI_BASE_URL"):
+    with pytest.raises(ConfigError, match="OPENAI_BASE_URL"):
         model_from_spec("openai-compatible:llama3.1", env={})
 
     model = model_from_spec(
@@ -56,7 +56,7 @@ def test_openai_compatible_spec_needs_a_base_url_but_no_key() -> None:
 
 def test_anthropic_spec_needs_its_key() -> None:
     """`anthropic:MODEL` requires ANTHROPIC_API_KEY."""
-    with pytest.raises(ModelConfigError, match="ANTHROPIC_API_KEY"):
+    with pytest.raises(ConfigError, match="ANTHROPIC_API_KEY"):
         model_from_spec("anthropic:claude-sonnet-4-5", env={})
 
     model = model_from_spec("anthropic:claude-sonnet-4-5", env={"ANTHROPIC_API_KEY": "sk-ant"})
@@ -68,7 +68,7 @@ def test_anthropic_spec_needs_its_key() -> None:
 @pytest.mark.parametrize("spec", ["gpt-4o", "ollama:llama3", "azure:gpt"])
 def test_unknown_forms_list_the_supported_ones(spec: str) -> None:
     """An unknown spec's error lists every supported form."""
-    with pytest.raises(ModelConfigError) as info:
+    with pytest.raises(ConfigError) as info:
         model_from_spec(spec, env={})
 
     for form in ("openai:MODEL", "openai-compatible:MODEL", "anthropic:MODEL", "scripted"):
@@ -77,7 +77,7 @@ def test_unknown_forms_list_the_supported_ones(spec: str) -> None:
 
 def test_a_prefix_without_a_model_name_is_rejected() -> None:
     """`openai:` with no model name is a config error, not a call to model ''."""
-    with pytest.raises(ModelConfigError, match="no model name"):
+    with pytest.raises(ConfigError, match="no model name"):
         model_from_spec("openai:", env={"OPENAI_API_KEY": "sk-x"})
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 import phalanx
-from phalanx.observe import TelemetryConfigError, configure_from_env, configure_tracing
+from phalanx import ConfigError
+from phalanx.observe import configure_from_env, configure_tracing
 from tests.durable import workflows
 from tests.observe.helpers import ROOT
 
@@ -43,7 +44,7 @@ def test_nothing_is_configured_unless_an_exporter_is_asked_for(
 
 def test_an_unsupported_protocol_is_a_config_error() -> None:
     """http/json is refused with the supported protocols named, before anything is set up."""
-    with pytest.raises(TelemetryConfigError, match="grpc, http/protobuf"):
+    with pytest.raises(ConfigError, match="grpc, http/protobuf"):
         configure_tracing(protocol="http/json")  # type: ignore[arg-type]  # what a user may pass
 
 

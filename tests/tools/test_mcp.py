@@ -384,7 +384,7 @@ def test_mcp_errors_survive_pickling() -> None:
         phalanx.MCPConnectionError(server="s", tool="t", reason="gone"),
         phalanx.MCPProtocolError(server="s", tool="t", error_code=-32603, detail="d", data=[1]),
         phalanx.MCPToolError(server="s", tool="t", detail="nope", retryable=True),
-        phalanx.MCPConfigError(server="s", reason="r"),
+        phalanx.ConfigError(setting="MCP server", value="s", reason="r"),
     ]
     for error in errors:
         copy = pickle.loads(pickle.dumps(error))
@@ -405,7 +405,7 @@ def test_phalanx_imports_without_the_mcp_sdk() -> None:
         "        pass\n"
         "try:\n"
         "    asyncio.run(main())\n"
-        "except phalanx.MCPConfigError as exc:\n"
+        "except phalanx.ConfigError as exc:\n"
         "    print(exc)\n"
     )
     out = subprocess.run(

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import types
 
+import pytest
+
 import phalanx
+import phalanx._errors
 
 PUBLIC = {
     # journal
@@ -28,18 +32,83 @@ def test_every_public_name_resolves() -> None:
         assert getattr(phalanx, name) is not None, name
 
 
-def test_no_unintended_names() -> None:
-    """Besides the documented names, `phalanx` exports only errors."""
+#: Every error phalanx raises, all importable from `phalanx` (the hierarchy is drawn in
+#: phalanx/_errors.py): adding, renaming or removing one is an API change.
+ERRORS = {
+    "PhalanxError", "UserError", "ConfigError",
+    # journal
+    "EventDataError", "PayloadTooLargeError", "StoreError", "StoreUnavailableError",
+    "LeaseLostError", "StoreCorruptError", "CorruptEventError", "ConcurrencyError", "FencedError",
+    "LeaseHeldError",
+    # durable runs
+    "WorkflowImportError", "UnknownRunError", "RunExistsError", "NonDeterminismError",
+    "StepError", "SignalTimeoutError", "RunFailedError",
+    # actors
+    "DeadlineExceededError", "ActorError", "MailboxFullError", "AskTimeoutError",
+    "SupervisorEscalationError",
+    # models and agents
+    "ModelError", "ModelRateLimitedError", "ModelTimeoutError", "ModelConnectionError",
+    "ModelResponseError", "AgentError", "MaxTurnsExceededError", "AgentTimeoutError",
+    "OutputValidationError",
+    # tools, the dead-letter queue, MCP
+    "ToolArgumentsError", "ToolFailed", "ToolError", "ToolAttemptError", "ToolTimeoutError",
+    "CircuitOpenError", "ToolDeadLetteredError", "UnknownDeadLetterError",
+    "DeadLetterClosedError", "DeadLetterRetryError", "EscalationError", "MCPCallError",
+    "MCPConnectionError", "MCPProtocolError", "MCPToolError",
+    # patterns
+    "PartialResultError", "ConversationError", "RoundLimitError", "PeerFailedError",
+    "ConversationTimeoutError", "ClaimLostError", "PlanError",
+}  # fmt: skip
+
+#: Each layer's own errors, re-exported next to the rest of its surface.
+PACKAGE_ERRORS = {
+    "phalanx.agents": {
+        "ModelError", "ModelRateLimitedError", "ModelTimeoutError", "ModelConnectionError",
+        "ModelResponseError", "AgentError", "MaxTurnsExceededError", "AgentTimeoutError",
+        "OutputValidationError",
+    },
+    "phalanx.durable": {"LeaseLostError"},
+    "phalanx.patterns": {"PlanError"},
+}  # fmt: skip
+
+
+def _exported(module: types.ModuleType) -> set[str]:
     # Subpackages appear as attributes once anything imported them: not API decisions.
-    exported = {
+    return {
         n
-        for n in dir(phalanx)
-        if not n.startswith("_") and not isinstance(getattr(phalanx, n), types.ModuleType)
+        for n in dir(module)
+        if not n.startswith("_") and not isinstance(getattr(module, n), types.ModuleType)
     }
-    extra = {n for n in exported - PUBLIC if not n.endswith(("Error", "Failed"))}
-    assert extra == set()
-    errors = exported - PUBLIC
-    assert all(issubclass(getattr(phalanx, n), phalanx.PhalanxError) for n in errors)
+
+
+def test_phalanx_exports_exactly_the_pinned_names() -> None:
+    """`phalanx` exports the documented names and the pinned errors, nothing else."""
+    exported = _exported(phalanx)
+    assert exported - PUBLIC - ERRORS == set(), "exported but not pinned"
+    assert ERRORS - exported == set(), "pinned but not exported"
+
+
+def test_every_error_class_is_public_under_its_own_name() -> None:
+    """Each error defined in phalanx/_errors.py is `phalanx.<its name>`, and only those."""
+    defined = {
+        name
+        for name, value in vars(phalanx._errors).items()
+        if isinstance(value, type) and issubclass(value, BaseException)
+    }
+    assert defined == ERRORS
+    for name in ERRORS:
+        error = getattr(phalanx, name)
+        assert error.__name__ == name and issubclass(error, phalanx.PhalanxError)
+
+
+@pytest.mark.parametrize("package", sorted(PACKAGE_ERRORS))
+def test_packages_re_export_their_errors(package: str) -> None:
+    """A layer's package exports its errors, the same classes as `phalanx` does."""
+    module = importlib.import_module(package)
+    exported = {n for n in _exported(module) if n.endswith(("Error", "Failed"))}
+    assert exported == PACKAGE_ERRORS[package]
+    for name in exported:
+        assert getattr(module, name) is getattr(phalanx, name)
 
 
 def test_workflow_context_offers_what_a_workflow_author_uses() -> None:
