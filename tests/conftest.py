@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import os
 import secrets
+import shutil
 import socket
-from collections.abc import AsyncIterator, Callable
+import subprocess
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,33 +108,151 @@ async def drop_schema(schema: str) -> None:
         await conn.close()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def store_factory(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[StoreFactory]:
-    """A factory of stores on one backend, parametrised over every backend."""
-    backend: str = request.param
-    schema = ""
+#: Every test that touches the store runs once per backend (`-m "not postgres"` or
+#: `-k sqlite` for a quick loop).
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+def fresh_store_url(backend: str, tmp_path: Path) -> tuple[str, str]:
+    """A store URL nobody else uses on `backend`: (URL, PostgreSQL schema to drop or "")."""
     if backend == "sqlite":
-        url = f"sqlite:///{tmp_path / 'journal.db'}"
-    else:
-        require_postgres()
-        schema = f"t_{secrets.token_hex(6)}"
-        url = f"{PG_URL}?schema={schema}"
+        return f"sqlite:///{tmp_path / 'journal.db'}", ""
+    require_postgres()
+    schema = f"t_{secrets.token_hex(6)}"
+    # synchronous_commit=off (a per-connection server setting): a commit returns before
+    # its WAL reaches the disk, which a server crash could lose but no client crash can.
+    # The tests kill clients, not the server, and only stop it cleanly; waiting for
+    # fsyncs on a busy CI disk made commits 5-20 ms and timing tests miss by seconds.
+    options = f"synchronous_commit=off&schema={schema}"
+    return f"{PG_URL}{'&' if '?' in PG_URL else '?'}{options}", schema
+
+
+def drop_schema_sync(schema: str) -> None:
+    """`drop_schema` from synchronous code, whether or not an event loop is running here."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(drop_schema(schema))
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+
+
+#: Overrides `backend` for a test that only passes through the store on its way to what
+#: it checks (help text, usage errors before a store is opened): one backend is enough.
+one_backend = pytest.mark.parametrize("backend", ["sqlite"])
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """The store backend of this test: "sqlite" or "postgres"."""
+    param: str = request.param
+    return param
+
+
+@pytest.fixture
+def url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """The store every runtime and process of one test shares, on each backend."""
+    url, schema = fresh_store_url(backend, tmp_path)
+    try:
+        yield url
+    finally:
+        if schema:
+            drop_schema_sync(schema)
+
+
+@pytest.fixture
+async def store_factory(backend: str, url: str) -> AsyncIterator[StoreFactory]:
+    """A factory of stores on the test's backend, all on the test's store URL."""
     factory = StoreFactory(backend, url)
     try:
         yield factory
     finally:
         for store in factory.opened:
             await store.close()
-        if schema:
-            await drop_schema(schema)
 
 
 @pytest.fixture
 async def store(store_factory: StoreFactory) -> EventStore:
     """One open store per backend."""
     return await store_factory()
+
+
+# -- a PostgreSQL server of one's own, for tests that stop and restart it ---------------
+
+
+@dataclass(frozen=True)
+class PrivatePostgres:
+    """A throwaway cluster (trust login, free port) that a test may stop and restart.
+
+    Stopping the shared server at PG_URL would fail every other test using it at that
+    moment: other xdist workers, other checkouts running their suites. The cluster has
+    the version of the one scripts/services runs (scripts/pg-cluster decides both).
+    """
+
+    version: str
+    name: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def ctl(self, action: str) -> subprocess.CompletedProcess[str]:
+        """`pg_ctlcluster VERSION NAME ACTION`; the caller checks the outcome."""
+        return subprocess.run(
+            ["pg_ctlcluster", "--skip-systemctl-redirect", self.version, self.name, action],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A PostgreSQL cluster of this session's own, started; dropped at the end."""
+    if shutil.which("pg_createcluster") is None or os.geteuid() != 0:
+        missing("a private PostgreSQL cluster needs pg_createcluster (postgresql-common) as root")
+    port = str(urlsplit(PG_URL).port or 5432)
+    found = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "pg-cluster"), port],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if found.returncode != 0:
+        missing(found.stderr.strip())
+    version = found.stdout.split()[0]
+    cluster = PrivatePostgres(version, f"phalanx_{secrets.token_hex(4)}", _free_port())
+    create = ["pg_createcluster", version, cluster.name, "--port", str(cluster.port)]
+    subprocess.run(
+        [*create, "--", "--auth=trust"],
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
+    try:
+        started = cluster.ctl("start")
+        assert started.returncode == 0, started.stdout + started.stderr
+        yield cluster
+    finally:
+        subprocess.run(
+            ["pg_dropcluster", "--stop", version, cluster.name], capture_output=True, timeout=120
+        )
 
 
 # -- runtimes for the tests of everything above the journal --------------------------
@@ -140,12 +262,6 @@ LEASE_TTL = 1.0
 INBOX_POLL = 0.02
 
 OpenRuntime = Callable[..., AbstractAsyncContextManager[phalanx.Runtime]]
-
-
-@pytest.fixture
-def url(tmp_path: Path) -> str:
-    """The SQLite store every runtime of one test shares."""
-    return f"sqlite:///{tmp_path}/j.db"
 
 
 @pytest.fixture

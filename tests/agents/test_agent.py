@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,14 +18,14 @@ def _reset() -> None:
     wf.MODEL.requests.clear()
 
 
-async def run(tmp_path: Path, workflow: Any, inputs: dict[str, Any]) -> phalanx.RunOutcome:
-    async with phalanx.open_runtime(f"sqlite:///{tmp_path / 'j.db'}") as runtime:
+async def run(url: str, workflow: Any, inputs: dict[str, Any]) -> phalanx.RunOutcome:
+    async with phalanx.open_runtime(url) as runtime:
         return await runtime.run(workflow, inputs)
 
 
-async def test_tool_loop_calls_the_tool_and_feeds_the_result_back(tmp_path: Path) -> None:
+async def test_tool_loop_calls_the_tool_and_feeds_the_result_back(url: str) -> None:
     """A tool call is validated, run once, and its result reaches the model's next turn."""
-    outcome = await run(tmp_path, wf.ask, {"instructions": "weather agent", "prompt": "Oslo?"})
+    outcome = await run(url, wf.ask, {"instructions": "weather agent", "prompt": "Oslo?"})
     assert outcome.ok, outcome.error
     assert wf.TOOL_CALLS == [{"city": "Oslo", "days": 2}]
     assert outcome.result["output"].startswith("It will be sunny")
@@ -41,9 +40,9 @@ async def test_tool_loop_calls_the_tool_and_feeds_the_result_back(tmp_path: Path
 
 
 @pytest.mark.parametrize("case", ["bad-json", "bad-schema"])
-async def test_invalid_arguments_go_back_to_the_model(tmp_path: Path, case: str) -> None:
+async def test_invalid_arguments_go_back_to_the_model(url: str, case: str) -> None:
     """Malformed JSON or a schema violation never reaches the tool; the model is told why."""
-    outcome = await run(tmp_path, wf.ask, {"instructions": case, "prompt": "x"})
+    outcome = await run(url, wf.ask, {"instructions": case, "prompt": "x"})
     assert outcome.ok, outcome.error
     assert wf.TOOL_CALLS == []
     [record] = outcome.result["tool_calls"]
@@ -56,25 +55,25 @@ async def test_invalid_arguments_go_back_to_the_model(tmp_path: Path, case: str)
         assert "city" in record["error"] and "town" in record["error"]
 
 
-async def test_unknown_tool_is_reported_to_the_model(tmp_path: Path) -> None:
+async def test_unknown_tool_is_reported_to_the_model(url: str) -> None:
     """A call to a tool the agent lacks is answered with the list of real tools."""
-    outcome = await run(tmp_path, wf.ask, {"instructions": "unknown-tool", "prompt": "x"})
+    outcome = await run(url, wf.ask, {"instructions": "unknown-tool", "prompt": "x"})
     assert outcome.ok
     assert "unknown tool 'teleport'; available tools: lookup" in outcome.result["output"]
 
 
-async def test_turn_limit_is_a_typed_error(tmp_path: Path) -> None:
+async def test_turn_limit_is_a_typed_error(url: str) -> None:
     """A model that never stops calling tools ends in MaxTurnsExceededError, not truncation."""
-    outcome = await run(tmp_path, wf.ask, {"instructions": "loop-forever", "prompt": "x"})
+    outcome = await run(url, wf.ask, {"instructions": "loop-forever", "prompt": "x"})
     assert outcome.status == "failed"
     assert outcome.error is not None
     assert outcome.error["type"].endswith("MaxTurnsExceededError")
     assert len(wf.MODEL.requests) == 3
 
 
-async def test_structured_output_is_validated_and_corrected(tmp_path: Path) -> None:
+async def test_structured_output_is_validated_and_corrected(url: str) -> None:
     """Invalid structured output is fed back once; the corrected answer validates."""
-    outcome = await run(tmp_path, wf.ask_structured, {"instructions": "structured-fixed"})
+    outcome = await run(url, wf.ask_structured, {"instructions": "structured-fixed"})
     assert outcome.ok, outcome.error
     assert outcome.result["output"] == {"city": "Oslo", "sunny": True}
     feedback = wf.MODEL.requests[1].messages[-1]
@@ -83,19 +82,18 @@ async def test_structured_output_is_validated_and_corrected(tmp_path: Path) -> N
 
 
 async def test_structured_output_that_stays_invalid_fails_with_the_last_output(
-    tmp_path: Path,
+    url: str,
 ) -> None:
     """After its retries the agent fails with OutputValidationError carrying the raw output."""
-    outcome = await run(tmp_path, wf.ask_structured, {"instructions": "structured-never"})
+    outcome = await run(url, wf.ask_structured, {"instructions": "structured-never"})
     assert outcome.status == "failed" and outcome.error is not None
     assert outcome.error["type"].endswith("OutputValidationError")
     assert outcome.error["fields"]["last_output"] == "not json at all"
     assert outcome.error["fields"]["attempts"] == 2
 
 
-async def test_resume_mid_loop_does_not_ask_the_model_again(tmp_path: Path) -> None:
+async def test_resume_mid_loop_does_not_ask_the_model_again(url: str) -> None:
     """A run that dies in its second tool call resumes without re-asking answered turns."""
-    url = f"sqlite:///{tmp_path / 'j.db'}"
     wf.FRAGILE_MODEL.requests.clear()
     async with phalanx.open_runtime(url) as runtime:
         wf.CRASH_NEXT_TOOL[0] = False

@@ -122,9 +122,10 @@ class Workspace:
 
 
 @contextmanager
-def workspace(root: Path, **env: str) -> Iterator[Workspace]:
-    """A workspace whose leftover processes are killed on exit, whatever happened."""
-    ws = Workspace(root, child_env(**env))
+def workspace(root: Path, url: str = "", **env: str) -> Iterator[Workspace]:
+    """A workspace on store `url` (a SQLite file in `root` by default) whose leftover
+    processes are killed on exit, whatever happened."""
+    ws = Workspace(root, child_env(**env), url)
     try:
         yield ws
     finally:

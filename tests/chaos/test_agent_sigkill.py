@@ -30,7 +30,9 @@ def phalanx_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[
 
 
 @pytest.mark.slow
-def test_sigkill_mid_agent_loop_resumes_without_repeating_model_calls(tmp_path: Path) -> None:
+def test_sigkill_mid_agent_loop_resumes_without_repeating_model_calls(
+    tmp_path: Path, url: str
+) -> None:
     """Turns answered before a SIGKILL are not requested again from the server on resume."""
     ledger = tmp_path / "tools.jsonl"
     ledger.touch()
@@ -50,7 +52,7 @@ def test_sigkill_mid_agent_loop_resumes_without_repeating_model_calls(tmp_path: 
             **{k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_"))},
             "PHALANX_MODEL": "openai-compatible:test-model",
             "OPENAI_BASE_URL": server.base_url,
-            "PHALANX_STORE": f"sqlite:///{tmp_path / 'journal.db'}",
+            "PHALANX_STORE": url,
             "AGENT_LEDGER": str(ledger),
             "PYTHONPATH": str(ROOT),
         }

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
 
@@ -21,11 +20,6 @@ def crash() -> None:
 
 def events(*types: str) -> list[NewEvent]:
     return [NewEvent(t, {}) for t in types]
-
-
-@pytest.fixture
-def url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'j.db'}"
 
 
 async def test_kill_before_append_loses_the_write(url: str) -> None:

@@ -198,9 +198,9 @@ def in_flight(events: list[dict[str, Any]]) -> set[str]:
 
 
 @pytest.mark.parametrize("point", POINTS, ids=[p.id for p in POINTS])
-def test_sigkill_then_resume(point: KillPoint, tmp_path: Path, reference: Any) -> None:
+def test_sigkill_then_resume(point: KillPoint, tmp_path: Path, url: str, reference: Any) -> None:
     """A run SIGKILLed at this point resumes to the uncrashed result, each effect once."""
-    with workspace(tmp_path, PHALANX_LEASE_TTL=str(LEASE_TTL)) as ws:
+    with workspace(tmp_path, url, PHALANX_LEASE_TTL=str(LEASE_TTL)) as ws:
         scenario = Scenario(ws)
         driver = scenario.start(point.store, point.clock)
         code = scenario.drive(driver, kill_when_waiting=point.when_waiting)

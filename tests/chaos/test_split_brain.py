@@ -9,6 +9,7 @@ step's completion once, none of it written by A after the takeover.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -16,7 +17,7 @@ import sqlite3
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import pytest
 
@@ -30,32 +31,72 @@ STEPS = 10
 STEP_SECONDS = 0.3
 
 
-def freeze_outside_a_write(ws: Workspace, proc: Proc) -> None:
-    """SIGSTOP `proc`, retrying until it is not frozen holding SQLite's write lock.
+def holds_a_write_lock(url: str) -> bool:
+    """Whether some connection holds the store's write lock (a frozen runner would).
 
-    A process frozen inside a write transaction would block every other writer (that
-    is SQLite's single-writer lock, not fencing), so the test makes sure the pause
-    lands between two writes, where a real takeover would find it.
+    On SQLite that is the database's single write lock. On PostgreSQL it is a row lock
+    on the position counter (every append) or on the run's lease row (lease writes),
+    which a takeover must wait for.
     """
-    path = urlsplit(ws.url).path[1:]
-    for _ in range(100):
-        os.kill(proc.popen.pid, signal.SIGSTOP)
-        conn = sqlite3.connect(path, timeout=0, isolation_level=None)
+    if url.startswith("sqlite:"):
+        conn = sqlite3.connect(urlsplit(url).path[1:], timeout=0, isolation_level=None)
         try:
             conn.execute("BEGIN IMMEDIATE")
             conn.execute("ROLLBACK")
-            return
+            return False
         except sqlite3.OperationalError:
-            os.kill(proc.popen.pid, signal.SIGCONT)
-            time.sleep(0.01)
+            return True
         finally:
             conn.close()
+    return asyncio.run(_postgres_locked(url))
+
+
+async def _postgres_locked(url: str) -> bool:
+    import asyncpg
+
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    conn = await asyncpg.connect(
+        urlunsplit(parts._replace(query="")), server_settings={"search_path": query["schema"]}
+    )
+    try:
+        async with conn.transaction():
+            await conn.execute("SELECT 1 FROM phalanx_position FOR UPDATE NOWAIT")
+            await conn.execute(
+                "SELECT 1 FROM leases WHERE stream_id = $1 FOR UPDATE NOWAIT", f"run:{RUN_ID}"
+            )
+            raise _Free
+    except _Free:
+        return False
+    except asyncpg.LockNotAvailableError:
+        return True
+    finally:
+        await conn.close()
+
+
+class _Free(Exception):
+    """Rolls the probe's transaction back: it only wanted to see the locks were free."""
+
+
+def freeze_outside_a_write(ws: Workspace, proc: Proc) -> None:
+    """SIGSTOP `proc`, retrying until it is not frozen holding the store's write lock.
+
+    A process frozen inside a write transaction would block every other writer (that
+    is the store's write lock, not fencing), so the test makes sure the pause lands
+    between two writes, where a real takeover would find it.
+    """
+    for _ in range(100):
+        os.kill(proc.popen.pid, signal.SIGSTOP)
+        if not holds_a_write_lock(ws.url):
+            return
+        os.kill(proc.popen.pid, signal.SIGCONT)
+        time.sleep(0.01)
     raise AssertionError("runner A always held the write lock")
 
 
-def test_paused_runner_is_fenced_after_takeover(tmp_path: Path) -> None:
+def test_paused_runner_is_fenced_after_takeover(tmp_path: Path, url: str) -> None:
     """A SIGSTOPped runner taken over by `resume --force` is fenced on SIGCONT, writes nothing."""
-    with workspace(tmp_path) as ws:
+    with workspace(tmp_path, url) as ws:
         ledger = str(tmp_path / "ledger.jsonl")
         inputs = {"ledger": ledger, "steps": STEPS, "seconds": STEP_SECONDS}
         runner_a = ws.spawn_cli(

@@ -23,6 +23,8 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import one_backend
+
 pytestmark = pytest.mark.slow
 
 PHALANX = str(Path(sys.executable).with_name("phalanx"))
@@ -117,10 +119,8 @@ class Cli:
 
     root: Path
     env: dict[str, str]
-
-    @property
-    def store(self) -> str:
-        return f"sqlite:///{self.root / 'journal.db'}"
+    #: The test's store URL (tests/conftest.py `url`: each backend in turn).
+    store: str
 
     def __call__(
         self, *args: str, store: str | None = "", timeout: float = 30
@@ -159,10 +159,10 @@ class Cli:
 
 
 @pytest.fixture
-def cli(tmp_path: Path) -> Cli:
+def cli(tmp_path: Path, url: str) -> Cli:
     (tmp_path / "cliflows.py").write_text(WORKFLOWS, encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PHALANX_")}
-    return Cli(tmp_path, env)
+    return Cli(tmp_path, env, url)
 
 
 def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 20) -> None:
@@ -202,6 +202,7 @@ def assert_usage_error(done: subprocess.CompletedProcess[str], *needles: str) ->
 # -- help ------------------------------------------------------------------------------
 
 
+@one_backend
 def test_help_lists_every_command(cli: Cli) -> None:
     """`phalanx --help` lists run, resume, runs, events, show, signal, cancel and recover."""
     done = cli("--help", store=None)
@@ -368,6 +369,7 @@ def test_unknown_run_is_a_usage_error(cli: Cli, command: str, run_id: str) -> No
     assert_usage_error(cli(command, run_id), f"no run {run_id!r}")
 
 
+@one_backend
 @pytest.mark.parametrize(
     ("target", "reason"),
     [
@@ -383,6 +385,7 @@ def test_unimportable_workflow_is_a_usage_error(cli: Cli, target: str, reason: s
     assert cli.runs() == {}, "nothing was started"
 
 
+@one_backend
 def test_input_that_is_not_json_says_where(cli: Cli) -> None:
     """`--input` that is not JSON exits 2 with the line and column of the mistake."""
     text = '{"name":\n  ada}'
@@ -393,6 +396,7 @@ def test_input_that_is_not_json_says_where(cli: Cli) -> None:
     assert_usage_error(cli("run", "cliflows:hello", "--input", text), "--input", where)
 
 
+@one_backend
 @pytest.mark.parametrize("text", ["[1, 2]", '"ada"', "3", "null"])
 def test_input_must_be_a_json_object(cli: Cli, text: str) -> None:
     """`--input` that is JSON but not an object exits 2 saying an object is needed."""
@@ -400,6 +404,7 @@ def test_input_must_be_a_json_object(cli: Cli, text: str) -> None:
     assert_usage_error(done, "--input must be a JSON object")
 
 
+@one_backend
 @pytest.mark.parametrize("command", [("runs",), ("run", "cliflows:hello"), ("show", "x")])
 def test_store_that_cannot_be_opened_is_a_usage_error(cli: Cli, command: tuple[str, ...]) -> None:
     """A store URL naming a place no file can be created exits 2 naming the store."""
@@ -407,6 +412,7 @@ def test_store_that_cannot_be_opened_is_a_usage_error(cli: Cli, command: tuple[s
     assert_usage_error(cli(*command, store=url), url, "unavailable")
 
 
+@one_backend
 def test_unknown_store_scheme_is_a_usage_error(cli: Cli) -> None:
     """A store URL with an unknown scheme exits 2, from --store and from PHALANX_STORE."""
     url = "mysql://db.example/phalanx"

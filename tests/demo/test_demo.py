@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from phalanx.demo._scenario import INSTRUCTIONS
+from tests.conftest import BACKENDS, drop_schema_sync, fresh_store_url, one_backend
 from tests.models.fake_openai_server import FakeModelServer, start_fake_openai_server
 
 pytestmark = pytest.mark.slow
@@ -80,22 +81,25 @@ class Cli:
         return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
 
 
-def make_cli(root: Path) -> Cli:
-    root.mkdir(parents=True, exist_ok=True)
-    return Cli(root, f"sqlite:///{root / 'demo.db'}")
-
-
 @pytest.fixture
-def cli(tmp_path: Path) -> Cli:
-    """`phalanx` on a fresh store of this test."""
-    return make_cli(tmp_path)
+def cli(tmp_path: Path, url: str) -> Cli:
+    """`phalanx` on a fresh store of this test (each backend in turn)."""
+    return Cli(tmp_path, url)
 
 
-@pytest.fixture(scope="module")
-def default_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Cli, dict[str, Any]]:
-    """One `phalanx demo --json` with the default fault, shared by the tests that read it."""
-    cli = make_cli(tmp_path_factory.mktemp("default-demo"))
-    return cli, cli.json("demo", "--json")
+@pytest.fixture(scope="module", params=BACKENDS)
+def default_demo(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Cli, dict[str, Any]]]:
+    """One `phalanx demo --json` with the default fault per backend, shared by its readers."""
+    root = tmp_path_factory.mktemp("default-demo")
+    url, schema = fresh_store_url(request.param, root)
+    try:
+        cli = Cli(root, url)
+        yield cli, cli.json("demo", "--json")
+    finally:
+        if schema:
+            drop_schema_sync(schema)
 
 
 def types(events: list[dict[str, Any]]) -> list[str]:
@@ -192,6 +196,7 @@ def test_a_hung_branch_is_not_waited_for_once_the_others_failed(cli: Cli) -> Non
     assert summary["answer"].startswith("[PARTIAL ANSWER: no result from vector_db, web_search")
 
 
+@one_backend
 @pytest.mark.parametrize(
     "fault", ["web_search=explode", "nobody=hang", "web_search", "web_search=hang,oops=slow"]
 )
@@ -204,6 +209,7 @@ def test_a_bad_fault_is_a_usage_error(cli: Cli, fault: str) -> None:
     assert "bad fault" in done.stderr and "vector_db, web_search, synthesis" in done.stderr
 
 
+@one_backend
 def test_a_bad_deadline_override_is_a_usage_error(cli: Cli) -> None:
     """PHALANX_DEMO_DEADLINE must be a positive number below the demo's own limit (exit 2)."""
     done = cli("demo", "--json", env=hermetic_env(PHALANX_DEMO_DEADLINE="0"))

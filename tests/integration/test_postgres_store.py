@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import getpass
 import secrets
-import shutil
-import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -17,9 +13,8 @@ from phalanx import ConfigError, FencedError, NewEvent, StoreUnavailableError
 from phalanx.journal import Event, store_from_url
 from tests.conftest import (
     PG_URL,
-    ROOT,
+    PrivatePostgres,
     drop_schema,
-    missing,
     require_module,
     require_postgres,
 )
@@ -217,41 +212,13 @@ async def test_subscriber_keeps_delivering_when_its_listen_connection_dies(url: 
 # -- the server going away -------------------------------------------------------------
 
 
-def pg_cluster() -> list[str]:
-    """`VERSION NAME` of the cluster serving PG_URL, as scripts/services picks it.
-
-    The test stops that server, so it needs pg_ctlcluster and root (or postgres);
-    without them it reports the component missing (a failure in CI).
-    """
-    if shutil.which("pg_ctlcluster") is None or getpass.getuser() not in ("root", "postgres"):
-        missing("the outage test needs pg_ctlcluster, as root or postgres, to stop the server")
-    port = str(urlsplit(PG_URL).port or 5432)
-    found = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "pg-cluster"), port],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if found.returncode != 0:
-        missing(found.stderr.strip())
-    return found.stdout.split()
+async def pg_ctl(cluster: PrivatePostgres, action: str) -> None:
+    done = await asyncio.to_thread(cluster.ctl, action)
+    if done.returncode != 0:
+        raise RuntimeError(f"pg_ctlcluster {action} failed: {done.stdout}{done.stderr}")
 
 
-async def pg_ctl(cluster: list[str], action: str) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        "pg_ctlcluster",
-        "--skip-systemctl-redirect",
-        *cluster,
-        action,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(), 60)
-    if proc.returncode != 0:
-        raise RuntimeError(f"pg_ctlcluster {action} failed: {out.decode(errors='replace')}")
-
-
-async def ensure_started(cluster: list[str]) -> None:
+async def ensure_started(cluster: PrivatePostgres) -> None:
     """Start the server if it is down and wait until it accepts connections."""
     try:
         await pg_ctl(cluster, "start")
@@ -261,7 +228,7 @@ async def ensure_started(cluster: list[str]) -> None:
     deadline = time.monotonic() + 60
     while True:
         try:
-            conn = await asyncpg.connect(PG_URL, timeout=2)
+            conn = await asyncpg.connect(cluster.url, timeout=2)
         except (OSError, asyncpg.PostgresError):
             if time.monotonic() > deadline:
                 raise
@@ -300,9 +267,13 @@ async def test_a_command_timeout_is_unavailable_and_leaves_the_pool_usable(url: 
 
 @pytest.mark.postgres
 @pytest.mark.slow
-async def test_server_down_fails_fast_and_the_same_store_recovers(url: str) -> None:
+async def test_server_down_fails_fast_and_the_same_store_recovers(
+    private_postgres: PrivatePostgres,
+) -> None:
     """Stopped server: calls raise StoreUnavailableError in bounded time; restarted: they work."""
-    cluster = pg_cluster()
+    cluster = private_postgres
+    await ensure_started(cluster)
+    url = f"{cluster.url}?schema=t_{secrets.token_hex(6)}"
     async with PostgresEventStore(url) as store, PostgresEventStore(url) as held:
         await store.append("s", [NewEvent("Before")], expected_version=0)
         reached, release = hold_before_commit(held)

@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 import phalanx
-from phalanx.journal import SqliteEventStore
 from phalanx.testing import VirtualClock
 from phalanx.tools import DeadLetterQueue, tool_stats
 from phalanx.tools._metrics import STATS_CHECKPOINT, LatencyHistogram
@@ -69,11 +68,11 @@ async def test_stats_resume_from_their_checkpoint(open_rt: OpenRuntime) -> None:
     assert (guarded["dlq_depth"], guarded["dlq_resolved"]) == (1, 1)
 
 
-async def test_two_processes_see_the_same_stats(open_rt: OpenRuntime, tmp_path: Any) -> None:
+async def test_two_processes_see_the_same_stats(open_rt: OpenRuntime) -> None:
     """Stats written by runs through one store instance are read through another."""
     await _runs(open_rt)
-    async with SqliteEventStore(tmp_path / "j.db") as other:
-        assert (await tool_stats(other, checkpoint=False)).tools["broken"].calls == 1
+    async with open_rt() as other:
+        assert (await tool_stats(other.store, checkpoint=False)).tools["broken"].calls == 1
 
 
 @pytest.mark.parametrize("values", [[0.001] * 50 + [0.1] * 45 + [2.0] * 5, [0.5], [0.0, 0.2]])

@@ -34,12 +34,11 @@ def status_of(url: str, run_id: str) -> str | None:
 
 
 def test_a_run_waiting_on_the_dlq_survives_sigkill_and_resumes_after_resolve(
-    tmp_path: Path,
+    tmp_path: Path, url: str
 ) -> None:
     """SIGKILL the waiting runner; `dlq resolve` then `resume` completes it with the result."""
     fault = tmp_path / "gateway-down"
     fault.touch()
-    url = f"sqlite:///{tmp_path / 'j.db'}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PHALANX_")}
     env.update(PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", **{wf.FAULT_ENV: str(fault)})
 
