@@ -16,6 +16,11 @@ Run it as `.venv/bin/python benchmarks/tools.py [--quick] [--json]`.
 3. In a workflow, on SQLite (reported, no target): one run of N `call_tool`s next to
    one run of N plain `ctx.step`s of the same function, per call. A durable call is
    one step (two journal appends), so this should be close to the step itself.
+4. The default breaker is shared: its state is a stream in the store, which every
+   worker reads (at most every `refresh_interval`) before admitting a call. Outside a
+   workflow there is no store, so figure 1 cannot show its cost; in a workflow the
+   `guarded` tool (in-process breaker) runs next to `guarded_shared` (the same tool
+   with the default shared breaker), and the difference per call is reported.
 
 Every figure is a median over interleaved rounds (see `_util.interleaved`). The script
 exits 0 even when a target is missed: it is a report, not a gate. With `--json` the
@@ -69,13 +74,15 @@ async def noop(x: int) -> int:
 
 
 plain = tool(name="plain", notifiers=[])(noop)
-guarded = tool(
-    name="guarded",
-    timeout=30.0,
-    retry=RetryPolicy(max_attempts=3),
-    breaker=CircuitBreaker(failure_threshold=5, shared=False),
-    notifiers=[],
-)(noop)
+#: As production tools are armed: a timeout per attempt, retries, a breaker.
+ARMED: dict[str, Any] = {"timeout": 30.0, "retry": RetryPolicy(max_attempts=3), "notifiers": []}
+guarded = tool(name="guarded", breaker=CircuitBreaker(failure_threshold=5, shared=False), **ARMED)(
+    noop
+)
+guarded_shared = tool(name="guarded_shared", breaker=CircuitBreaker(failure_threshold=5), **ARMED)(
+    noop
+)
+TOOLS = {t.name: t for t in (plain, guarded, guarded_shared)}
 OPEN_BREAKER = CircuitBreaker(failure_threshold=1, open_for=3600.0, shared=False)
 
 
@@ -108,10 +115,10 @@ async def _refused(n: int) -> float:
 
 
 @phalanx.workflow
-async def durable_calls(ctx: phalanx.WorkflowContext, n: int) -> int:
-    """N reliable calls, each one durable step."""
+async def durable_calls(ctx: phalanx.WorkflowContext, n: int, tool: str = "plain") -> int:
+    """N reliable calls of one of TOOLS, each one durable step."""
     for i in range(n):
-        await call_tool(ctx, plain, {"x": i})
+        await call_tool(ctx, TOOLS[tool], {"x": i})
     return n
 
 
@@ -123,11 +130,11 @@ async def durable_steps(ctx: phalanx.WorkflowContext, n: int) -> int:
     return n
 
 
-async def _durable(workflow: Any, n: int, scratch: Path) -> float:
+async def _durable(workflow: Any, inputs: dict[str, Any], scratch: Path) -> float:
     with tempfile.TemporaryDirectory(dir=scratch) as where:
         async with phalanx.open_runtime(f"sqlite:///{where}/j.db") as runtime:
             with stopwatch() as elapsed:
-                outcome = await runtime.run(workflow, {"n": n})
+                outcome = await runtime.run(workflow, inputs)
             assert outcome.ok, outcome.error
     return elapsed()
 
@@ -153,8 +160,10 @@ async def measure(sizes: Sizes, scratch: Path) -> dict[str, Any]:
     d = sizes.durable_calls
     durable = await interleaved(
         {
-            "call_tool": lambda: _durable(durable_calls, d, scratch),
-            "ctx.step": lambda: _durable(durable_steps, d, scratch),
+            "call_tool": lambda: _durable(durable_calls, {"n": d}, scratch),
+            "ctx.step": lambda: _durable(durable_steps, {"n": d}, scratch),
+            "guarded": lambda: _durable(durable_calls, {"n": d, "tool": "guarded"}, scratch),
+            "shared": lambda: _durable(durable_calls, {"n": d, "tool": "guarded_shared"}, scratch),
         },
         sizes.repeats,
     )
@@ -166,10 +175,15 @@ async def measure(sizes: Sizes, scratch: Path) -> dict[str, Any]:
         "refused_us": _us(memory["refused"], n),
         "durable_call_us": _us(durable["call_tool"], d),
         "durable_step_us": _us(durable["ctx.step"], d),
+        "durable_guarded_us": _us(durable["guarded"], d),
+        "durable_shared_us": _us(durable["shared"], d),
     }
     figures["plain_overhead_us"] = figures["plain_us"] - direct
     figures["guarded_overhead_us"] = figures["guarded_us"] - direct
     figures["durable_overhead_us"] = figures["durable_call_us"] - figures["durable_step_us"]
+    figures["shared_breaker_overhead_us"] = (
+        figures["durable_shared_us"] - figures["durable_guarded_us"]
+    )
     return figures
 
 
@@ -196,6 +210,18 @@ def report(figures: dict[str, Any], sizes: Sizes, out: Any) -> bool:
             "call_tool in a workflow (SQLite)",
             format_number(figures["durable_call_us"]),
             format_number(figures["durable_overhead_us"]),
+            "-",
+        ],
+        [
+            "  armed, in-process breaker (shared=False)",
+            format_number(figures["durable_guarded_us"]),
+            "-",
+            "-",
+        ],
+        [
+            "  armed, shared breaker (the default)",
+            format_number(figures["durable_shared_us"]),
+            format_number(figures["shared_breaker_overhead_us"]),
             "-",
         ],
     ]

@@ -21,9 +21,12 @@ TEAM = {
 }
 SLOW_TEAM = {
     "quick": {"kind": "worker", "label": "quick", "value": "q"},
-    "slow1": {"kind": "worker", "label": "slow1", "value": "s1", "delay": 0.6},
-    "slow2": {"kind": "worker", "label": "slow2", "value": "s2", "delay": 0.6},
+    "slow1": {"kind": "worker", "label": "slow1", "value": "s1", "delay": 1.5},
+    "slow2": {"kind": "worker", "label": "slow2", "value": "s2", "delay": 1.5},
 }
+#: When the lead dies: after its whole subtree started (a child run costs tens of
+#: milliseconds on PostgreSQL under a loaded CI box), before the slow members finish.
+DIES_AFTER = 0.8
 
 
 def member_ids(top: str, member: str) -> str:
@@ -35,7 +38,9 @@ async def test_without_a_policy_a_dead_middle_node_leaves_its_children_running(
     runtime: phalanx.Runtime,
 ) -> None:
     """The problem: a failed lead's members stay `running`, with nobody to resume them."""
-    outcome = await runtime.run(wf.team_lead, {"members": TEAM, "die_after": 0.3}, run_id="lead")
+    outcome = await runtime.run(
+        wf.team_lead, {"members": TEAM, "die_after": DIES_AFTER}, run_id="lead"
+    )
     assert outcome.status == "failed"
     left = {r: s for r, s in (await statuses(runtime)).items() if s == "running"}
     assert set(left) == {"lead.1.hang", "lead.1.deep", "lead.1.deep.2"}
@@ -45,7 +50,7 @@ async def test_cancel_policy_cancels_every_open_descendant_of_a_dead_middle_node
     runtime: phalanx.Runtime,
 ) -> None:
     """The lead dies: its hanging member and a grandchild three levels down end `cancelled`."""
-    inputs = {"policy": "cancel", "members": TEAM, "die_after": 0.3}
+    inputs = {"policy": "cancel", "members": TEAM, "die_after": DIES_AFTER}
     outcome = await runtime.run(wf.top_orchestrator, inputs, run_id="top")
 
     assert outcome.ok, outcome
@@ -76,7 +81,7 @@ async def test_reparent_policy_adopts_the_orphans_and_their_results_reach_the_to
     runtime: phalanx.Runtime,
 ) -> None:
     """The lead dies: its two slow members are re-parented to the top and finish there."""
-    inputs = {"policy": "reparent", "members": SLOW_TEAM, "die_after": 0.2}
+    inputs = {"policy": "reparent", "members": SLOW_TEAM, "die_after": DIES_AFTER}
     outcome = await runtime.run(wf.top_orchestrator, inputs, run_id="top")
 
     assert outcome.ok, outcome
@@ -107,8 +112,7 @@ async def test_a_cancelled_middle_node_is_not_a_death_its_subtree_is_cancelled_a
     runtime: phalanx.Runtime,
 ) -> None:
     """Under `reparent`, a lead cancelled by its deadline still takes its members with it."""
-    # Long enough for the whole subtree to start first, on PostgreSQL too.
-    inputs = {"policy": "reparent", "members": TEAM, "deadline": 0.8}
+    inputs = {"policy": "reparent", "members": TEAM, "deadline": DIES_AFTER}
     outcome = await runtime.run(wf.top_orchestrator, inputs, run_id="top")
 
     assert outcome.ok, outcome
@@ -128,7 +132,7 @@ async def test_a_top_that_crashes_while_adopting_finishes_the_adoption_on_resume
 ) -> None:
     """A crash during adoption: resume adopts each orphan once more, never re-parents twice."""
     wf.CRASH_AT["slow1"] = 2  # dies in slow1's re-run, under its new parent
-    inputs = {"policy": "reparent", "members": SLOW_TEAM, "die_after": 0.2}
+    inputs = {"policy": "reparent", "members": SLOW_TEAM, "die_after": DIES_AFTER}
     with pytest.raises(BaseException) as info:
         await runtime.run(wf.top_orchestrator, inputs, run_id="top")
     assert holds(info.value, wf.Crash)

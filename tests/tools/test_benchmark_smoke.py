@@ -24,7 +24,8 @@ def test_tools_benchmark_quick_json_reports_every_figure(tmp_path: Path) -> None
     report = json.loads(proc.stdout)
     assert report["benchmark"] == "tools" and isinstance(report["target_met"], bool)
     for name in ("direct_us", "plain_us", "guarded_us", "refused_us", "durable_call_us",
-                 "durable_step_us"):  # fmt: skip
+                 "durable_step_us", "durable_guarded_us", "durable_shared_us"):  # fmt: skip
         value = report["figures"][name]
         assert isinstance(value, float) and math.isfinite(value) and value > 0, name
+    assert math.isfinite(report["figures"]["shared_breaker_overhead_us"])
     assert not list(tmp_path.iterdir()), "scratch files were left behind"
