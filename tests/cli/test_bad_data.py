@@ -17,7 +17,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from typing import Any
 import pytest
 
 import phalanx
-from tests.conftest import PG_URL, drop_schema, require_postgres
+from tests.conftest import PG_URL
 
 pytestmark = pytest.mark.slow
 
@@ -108,19 +107,12 @@ def one_line_error(done: subprocess.CompletedProcess[str], code: int, *needles: 
         assert needle in done.stderr + done.stdout, (needle, done.stderr)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def cli(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cli]:
+@pytest.fixture
+def cli(tmp_path: Path, url: str) -> Cli:
+    """`phalanx` on the test's store (tests/conftest.py `url`: each backend in turn)."""
     (tmp_path / "badflows.py").write_text(WORKFLOWS, encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PHALANX_")}
-    if request.param == "sqlite":
-        yield Cli(tmp_path, f"sqlite:///{tmp_path / 'journal.db'}", env)
-        return
-    require_postgres()
-    schema = f"t_{secrets.token_hex(6)}"
-    try:
-        yield Cli(tmp_path, f"{PG_URL}?schema={schema}", env)
-    finally:
-        asyncio.run(drop_schema(schema))
+    return Cli(tmp_path, url, env)
 
 
 def steps(cli: Cli, run_id: str) -> dict[str, dict[str, Any]]:
