@@ -343,18 +343,22 @@ class FanOutState:
         """
         events: list[Pending] = []
         status, value, error = raw.status, raw.value, raw.error
+        duration_s = raw.duration_s
         if self.deadline_at is not None and now >= self.deadline_at:
             if status == "succeeded":
                 late = {"op": self.op, "name": self.name, "branch": raw.name, "value": value}
                 events.append(("BranchLate", late))
             status, value = "timed_out", None
             error = f"no answer within the deadline ({self.deadline_at - self.started_at:.1f}s)"
+            # It ran until the deadline, not until we noticed: a fan-out resumed after
+            # its deadline concludes late, but the branch was out of time at the deadline.
+            duration_s = min(duration_s, self.deadline_at - self.started_at)
         outcome = BranchOutcome(
             name=raw.name,
             status=status,
             value=value,
             error=error,
-            duration_s=round(raw.duration_s, 3),
+            duration_s=round(duration_s, 3),
             run_id=raw.run_id,
             stalled=raw.name in self.stalled,
         )

@@ -188,15 +188,19 @@ def test_what_the_live_fan_out_journals_replays_to_the_same_state(
 def test_an_ending_at_or_after_the_deadline_is_timed_out_and_an_answer_only_late(
     case: tuple[list[str], list[BranchOutcome], list[float], set[str]],
 ) -> None:
-    """conclude(): from the deadline on, every ending is timed_out; an answer is only late."""
+    """conclude(): from the deadline on, every ending is timed_out; an answer is only late.
+
+    A timed-out branch's duration stops at the deadline, even when the ending is noticed
+    later (a fan-out resumed after its deadline).
+    """
     names, raws, times, _ = case
     state = new_state(Policy.all(), names, deadline=10.0)
     for raw, now in zip(raws, times, strict=True):
         outcome, pending = state.conclude(raw, now=now)
         types = [t for t, _ in pending]
         assert pending[-1][1]["branch"] == raw.name
-        assert outcome.duration_s == round(raw.duration_s, 3)
         if now < STARTED_AT + 10.0:
+            assert outcome.duration_s == round(raw.duration_s, 3)
             assert types == ["BranchFinished"]
             assert (outcome.status, outcome.value, outcome.error) == (
                 raw.status,
@@ -205,6 +209,7 @@ def test_an_ending_at_or_after_the_deadline_is_timed_out_and_an_answer_only_late
             )
             continue
         assert outcome.status == "timed_out" and outcome.value is None
+        assert outcome.duration_s == round(min(raw.duration_s, 10.0), 3)
         assert outcome.error == "no answer within the deadline (10.0s)"
         if raw.status == "succeeded":
             assert types == ["BranchLate", "BranchFinished"]
