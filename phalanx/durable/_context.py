@@ -93,19 +93,9 @@ class WorkflowContext:
         self._entropy = entropy
         self._next_op = 1
         self.run_id = history.run_id
-        self._inbox_changed = asyncio.Event()
         #: Operations claimed through `lowlevel` whose first event is not yet written,
         #: with their kind: that first event carries it (see `_stamp`).
         self._unopened: dict[int, str] = {}
-        #: A cancel requested while no runner ran this run; raised by the first
-        #: operation the journal cannot answer (see `_deliver_pending_cancel`).
-        self._cancel_pending: str | None = None
-        #: Child runs started or resumed but not finished, by child run id.
-        self._open_children: set[str] = {
-            str(o.events[0].data["child_run_id"])
-            for o in history.operations.values()
-            if o.kind == "child" and o.last("ChildCompleted", "ChildFailed") is None
-        }
 
     # -- bookkeeping -----------------------------------------------------------------
 
@@ -156,12 +146,9 @@ class WorkflowContext:
         # child). A run cancelled while no runner ran it stops here, before any of that,
         # and its cleanup runs. Cancelling the task at its first real await instead
         # would first re-run the in-flight step, which may be the very call to avoid.
-        reason = self._cancel_pending
-        if reason is None:
-            return
-        self._cancel_pending = None
-        self._runner.cancel_workflow()  # if we are a sub-task of the workflow, stop it too
-        raise asyncio.CancelledError(reason)
+        reason = self._runner.take_pending_cancel()
+        if reason is not None:
+            raise asyncio.CancelledError(reason)
 
     def _unclaimed_operations(self) -> list[Operation]:
         """Journaled operations the code has not asked for (yet)."""
@@ -399,7 +386,7 @@ class WorkflowContext:
                 "SignalWaiting", {"op": op, "name": name, "timeout": timeout, "deadline": deadline}
             )
         while True:
-            self._inbox_changed.clear()
+            self._runner.inbox_changed.clear()
             sent = self._runner.take_signal(name)
             if sent is not None:
                 await self._journal.append(
@@ -415,7 +402,7 @@ class WorkflowContext:
             # lands as the wait completes, and a cancel request must never be lost.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(remaining):
-                    await self._inbox_changed.wait()
+                    await self._runner.inbox_changed.wait()
 
     # -- child runs ------------------------------------------------------------------
 
@@ -516,19 +503,9 @@ class WorkflowContext:
         deadline_at: float | None = None,
     ) -> RunOutcome:
         """Start or resume child run `child_id` and wait for its outcome (never raises for it)."""
-        self._open_children.add(child_id)
         try:
-            outcome = await self._runner.run_child(
-                child_id, workflow, inputs, deadline_at=deadline_at
-            )
+            return await self._runner.run_child(child_id, workflow, inputs, deadline_at=deadline_at)
         finally:
             # A child ending wakes whoever waits on the inbox (a pattern watching its
             # children and its messages in one loop).
-            self._inbox_changed.set()
-        self._open_children.discard(child_id)
-        reason = self._runner.cancelling
-        if reason is not None:
-            # The child ended cancelled because we are being cancelled; the cancel that
-            # reached us was absorbed on the way, so deliver it to the workflow again.
-            raise asyncio.CancelledError(reason)
-        return outcome
+            self._runner.inbox_changed.set()

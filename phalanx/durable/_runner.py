@@ -30,9 +30,10 @@ from ._context import WorkflowContext, _round_trip
 from ._history import RunHistory, RunStatus, inbox_stream
 from ._journal import RunJournal
 from ._serde import error_to_json
+from ._state import Cancelled, Completed, Diverged, Ending, Failed, Phase, RunState, Stopped
 
 if TYPE_CHECKING:
-    from ._runtime import Runtime
+    from ._host import RunHost
 
 logger = logging.getLogger("phalanx")
 
@@ -65,11 +66,15 @@ class RunOutcome:
 
 
 class Runner:
-    """Runs (or resumes) one workflow run while holding its lease."""
+    """Runs (or resumes) one workflow run while holding its lease.
+
+    The runner is the only writer of the run's `RunState`: the context, the journal and
+    the lowlevel API read it, and ask the runner for every change.
+    """
 
     def __init__(
         self,
-        runtime: Runtime,
+        host: RunHost,
         history: RunHistory,
         lease: Lease,
         fn: Callable[..., Awaitable[Any]],
@@ -77,30 +82,30 @@ class Runner:
         force: bool,
         parent: Runner | None = None,
     ) -> None:
-        self.runtime = runtime
+        self.host = host
         self.parent = parent
-        #: Child runs executing in this process, by run id (for deadlines and cancels).
-        self.children: dict[str, Runner] = {}
-        self._child_cancels: dict[str, str] = {}
-        self.last_activity = runtime.clock.monotonic()
+        self.state = RunState(lease)
+        self.state.open_children = {
+            str(o.events[0].data["child_run_id"])
+            for o in history.operations.values()
+            if o.kind == "child" and o.last("ChildCompleted", "ChildFailed") is None
+        }
+        self.last_activity = host.clock.monotonic()
         self._writes_seen = 0
         self.run_id = history.run_id
         self.history = history
-        self.lease = lease
         self.fn = fn
         self.force = force
         metadata = Metadata(run_id=self.run_id, parent_id=history.parent_run_id)
-        self.journal = RunJournal(
-            runtime.store, lease, history.version, metadata, clock=runtime.clock
-        )
-        self.ctx = WorkflowContext(self, history, self.journal, runtime.clock, runtime.entropy)
+        self.journal = RunJournal(host.store, lease, history.version, metadata, clock=host.clock)
+        self.ctx = WorkflowContext(self, history, self.journal, host.clock, host.entropy)
         self._inbox: list[Event] = []
+        #: Set when the inbox grew or a child run ended; waits on the inbox clear it.
+        self.inbox_changed = asyncio.Event()
         self._consumed: set[int] = {
             int(e.data["inbox_seq"]) for e in history.events if e.type == "SignalReceived"
         }
-        self._stop: BaseException | None = None
-        self._cancel_reason: str | None = None
-        self._task: asyncio.Task[Any] | None = None
+        self._task: asyncio.Task[Ending] | None = None
 
     # -- signals and cancellation, fed by the inbox watcher --------------------------
 
@@ -118,57 +123,70 @@ class Runner:
                 return event
         return None
 
-    @property
-    def cancelling(self) -> str | None:
-        """The reason this run is being cancelled, if it is."""
-        return self._cancel_reason
-
     def request_cancel(self, reason: str) -> None:
         """Cancel this run as if asked through its inbox: cleanup runs, RunCancelled."""
-        self._halt(None, cancel_reason=reason)
+        if self.state.phase is not Phase.RUNNING:
+            return
+        self.state.phase, self.state.reason = Phase.CANCELLING, reason
+        # Children first, so each ends cancelled itself (cleanup, RunCancelled) rather
+        # than being torn down with our task and left `running`.
+        self._cancel_live_children(reason)
+        if self._task is not None:
+            self._task.cancel()
+
+    def _stop(self, error: BaseException) -> None:
+        """Stop writing at once: fenced out, or the lease could not be renewed."""
+        if self.state.phase is not Phase.RUNNING:
+            return
+        # The workflow's cleanup must write nothing (an expired lease's epoch is still
+        # accepted until someone takes over): the state now refuses every write.
+        self.state.phase, self.state.reason, self.state.error = Phase.STOPPED, str(error), error
+        self.journal.close(str(error))
+        if self._task is not None:
+            self._task.cancel()
+
+    def _cancel_live_children(self, reason: str) -> None:
+        for child in list(self.state.children.values()):
+            child.request_cancel(f"parent cancelled: {reason}")
 
     def cancel_child(self, child_id: str, reason: str) -> None:
         """Cancel a child run of this run, now or as soon as it starts executing."""
-        child = self.children.get(child_id)
+        child = self.state.children.get(child_id)
         if child is not None:
             child.request_cancel(reason)
         else:
-            self._child_cancels[child_id] = reason
+            self.state.child_cancels[child_id] = reason
+
+    def attach_child(self, child: Runner) -> str | None:
+        """Register a child runner executing now; return a cancel that awaited it."""
+        self.state.children[child.run_id] = child
+        return self.state.child_cancels.pop(child.run_id, None)
+
+    def detach_child(self, child: Runner) -> None:
+        """Forget a child runner that stopped executing."""
+        self.state.children.pop(child.run_id, None)
+
+    def take_pending_cancel(self) -> str | None:
+        """Hand the pending cancel to the operation about to raise it (once)."""
+        reason, self.state.pending_cancel = self.state.pending_cancel, None
+        task = self._task
+        if reason is not None and task is not None and task is not asyncio.current_task():
+            task.cancel()  # raised in a sub-task of the workflow: stop the workflow too
+        return reason
 
     def touch(self) -> None:
         """Record progress now (a heartbeat)."""
-        self.last_activity = self.runtime.clock.monotonic()
+        self.last_activity = self.host.clock.monotonic()
 
     def silence(self) -> float:
         """Seconds since this run last made progress (a journal write or a heartbeat)."""
         if self.journal.writes != self._writes_seen:
             self._writes_seen = self.journal.writes
             self.touch()
-        return self.runtime.clock.monotonic() - self.last_activity
-
-    def cancel_workflow(self) -> None:
-        """Cancel the workflow's task, unless that is the task asking (it raises itself)."""
-        if self._task is not None and self._task is not asyncio.current_task():
-            self._task.cancel()
-
-    def _halt(self, reason: BaseException | None, cancel_reason: str | None = None) -> None:
-        if self._stop is None and self._cancel_reason is None:
-            self._stop = reason
-            self._cancel_reason = cancel_reason
-            if cancel_reason is not None:
-                # Children first, so each ends cancelled itself (cleanup, RunCancelled)
-                # rather than being torn down with our task and left `running`.
-                for child in list(self.children.values()):
-                    child.request_cancel(f"parent cancelled: {cancel_reason}")
-            if reason is not None:
-                # Fenced or lease lost: the workflow's cleanup must write nothing (an
-                # expired lease's epoch is still accepted until someone takes over).
-                self.journal.close(str(reason))
-            if self._task is not None:
-                self._task.cancel()
+        return self.host.clock.monotonic() - self.last_activity
 
     async def _read_inbox(self) -> None:
-        fresh = await self.runtime.store.read_stream(
+        fresh = await self.host.store.read_stream(
             inbox_stream(self.run_id), from_seq=len(self._inbox) + 1
         )
         if not fresh:
@@ -176,13 +194,12 @@ class Runner:
         self._inbox.extend(fresh)
         for event in fresh:
             if event.type == "CancelRequested":
-                reason = str(event.data.get("reason") or "cancel requested")
-                self._halt(None, cancel_reason=reason)
-        self.ctx._inbox_changed.set()
+                self.request_cancel(str(event.data.get("reason") or "cancel requested"))
+        self.inbox_changed.set()
 
     async def _watch_inbox(self) -> None:
         while True:
-            await self.runtime.clock.sleep(self.runtime.inbox_poll)
+            await self.host.clock.sleep(self.host.inbox_poll)
             try:
                 await self._read_inbox()
             except StoreUnavailableError as exc:
@@ -190,15 +207,15 @@ class Runner:
                 logger.debug("run %s: cannot read its inbox (%s); will retry", self.run_id, exc)
 
     async def _keep_lease(self) -> None:
-        ttl = self.runtime.lease_ttl
-        clock = self.runtime.clock
+        ttl = self.host.lease_ttl
+        clock = self.host.clock
         while True:
             await clock.sleep(ttl / 3)
             try:
                 # Rides out an outage shorter than the lease (see RunJournal).
-                self.lease = await self.journal.renew(ttl)
+                self.state.lease = await self.journal.renew(ttl)
             except (FencedError, LeaseLostError) as exc:
-                self._halt(exc)
+                self._stop(exc)
                 return
 
     # -- the run ---------------------------------------------------------------------
@@ -211,19 +228,29 @@ class Runner:
         *,
         deadline_at: float | None = None,
     ) -> RunOutcome:
-        """Start or resume a child run of this run, in this process.
+        """Start or resume a child run of this run, in this process; wait for its outcome.
 
-        The child's deadline is the earlier of `deadline_at` and this run's own.
+        The child's deadline is the earlier of `deadline_at` and this run's own. Never
+        raises for a failed or cancelled child, but re-raises this run's own cancel if
+        the child ended because of it.
         """
         own = self.history.deadline_at
         if own is not None:
             deadline_at = own if deadline_at is None else min(own, deadline_at)
-        return await self.runtime.run_or_resume_child(
+        self.state.open_children.add(child_id)
+        outcome = await self.host.run_child(
             child_id, fn, inputs, parent=self, force=self.force, deadline_at=deadline_at
         )
+        self.state.open_children.discard(child_id)
+        reason = self.state.cancelling
+        if reason is not None:
+            # The child ended cancelled because we are being cancelled; the cancel that
+            # reached us was absorbed on the way, so deliver it to the workflow again.
+            raise asyncio.CancelledError(reason)
+        return outcome
 
     async def _enforce_deadline(self, deadline_at: float) -> None:
-        clock = self.runtime.clock
+        clock = self.host.clock
         await clock.sleep(deadline_at - clock.now())
         self.request_cancel("deadline exceeded")
 
@@ -233,36 +260,42 @@ class Runner:
         # answer. A workflow that, caught up, awaits anything else (an outside future,
         # a hang, a fan-out resuming its branches) would never see it, and the run would
         # never end: deliver it to the task once replay is over.
-        while self.ctx._cancel_pending is not None and self.ctx.is_replaying:
-            await self.runtime.clock.sleep(self.runtime.inbox_poll)
-        reason = self.ctx._cancel_pending
+        while self.state.pending_cancel is not None and self.ctx.is_replaying:
+            await self.host.clock.sleep(self.host.inbox_poll)
+        reason = self.state.pending_cancel
         if reason is None or self._task is None:
             return  # delivered by an operation
-        self.ctx._cancel_pending = None
-        for child in list(self.children.values()):
-            child.request_cancel(f"parent cancelled: {reason}")
+        self.state.pending_cancel = None
+        self._cancel_live_children(reason)
         self._task.cancel()
 
-    async def _call_workflow(self) -> tuple[str, Any]:
+    async def _call_workflow(self) -> Ending:
         try:
             result = await self.fn(self.ctx, **self.history.inputs)
         except asyncio.CancelledError:
-            if self._cancel_reason is not None:
-                return "cancelled", self._cancel_reason
+            if self.state.phase is Phase.CANCELLING:
+                return Cancelled(str(self.state.reason))
             raise
         except NonDeterminismError as exc:
-            return "diverged", exc
+            return Diverged(exc)
         except Exception as exc:
-            return "failed", exc
+            return Failed(exc)
         leftover = self.ctx._unclaimed_operations()
         if leftover:
-            return "diverged", NonDeterminismError(
-                run_id=self.run_id,
-                position=leftover[0].op,
-                expected=leftover[0].describe(),
-                actual="the end of the workflow",
+            return Diverged(
+                NonDeterminismError(
+                    run_id=self.run_id,
+                    position=leftover[0].op,
+                    expected=leftover[0].describe(),
+                    actual="the end of the workflow",
+                )
             )
-        return "completed", result
+        return Completed(result)
+
+    def _cancel_at_start(self, reason: str) -> None:
+        """A cancel that must stop the run before any new work (see `execute`)."""
+        self.request_cancel(reason)
+        self.state.pending_cancel = reason
 
     async def execute(self) -> RunOutcome:
         """Run the workflow to an outcome, journal it, release the lease.
@@ -276,34 +309,31 @@ class Runner:
         await self._read_inbox()
         # Requested while no runner ran it (a crashed run cancelled, then resumed):
         # replay catches up, and the first new operation raises the cancel.
-        self.ctx._cancel_pending = self._cancel_reason
+        self.state.pending_cancel = self.state.cancelling
         if self.parent is not None:
-            self.parent.children[self.run_id] = self
-            pending = self.parent._child_cancels.pop(self.run_id, None)
+            pending = self.parent.attach_child(self)
             if pending is not None:
-                self._halt(None, cancel_reason=pending)
-                self.ctx._cancel_pending = pending
+                self._cancel_at_start(pending)
         deadline_at = self.history.deadline_at
         if (
-            self.ctx._cancel_pending is None
+            self.state.pending_cancel is None
             and deadline_at is not None
-            and self.runtime.clock.now() >= deadline_at
+            and self.host.clock.now() >= deadline_at
         ):
             # Resumed (or started) past its deadline: stop like a pending cancel, before
             # any new work. The deadline timer alone would fire only once the workflow
             # task ran, after it had started re-running the step in flight at the crash
             # (e.g. a model call nobody is waiting for any more).
-            self._halt(None, cancel_reason="deadline exceeded")
-            self.ctx._cancel_pending = "deadline exceeded"
+            self._cancel_at_start("deadline exceeded")
         try:
-            with spans.run_span(self.history, self.lease, force=self.force) as span:
+            with spans.run_span(self.history, self.state.lease, force=self.force) as span:
                 # Every event this runner writes carries its run span's context, so a
                 # resume (anywhere) continues the trace.
                 self.journal.metadata = spans.stamp(self.journal.metadata, span)
                 return spans.ended(span, await self._execute())
         finally:
             if self.parent is not None:
-                self.parent.children.pop(self.run_id, None)
+                self.parent.detach_child(self)
 
     async def _execute(self) -> RunOutcome:
         async with asyncio.TaskGroup() as group:
@@ -314,28 +344,30 @@ class Runner:
             if self.history.deadline_at is not None:
                 timer = group.create_task(self._enforce_deadline(self.history.deadline_at))
             deliverer = None
-            if self.ctx._cancel_pending is not None:
+            if self.state.pending_cancel is not None:
                 deliverer = group.create_task(self._deliver_pending_cancel())
             try:
-                kind, value = await asyncio.shield(self._task)
+                ending = await asyncio.shield(self._task)
             except asyncio.CancelledError:
-                if self._cancel_reason is not None:
+                if self.state.phase is Phase.CANCELLING:
                     # Our parent's cancellation reached us too; ours is already under
                     # way: let the workflow's cleanup finish, then journal the outcome.
-                    kind, value = await self._task
-                elif self._stop is None:
+                    ending = await self._task
+                elif self.state.phase is Phase.RUNNING:
                     # Cancelled from outside: leave the run resumable. The workflow is
                     # cancelled next (by the TaskGroup) and its cleanup must journal
                     # nothing, or replay would find that cleanup where the code, resumed,
                     # asks for the next step: a divergence that strands the run.
-                    self.journal.close("the runner was cancelled from outside")
+                    self.state.phase = Phase.DETACHED
+                    self.state.reason = "the runner was cancelled from outside"
+                    self.journal.close(self.state.reason)
                     raise
                 else:
-                    kind, value = "stopped", self._stop
+                    ending = self._stopped()
             except BaseException:
-                if self._stop is None:
+                if self.state.phase is not Phase.STOPPED:
                     raise  # the process is going down (SystemExit, ...): stay resumable
-                kind, value = "stopped", self._stop
+                ending = self._stopped()
             finally:
                 keeper.cancel()
                 watcher.cancel()
@@ -343,55 +375,61 @@ class Runner:
                     timer.cancel()
                 if deliverer is not None:
                     deliverer.cancel()
-        return await self._finish(kind, value)
+        return await self._finish(ending)
 
-    async def _finish(self, kind: str, value: Any) -> RunOutcome:
+    def _stopped(self) -> Stopped:
+        error = self.state.error
+        if error is None:
+            error = FencedError(
+                stream_id=self.journal.stream_id, epoch=self.state.epoch, current_epoch=None
+            )
+        return Stopped(error)
+
+    async def _finish(self, ending: Ending) -> RunOutcome:
         if self.journal.fenced is not None:
             raise self.journal.fenced
         if self.journal.lost is not None:
             raise self.journal.lost
-        if kind == "stopped":
-            raise (
-                value
-                if isinstance(value, BaseException)
-                else FencedError(
-                    stream_id=self.journal.stream_id, epoch=self.lease.epoch, current_epoch=None
-                )
-            )
-        if kind == "diverged":
-            await self._append_quietly("ReplayDiverged", {"error": error_to_json(value)})
-            await self._release()
-            raise value
-        if kind == "completed":
+        if isinstance(ending, Completed):
             try:
-                result = _round_trip(self.journal.stream_id, "RunCompleted", value)
+                result = _round_trip(self.journal.stream_id, "RunCompleted", ending.result)
                 # The store may refuse a JSON result too (too large, a lone surrogate).
                 await self.journal.append("RunCompleted", {"result": result})
             except EventDataError as exc:
-                kind, value = "failed", exc
+                ending = Failed(exc)
             else:
                 await self._release()
                 return RunOutcome(self.run_id, "completed", result)
-        if kind == "cancelled":
-            error = {"type": "Cancelled", "message": str(value)}
-            await self._cancel_children(str(value))
-            await self.journal.append("RunCancelled", {"reason": str(value), "error": error})
-            await self._release()
-            return RunOutcome(self.run_id, "cancelled", None, error)
-        error = error_to_json(value)
-        await self.journal.append("RunFailed", {"error": error})
-        await self._release()
-        return RunOutcome(self.run_id, "failed", None, error)
+        match ending:
+            case Stopped(error=error):
+                raise error
+            case Diverged(error=error):
+                await self._append_quietly("ReplayDiverged", {"error": error_to_json(error)})
+                await self._release()
+                raise error
+            case Cancelled(reason=reason):
+                error_json = {"type": "Cancelled", "message": reason}
+                await self._cancel_children(reason)
+                await self.journal.append("RunCancelled", {"reason": reason, "error": error_json})
+                await self._release()
+                return RunOutcome(self.run_id, "cancelled", None, error_json)
+            case Failed(error=failure):
+                error_json = error_to_json(failure)
+                await self.journal.append("RunFailed", {"error": error_json})
+                await self._release()
+                return RunOutcome(self.run_id, "failed", None, error_json)
+        raise AssertionError(f"unhandled ending {ending!r}")  # pragma: no cover
 
     async def _cancel_children(self, reason: str) -> None:
         # A child running in this process was stopped with us (resumable, not ended),
         # and one a crash left behind has no runner at all: request the cancel, then
         # resume each here so it runs its cleanup and journals RunCancelled. None is
         # orphaned in `running` or `waiting`.
-        for child_id in sorted(self.ctx._open_children):
+        for child_id in sorted(self.state.open_children):
             try:
-                if await self.runtime.cancel(child_id, reason=f"parent cancelled: {reason}"):
-                    await self.runtime.resume(child_id, force=self.force)
+                await self.host.end_cancelled(
+                    child_id, reason=f"parent cancelled: {reason}", force=self.force
+                )
             except PhalanxError as exc:
                 logger.warning("run %s: could not cancel child %s: %s", self.run_id, child_id, exc)
 
@@ -403,6 +441,6 @@ class Runner:
 
     async def _release(self) -> None:
         try:
-            await self.runtime.store.release_lease(self.lease)
+            await self.host.store.release_lease(self.state.lease)
         except (FencedError, StoreUnavailableError):
             logger.warning("run %s: could not release its lease; it will expire", self.run_id)

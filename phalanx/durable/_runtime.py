@@ -78,6 +78,7 @@ class Runtime:
         self.lease_ttl = lease_ttl
         self.inbox_poll = inbox_poll
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{self.entropy.token(4)}"
+        self._host = _Host(self)
 
     # -- reading ---------------------------------------------------------------------
 
@@ -117,7 +118,6 @@ class Runtime:
         parent_run_id: str | None = None,
         force: bool = False,
         deadline_at: float | None = None,
-        parent: Runner | None = None,
     ) -> RunOutcome:
         """Start a new run of `workflow` and run it to its outcome.
 
@@ -128,6 +128,28 @@ class Runtime:
             RunExistsError: `run_id` is taken.
             FencedError: the run was taken over by another runner meanwhile.
         """
+        return await self._start(
+            workflow,
+            inputs,
+            run_id=run_id,
+            parent_run_id=parent_run_id,
+            force=force,
+            deadline_at=deadline_at,
+            parent=None,
+        )
+
+    async def _start(
+        self,
+        workflow: Workflow,
+        inputs: Mapping[str, Any] | None,
+        *,
+        run_id: str | None,
+        parent_run_id: str | None,
+        force: bool,
+        deadline_at: float | None,
+        parent: Runner | None,
+    ) -> RunOutcome:
+        """`run`, for a top-level run or (with `parent`) a child run executing here."""
         ref = workflow_ref(workflow)
         run_id = run_id or self.entropy.token(8)
         stream = run_stream(run_id)
@@ -159,7 +181,9 @@ class Runtime:
             await self.store.release_lease(lease)  # inputs not JSON: nothing written, id free
             raise
         history = await self.history(run_id)
-        return await Runner(self, history, lease, workflow, force=force, parent=parent).execute()
+        return await Runner(
+            self._host, history, lease, workflow, force=force, parent=parent
+        ).execute()
 
     async def resume(
         self,
@@ -167,7 +191,6 @@ class Runtime:
         *,
         force: bool = False,
         workflow: Workflow | None = None,
-        parent: Runner | None = None,
     ) -> RunOutcome:
         """Continue a run from its journal; a finished run just reports its outcome.
 
@@ -179,6 +202,12 @@ class Runtime:
             WorkflowImportError: the run's workflow cannot be imported here.
             NonDeterminismError: the code no longer matches the journal.
         """
+        return await self._resume(run_id, force=force, workflow=workflow, parent=None)
+
+    async def _resume(
+        self, run_id: str, *, force: bool, workflow: Workflow | None, parent: Runner | None
+    ) -> RunOutcome:
+        """`resume`, for a top-level run or (with `parent`) a child run executing here."""
         history = await self.history(run_id)
         if history.terminal:
             return RunOutcome.of(history)
@@ -190,7 +219,7 @@ class Runtime:
         if history.terminal:
             await self.store.release_lease(lease)
             return RunOutcome.of(history)
-        return await Runner(self, history, lease, fn, force=force, parent=parent).execute()
+        return await Runner(self._host, history, lease, fn, force=force, parent=parent).execute()
 
     async def _take_lease(self, run_id: str, *, force: bool) -> Lease:
         stream = run_stream(run_id)
@@ -208,29 +237,6 @@ class Runtime:
                     exc.expires_at,
                 )
                 await self.clock.sleep(wait)
-
-    async def run_or_resume_child(
-        self,
-        child_id: str,
-        workflow: Workflow,
-        inputs: dict[str, Any],
-        *,
-        parent: Runner,
-        force: bool,
-        deadline_at: float | None = None,
-    ) -> RunOutcome:
-        """Start a child run, or resume it if a crashed parent had started it."""
-        if await self.store.stream_version(run_stream(child_id)) == 0:
-            return await self.run(
-                workflow,
-                inputs,
-                run_id=child_id,
-                parent_run_id=parent.run_id,
-                force=force,
-                deadline_at=deadline_at,
-                parent=parent,
-            )
-        return await self.resume(child_id, force=force, workflow=workflow, parent=parent)
 
     async def recover(self) -> list[RunOutcome]:
         """Resume, side by side, every unfinished run whose lease has lapsed.
@@ -331,3 +337,56 @@ async def open_runtime(
     else:
         await store.open()
         yield Runtime(store, **options)
+
+
+class _Host:
+    """The runtime as its runners see it (`RunHost`): children start here, not via `run`."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+        self.store = runtime.store
+        self.clock = runtime.clock
+        self.entropy = runtime.entropy
+        self.lease_ttl = runtime.lease_ttl
+        self.inbox_poll = runtime.inbox_poll
+
+    async def history(self, run_id: str) -> RunHistory:
+        """See `Runtime.history`."""
+        return await self._runtime.history(run_id)
+
+    async def runs(self, *, status: RunStatus | None = None) -> list[RunSummary]:
+        """See `Runtime.runs`."""
+        return await self._runtime.runs(status=status)
+
+    async def cancel(self, run_id: str, *, reason: str = "cancel requested") -> bool:
+        """See `Runtime.cancel`."""
+        return await self._runtime.cancel(run_id, reason=reason)
+
+    async def run_child(
+        self,
+        child_id: str,
+        workflow: Workflow,
+        inputs: dict[str, Any],
+        *,
+        parent: Runner,
+        force: bool,
+        deadline_at: float | None,
+    ) -> RunOutcome:
+        """Start a child run, or resume it if a crashed parent had started it."""
+        runtime = self._runtime
+        if await self.store.stream_version(run_stream(child_id)) == 0:
+            return await runtime._start(
+                workflow,
+                inputs,
+                run_id=child_id,
+                parent_run_id=parent.run_id,
+                force=force,
+                deadline_at=deadline_at,
+                parent=parent,
+            )
+        return await runtime._resume(child_id, force=force, workflow=workflow, parent=parent)
+
+    async def end_cancelled(self, run_id: str, *, reason: str, force: bool) -> None:
+        """Cancel a run and resume it here, so it runs its cleanup and journals that."""
+        if await self._runtime.cancel(run_id, reason=reason):
+            await self._runtime.resume(run_id, force=force)

@@ -68,14 +68,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, NoReturn, Protocol, overload
+from typing import Any, NoReturn, overload
 
 from .._errors import NonDeterminismError
 from ..journal import Event, EventStore, Metadata, NewEvent
 from ._context import WorkflowContext
-from ._history import TERMINAL, Operation, RunHistory, RunStatus, RunSummary
+from ._history import TERMINAL, Operation
 from ._history import inbox_stream as inbox_stream
 from ._history import run_stream as run_stream
+from ._host import RunControl as RunControl
 from ._retry import RetryPolicy
 from ._runner import RunOutcome
 
@@ -103,27 +104,6 @@ __all__ = [
     "wait_inbox",
     "wake",
 ]
-
-
-class RunControl(Protocol):
-    """What a pattern may do to runs other than its own (a `Runtime` is one).
-
-    Nothing done through it is journaled in the calling run: a pattern that uses it
-    (the hierarchy cancelling or adopting a dead node's children) journals its own
-    decisions and keeps each action idempotent.
-    """
-
-    async def history(self, run_id: str) -> RunHistory:
-        """The run's folded journal (raises `UnknownRunError` for no such run)."""
-        ...
-
-    async def runs(self, *, status: RunStatus | None = None) -> list[RunSummary]:
-        """Every run with its status, oldest first."""
-        ...
-
-    async def cancel(self, run_id: str, *, reason: str = "cancel requested") -> bool:
-        """Ask a run to cancel; False if it had already ended."""
-        ...
 
 
 # -- operations and their events --------------------------------------------------------
@@ -249,7 +229,7 @@ def cancel_child(ctx: WorkflowContext, child_id: str, reason: str) -> None:
 
 def child_silence(ctx: WorkflowContext, child_id: str) -> float | None:
     """Seconds since child run `child_id` last made progress; None if not running here."""
-    child = ctx._runner.children.get(child_id)
+    child = ctx._runner.state.children.get(child_id)
     return None if child is None else child.silence()
 
 
@@ -264,7 +244,7 @@ def inbox(ctx: WorkflowContext) -> Sequence[Event]:
     event to the same code. Reading re-arms `wait_inbox`: read, and if nothing you
     need is there, wait.
     """
-    ctx._inbox_changed.clear()
+    ctx._runner.inbox_changed.clear()
     return ctx._runner.inbox
 
 
@@ -274,13 +254,13 @@ async def wait_inbox(ctx: WorkflowContext, timeout: float | None = None) -> bool
     Something: a new event in the inbox, a child run of this run ending, or `wake`.
     A wake-up that came between reading the inbox and waiting is not lost.
     """
-    if ctx._inbox_changed.is_set():
+    if ctx._runner.inbox_changed.is_set():
         return True
     # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that lands
     # as the wait completes, and a cancel request must never be lost.
     try:
         async with asyncio.timeout(timeout):
-            await ctx._inbox_changed.wait()
+            await ctx._runner.inbox_changed.wait()
     except TimeoutError:
         return False
     return True
@@ -288,7 +268,7 @@ async def wait_inbox(ctx: WorkflowContext, timeout: float | None = None) -> bool
 
 def wake(ctx: WorkflowContext) -> None:
     """Wake whoever waits in `wait_inbox` (a pattern's own task finishing, say)."""
-    ctx._inbox_changed.set()
+    ctx._runner.inbox_changed.set()
 
 
 async def post(ctx: WorkflowContext, run_id: str, event_type: str, data: Mapping[str, Any]) -> None:
@@ -329,9 +309,9 @@ def epoch(ctx: WorkflowContext) -> int:
     streams the store cannot fence for us), so they can refuse a runner that was taken
     over (see `patterns.FencedInbox`).
     """
-    return ctx._runner.lease.epoch
+    return ctx._runner.state.epoch
 
 
 def runs(ctx: WorkflowContext) -> RunControl:
     """Act on other runs (read their journals, list them, cancel them)."""
-    return ctx._runner.runtime
+    return ctx._runner.host
