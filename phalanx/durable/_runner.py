@@ -14,7 +14,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, assert_never
 
 from .._errors import (
     EventDataError,
@@ -390,35 +390,38 @@ class Runner:
             raise self.journal.fenced
         if self.journal.lost is not None:
             raise self.journal.lost
-        if isinstance(ending, Completed):
-            try:
-                result = _round_trip(self.journal.stream_id, "RunCompleted", ending.result)
-                # The store may refuse a JSON result too (too large, a lone surrogate).
-                await self.journal.append("RunCompleted", {"result": result})
-            except EventDataError as exc:
-                ending = Failed(exc)
-            else:
+        match ending:
+            case Completed(result=value):
+                try:
+                    result = _round_trip(self.journal.stream_id, "RunCompleted", value)
+                    # The store may refuse a JSON result too (too large, a lone surrogate).
+                    await self.journal.append("RunCompleted", {"result": result})
+                except EventDataError as exc:
+                    return await self._fail(exc)
                 await self._release()
                 return RunOutcome(self.run_id, "completed", result)
-        match ending:
-            case Stopped(error=error):
-                raise error
-            case Diverged(error=error):
-                await self._append_quietly("ReplayDiverged", {"error": error_to_json(error)})
-                await self._release()
-                raise error
-            case Cancelled(reason=reason):
-                error_json = {"type": "Cancelled", "message": reason}
-                await self._cancel_children(reason)
-                await self.journal.append("RunCancelled", {"reason": reason, "error": error_json})
-                await self._release()
-                return RunOutcome(self.run_id, "cancelled", None, error_json)
             case Failed(error=failure):
-                error_json = error_to_json(failure)
-                await self.journal.append("RunFailed", {"error": error_json})
+                return await self._fail(failure)
+            case Cancelled(reason=reason):
+                error = {"type": "Cancelled", "message": reason}
+                await self._cancel_children(reason)
+                await self.journal.append("RunCancelled", {"reason": reason, "error": error})
                 await self._release()
-                return RunOutcome(self.run_id, "failed", None, error_json)
-        raise AssertionError(f"unhandled ending {ending!r}")  # pragma: no cover
+                return RunOutcome(self.run_id, "cancelled", None, error)
+            case Diverged(error=diverged):
+                await self._append_quietly("ReplayDiverged", {"error": error_to_json(diverged)})
+                await self._release()
+                raise diverged
+            case Stopped(error=stopped):
+                raise stopped
+            case _:
+                assert_never(ending)
+
+    async def _fail(self, failure: Exception) -> RunOutcome:
+        error = error_to_json(failure)
+        await self.journal.append("RunFailed", {"error": error})
+        await self._release()
+        return RunOutcome(self.run_id, "failed", None, error)
 
     async def _cancel_children(self, reason: str) -> None:
         # A child running in this process was stopped with us (resumable, not ended),

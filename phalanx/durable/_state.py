@@ -83,7 +83,7 @@ class Completed:
 class Failed:
     """The workflow raised `error`."""
 
-    error: BaseException
+    error: Exception
 
 
 @dataclass(frozen=True)

@@ -132,3 +132,11 @@ def test_lowlevel_surface_for_pattern_authors() -> None:
     }  # fmt: skip
     for name in lowlevel.__all__:
         assert getattr(lowlevel, name) is not None, name
+
+
+def test_child_runs_are_not_started_through_the_public_runtime() -> None:
+    """`Runtime.run` and `Runtime.resume` take no `parent`: child runs have a private path."""
+    import inspect
+
+    for method in (phalanx.Runtime.run, phalanx.Runtime.resume):
+        assert "parent" not in inspect.signature(method).parameters, method.__name__
