@@ -19,8 +19,8 @@ Work must be idempotent across a crash between doing it and recording it (give w
 you send an id the receiver deduplicates by; a step, whose result is journaled, is the
 usual way).
 
-Example, a "race": two workflows run as child runs, the first to complete wins and
-the other is cancelled; resumed after a crash, a decided race returns its winner and an
+Example, a "race": two workflows run as child runs, the first to finish wins and the
+other is cancelled; resumed after a crash, a decided race returns its winner and an
 undecided one resumes both children where they were::
 
     import asyncio
@@ -34,23 +34,21 @@ undecided one resumes both children where they were::
         if recorded is None:
             await lowlevel.record(ctx, "RaceStarted", {"op": op, "name": name, "runs": runs})
         flows = {"left": left, "right": right}
-        tasks = {
-            side: asyncio.ensure_future(lowlevel.run_child(ctx, runs[side], flows[side], {}))
-            for side in flows
-        }
-        done, _ = await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_COMPLETED)
-        winner = next(side for side, task in tasks.items() if task in done)
-        for side, task in tasks.items():
-            if side != winner:
-                lowlevel.cancel_child(ctx, runs[side], f"race {name!r} won by {winner}")
-        await asyncio.gather(*tasks.values())
+        async with asyncio.TaskGroup() as group:
+            tasks = {
+                side: group.create_task(lowlevel.run_child(ctx, runs[side], flows[side], {}))
+                for side in flows
+            }
+            done, _ = await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_COMPLETED)
+            winner = next(side for side, task in tasks.items() if task in done)
+            for side in flows:
+                if side != winner:
+                    lowlevel.cancel_child(ctx, runs[side], f"race {name!r} won by {winner}")
         result = tasks[winner].result().result
         await lowlevel.record(
             ctx, "RaceWon", {"op": op, "name": name, "winner": winner, "result": result}
         )
         return winner, result
-
-(Real code owns its tasks with a `TaskGroup`; see `phalanx/patterns/_gather.py`.)
 
 Rules of the road:
 
