@@ -146,6 +146,8 @@ class WorkflowContext:
         # child). A run cancelled while no runner ran it stops here, before any of that,
         # and its cleanup runs. Cancelling the task at its first real await instead
         # would first re-run the in-flight step, which may be the very call to avoid.
+        if self._runner.state.pending_cancel is None:
+            return  # the common case, on every operation: no call to make
         reason = self._runner.take_pending_cancel()
         if reason is not None:
             raise asyncio.CancelledError(reason)
