@@ -3,7 +3,7 @@
 An agent that lives beyond one call (a peer, a long-running specialist, a memory
 manager, a supervisor of sub-agents) is a durable run whose workflow loops over its
 mailbox (`mailbox(ctx)`): a journal stream, bounded across processes through the
-store, each message handled exactly once (`_delivery`, shared with the peers
+store, each message handled exactly once (`delivery`, shared with the peers
 pattern). A `Supervisor` restarts failed children as new child runs by OTP's
 strategies and intensity limit, journaling each decision so a resumed supervisor
 makes the same ones. `fail_after` / `move_on_after` are journaled deadline scopes.

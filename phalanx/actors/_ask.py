@@ -15,7 +15,7 @@ from typing import Any
 
 from .._errors import AskTimeoutError, UserError
 from ..durable import WorkflowContext, lowlevel
-from . import _delivery as delivery
+from . import delivery
 from ._mailbox import Message, send
 
 

@@ -5,7 +5,7 @@ name that outlives any one run: the actor's run id, or, for a supervised child, 
 name its supervisor gave it, whose successive incarnations are the runs
 `{address}#1`, `{address}#2`, ... (see `_supervisor`). Its messages wait in the stream
 `actor:{address}:mailbox`, so they survive the actor's crash and reach its next
-incarnation. Delivery is exactly once to the actor's logic (`_delivery`): every
+incarnation. Delivery is exactly once to the actor's logic (`delivery`): every
 message carries an id, is journaled by its sender, and is journaled as received
 before the actor sees it; a copy (a sender that crashed before noting the delivery
 posts it again) is dropped by id, across incarnations too.
@@ -38,8 +38,8 @@ from .._clock import Clock, SystemClock
 from .._errors import ConcurrencyError, ConfigError, MailboxFullError, UnknownRunError
 from ..durable import WorkflowContext, lowlevel
 from ..journal import Event, EventStore, Metadata, NewEvent
-from . import _delivery as delivery
-from ._delivery import Receipts
+from . import delivery
+from .delivery import Receipts
 
 WhenFull = Literal["block", "fail_fast"]
 

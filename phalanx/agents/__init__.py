@@ -24,6 +24,7 @@ from ._messages import ToolCall as ToolCall
 from ._messages import ToolSpec as ToolSpec
 from ._messages import Usage as Usage
 from ._model import Model as Model
+from ._registry import MODEL_ENV as MODEL_ENV
 from ._registry import model_from_env as model_from_env
 from ._registry import model_from_spec as model_from_spec
 from ._scripted import Rule as Rule

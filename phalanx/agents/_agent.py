@@ -37,8 +37,7 @@ from .._errors import (
     ToolDeadLetteredError,
 )
 from ..durable import RetryPolicy, WorkflowContext, lowlevel
-from ..tools import Tool, ToolUnavailable, reliable_call
-from ..tools._tool import encode_result
+from ..tools import Tool, ToolUnavailable, encode_result, reliable_call
 from . import _spans as spans
 from ._messages import Message, ModelRequest, ModelResponse, ToolCall, Usage
 from ._model import Model

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
+
+from ..tools import ToolSpec as ToolSpec
 
 Role = Literal["system", "user", "assistant", "tool"]
 FinishReason = Literal["stop", "tool_calls", "length", "content_filter", "error"]
@@ -54,16 +56,6 @@ class Message(BaseModel):
     def tool_result(cls, call: ToolCall, text: str) -> Message:
         """The answer to `call`, fed back to the model."""
         return cls(role="tool", content=text, tool_call_id=call.id, name=call.name)
-
-
-class ToolSpec(BaseModel):
-    """A tool as the model sees it: a name, what it is for, a JSON schema of arguments."""
-
-    model_config = ConfigDict(frozen=True)
-
-    name: str
-    description: str = ""
-    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
 
 
 class ModelRequest(BaseModel):

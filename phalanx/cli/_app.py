@@ -34,7 +34,7 @@ from .._errors import (
     UserError,
 )
 from ..durable import RunHistory, RunOutcome, Runtime, load_workflow, open_runtime
-from ..durable._history import TERMINAL, inbox_stream, run_stream
+from ..durable.lowlevel import TERMINAL, inbox_stream, run_stream
 from ..journal import Event, EventStore
 from ..observe import configure_from_env
 from ..tools import troubled_tool_calls

@@ -16,7 +16,7 @@ from rich.text import Text
 
 from ..demo import AGENTS, DEFAULT_QUESTION, parse_faults, real_model_configured, research
 from ..durable import RunOutcome, Runtime
-from ..durable._history import run_stream
+from ..durable.lowlevel import run_stream
 from ._app import JsonOption, LeaseOption, StoreOption, _execute, _fail, app, err
 
 #: Overrides the sub-agents' deadline (seconds), e.g. for tests against a local server.

@@ -19,8 +19,18 @@ from importlib import resources
 from typing import Any
 
 from .. import workflow
-from ..agents import Agent, Fault, FaultyModel, Model, Rule, Script, ScriptedModel, Turn
-from ..agents._registry import MODEL_ENV, model_from_env
+from ..agents import (
+    MODEL_ENV,
+    Agent,
+    Fault,
+    FaultyModel,
+    Model,
+    Rule,
+    Script,
+    ScriptedModel,
+    Turn,
+    model_from_env,
+)
 from ..durable import RetryPolicy, WorkflowContext
 from ..patterns import Branch, Policy, gather
 from ..tools import tool

@@ -73,6 +73,7 @@ from ..journal import Event, EventStore, Metadata, NewEvent
 from ._context import WorkflowContext
 from ._history import TERMINAL, Operation
 from ._history import inbox_stream as inbox_stream
+from ._history import run_id_of as run_id_of
 from ._history import run_stream as run_stream
 from ._host import RunControl as RunControl
 from ._retry import RetryPolicy
@@ -94,6 +95,7 @@ __all__ = [
     "record",
     "record_later",
     "run_child",
+    "run_id_of",
     "run_is_live",
     "run_stream",
     "runs",

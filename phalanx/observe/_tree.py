@@ -22,8 +22,8 @@ from .._errors import UnknownRunError
 from ..journal import Event
 
 if TYPE_CHECKING:
-    from ..durable import Runtime
-    from ..durable._history import Operation, RunHistory
+    from ..durable import RunHistory, Runtime
+    from ..durable.lowlevel import Operation
 
 NodeKind = Literal[
     "run",

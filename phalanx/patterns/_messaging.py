@@ -2,7 +2,7 @@
 
 A peer is a durable run whose workflow loops on `receive(ctx)`. Its messages arrive in
 its run inbox (`run:{id}:inbox`) and travel as every durable message does (see
-`phalanx.actors._delivery`, the one implementation of exactly-once messaging):
+`phalanx.actors.delivery`, the one implementation of exactly-once messaging):
 journaled by the sender, posted, journaled by the receiver before it is handed over,
 copies dropped by message id.
 
@@ -33,8 +33,8 @@ from fractions import Fraction
 from typing import Any, Literal
 
 from .._errors import UserError
-from ..actors import _delivery as delivery
-from ..actors._delivery import Receipts
+from ..actors import delivery
+from ..actors.delivery import Receipts
 from ..durable import WorkflowContext, lowlevel
 from ..journal import Event
 

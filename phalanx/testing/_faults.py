@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from .._clock import Clock
-from ..durable._history import run_id_of
+from ..durable.lowlevel import run_id_of
 from ..journal import AppendResult, Event, EventStore, Lease, NewEvent, Snapshot
 
 

@@ -23,7 +23,6 @@ from ..durable import RetryPolicy
 from ._breaker import CircuitBreaker
 
 if TYPE_CHECKING:
-    from ..agents._messages import ToolSpec
     from ..durable import WorkflowContext
     from ._notify import Notifier
 
@@ -47,6 +46,18 @@ OpenCircuitPolicy = Literal["fail_fast", "dead_letter"]
 #: An error that carries any other status (400, 404, 422...) is the caller's fault
 #: and is never retried, whatever its exception type.
 DEFAULT_RETRY_STATUSES: frozenset[int] = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+class ToolSpec(pydantic.BaseModel):
+    """A tool as the model sees it: a name, what it is for, a JSON schema of arguments."""
+
+    model_config = pydantic.ConfigDict(frozen=True)
+
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] = pydantic.Field(
+        default_factory=lambda: {"type": "object", "properties": {}}
+    )
 
 
 @dataclass(frozen=True)
@@ -91,8 +102,6 @@ class Tool:
         """The tool as a model sees it."""
         # Imported here: `phalanx.agents` imports this package, and importing it from
         # here first would make `import phalanx.tools` a circular import.
-        from ..agents._messages import ToolSpec
-
         return ToolSpec(name=self.name, description=self.description, parameters=self.parameters)
 
     def parse(self, arguments: str | Mapping[str, Any]) -> pydantic.BaseModel:

@@ -1,6 +1,7 @@
 """Durable messages between runs: delivered at least once, handled exactly once.
 
-The one implementation of exactly-once messaging, shared by the peers pattern
+Public, like `phalanx.durable.lowlevel`, for people writing their own messaging
+patterns: the one implementation of exactly-once messaging, shared by the peers pattern
 (`patterns._messaging`, messages in a run's inbox) and by durable actors
 (`_mailbox`, messages in an actor's mailbox stream). A message travels in three
 journaled steps, each of which a crash can interrupt without losing or doubling it:
