@@ -58,6 +58,17 @@ async def first_event(runtime: phalanx.Runtime, run_id: str, event_type: str) ->
                 return
 
 
+async def steps_started(runtime: phalanx.Runtime, run_id: str, branches: int) -> None:
+    """Wait until `branches` child runs of `run_id` have journaled a `StepStarted`."""
+    prefix, started = f"run:{run_id}.", set()
+    async with contextlib.aclosing(runtime.store.subscribe()) as tail:
+        async for event in tail:
+            if event.stream_id.startswith(prefix) and event.type == "StepStarted":
+                started.add(event.stream_id)
+                if len(started) == branches:
+                    return
+
+
 def holds(error: BaseException, cls: type[BaseException]) -> bool:
     """Whether `error` is `cls` or an exception group holding one, at any depth."""
     if isinstance(error, cls):
@@ -472,6 +483,9 @@ async def test_a_fan_out_resumed_after_a_crash_does_not_rerun_finished_branches(
         async with asyncio.TaskGroup() as group:
             task = group.create_task(runtime.run(wf.fan_out, inputs, run_id="p"))
             await first_event(runtime, "p", "BranchFinished")
+            # `a` has finished; the others' steps may not have begun yet (a child run
+            # starts in a few store round trips): cancel once both are under way.
+            await steps_started(runtime, "p", 3)
             task.cancel()
         assert task.cancelled()
     journal = await events(runtime, "p")
