@@ -7,6 +7,10 @@ itself (SIGKILL, no cleanup) in the middle of its third search; then `phalanx re
 finishes the run. The ledger of side effects shows each completed search ran once;
 only the one in flight at the crash ran again, with the same idempotency key.
 Offline: the "searches" are local functions with a little latency.
+
+The workflow also runs on its own (`phalanx run examples.quickstart:research --input
+'{"topic": "leases"}'` from the repository root); the ledger is then
+`.phalanx/quickstart-ledger.jsonl` unless `QUICKSTART_LEDGER` names another file.
 """
 
 from __future__ import annotations
@@ -25,11 +29,13 @@ import phalanx
 
 LEDGER_ENV = "QUICKSTART_LEDGER"
 CRASH_ENV = "QUICKSTART_CRASH_AT"
+DEFAULT_LEDGER = Path(".phalanx") / "quickstart-ledger.jsonl"
 
 
 def _record(effect: str, key: str) -> int:
     """Append one side effect to the ledger file; return how many there are now."""
-    path = Path(os.environ[LEDGER_ENV])
+    path = Path(os.environ.get(LEDGER_ENV) or DEFAULT_LEDGER)
+    path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", encoding="utf-8") as ledger:
         ledger.write(json.dumps({"effect": effect, "key": key}) + "\n")
     return len(path.read_text(encoding="utf-8").splitlines())
@@ -96,15 +102,30 @@ def main() -> int:
     resumed = _phalanx("resume", run_id, "--force", env=env)
     print(resumed.stdout + resumed.stderr)
     print("side effects in the ledger:")
-    for line in ledger.read_text(encoding="utf-8").splitlines():
-        entry = json.loads(line)
+    entries = [json.loads(line) for line in ledger.read_text(encoding="utf-8").splitlines()]
+    for entry in entries:
         print(f"  {entry['effect']:<40} idempotency key {entry['key']}")
-    print(
-        "\nsearches 1 and 2 ran once; search 3 was in flight at the crash and ran again "
-        "with the same key; search 4 ran once, after the resume."
-    )
-    print(f"journal: {work / 'journal.db'}  (try: phalanx show {run_id} --store ...)")
+    print()
+    print(summarize(entries))
+    store = env["PHALANX_STORE"]
+    print(f"journal: {work / 'journal.db'}  (try: phalanx show {run_id} --store {store})")
     return 0 if resumed.returncode == 0 and crashed.returncode == -signal.SIGKILL else 1
+
+
+def summarize(entries: list[dict[str, str]]) -> str:
+    """Say, from the ledger alone, how often each search ran and under which keys."""
+    runs: dict[str, list[str]] = {}
+    for entry in entries:
+        runs.setdefault(entry["effect"], []).append(entry["key"])
+    lines = []
+    for effect, keys in runs.items():
+        if len(keys) == 1:
+            lines.append(f"{effect}: ran once")
+        elif len(set(keys)) == 1:
+            lines.append(f"{effect}: ran {len(keys)} times, with the same idempotency key")
+        else:
+            lines.append(f"{effect}: ran {len(keys)} times, with DIFFERENT keys (a bug)")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

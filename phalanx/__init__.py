@@ -43,6 +43,7 @@ from ._errors import PeerFailedError as PeerFailedError
 from ._errors import PhalanxError as PhalanxError
 from ._errors import PlanError as PlanError
 from ._errors import RoundLimitError as RoundLimitError
+from ._errors import RunEndedError as RunEndedError
 from ._errors import RunExistsError as RunExistsError
 from ._errors import RunFailedError as RunFailedError
 from ._errors import SignalTimeoutError as SignalTimeoutError
@@ -61,6 +62,7 @@ from ._errors import UnknownDeadLetterError as UnknownDeadLetterError
 from ._errors import UnknownRunError as UnknownRunError
 from ._errors import UserError as UserError
 from ._errors import WorkflowImportError as WorkflowImportError
+from ._errors import WorkflowInputError as WorkflowInputError
 from .actors import Actor as Actor
 from .actors import Mailbox as Mailbox
 from .actors import Supervisor as Supervisor

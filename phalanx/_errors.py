@@ -11,6 +11,8 @@ The hierarchy, so callers can branch on what happened::
     │   ├── WorkflowImportError     MODULE:FUNCTION that cannot be imported as a workflow
     │   ├── UnknownRunError         a run id the store has never seen
     │   ├── RunExistsError          starting a run under an id that is already taken
+    │   ├── RunEndedError           signalling a run that has already ended
+    │   ├── WorkflowInputError      inputs that do not match the workflow's signature
     │   ├── PlanError               a conductor plan that cannot run (unknown agent, cycle...)
     │   ├── UnknownDeadLetterError  a dead-letter entry id the store has never seen
     │   └── DeadLetterRetryError    a dead-letter entry not retryable here (import, secrets)
@@ -337,6 +339,30 @@ class RunExistsError(UserError):
             f"run {self.run_id!r} already exists; continue it with `phalanx resume "
             f"{self.run_id}` or pick another --run-id"
         )
+
+
+@dataclass(kw_only=True, eq=False)
+class RunEndedError(UserError):
+    """A signal was sent to a run that has already ended: nobody would receive it."""
+
+    run_id: str
+    status: str
+
+    def __str__(self) -> str:
+        return (
+            f"run {self.run_id!r} already ended ({self.status}); a signal would never be received"
+        )
+
+
+@dataclass(kw_only=True, eq=False)
+class WorkflowInputError(UserError):
+    """A run's inputs do not match the workflow's keyword arguments and their types."""
+
+    workflow: str
+    errors: str
+
+    def __str__(self) -> str:
+        return f"inputs do not match workflow {self.workflow}: {self.errors}"
 
 
 @dataclass(kw_only=True, eq=False)

@@ -16,6 +16,7 @@ from ._agent import AgentResult as AgentResult
 from ._agent import ToolCallRecord as ToolCallRecord
 from ._faults import Fault as Fault
 from ._faults import FaultyModel as FaultyModel
+from ._lenient import LenientToolCalls as LenientToolCalls
 from ._messages import Message as Message
 from ._messages import ModelRequest as ModelRequest
 from ._messages import ModelResponse as ModelResponse

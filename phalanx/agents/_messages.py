@@ -21,7 +21,8 @@ class ToolCall(BaseModel):
     """A model's request to run a tool.
 
     `arguments` is the raw JSON text the model produced: it may be malformed, and the
-    agent, not the adapter, decides what to do about it.
+    agent, not the adapter, decides what to do about it. `recovered_from_text` marks a
+    call the model wrote as text, recognised by `LenientToolCalls`.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -29,6 +30,7 @@ class ToolCall(BaseModel):
     id: str
     name: str
     arguments: str
+    recovered_from_text: bool = False
 
 
 class Message(BaseModel):

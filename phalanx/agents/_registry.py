@@ -4,7 +4,9 @@ The supported forms::
 
     openai:MODEL             api.openai.com (or OPENAI_BASE_URL); needs OPENAI_API_KEY
     openai-compatible:MODEL  any OpenAI-compatible server at OPENAI_BASE_URL (vLLM,
-                             Ollama, llama.cpp...); OPENAI_API_KEY optional
+                             Ollama, llama.cpp...); OPENAI_API_KEY optional;
+                             PHALANX_LENIENT_TOOL_CALLS=1 recognises tool calls a
+                             small model writes as JSON text (`LenientToolCalls`)
     anthropic:MODEL          Anthropic; needs ANTHROPIC_API_KEY (ANTHROPIC_BASE_URL optional)
     scripted                 the offline scripted model (the default when unset)
 
@@ -22,6 +24,8 @@ from ._http import PLACEHOLDER_API_KEY
 from ._model import Model
 
 MODEL_ENV = "PHALANX_MODEL"
+#: Set (to 1) for an `openai-compatible:` model whose tool calls come as JSON text.
+LENIENT_ENV = "PHALANX_LENIENT_TOOL_CALLS"
 
 SUPPORTED_FORMS = (
     "openai:MODEL",
@@ -84,7 +88,7 @@ def model_from_spec(
             provider="openai",
             clock=clock,
         )
-    return OpenAICompatibleModel(
+    compatible = OpenAICompatibleModel(
         name,
         base_url=_required(env, "OPENAI_BASE_URL", spec, example="http://localhost:8000/v1"),
         # Local servers ignore the key, but the SDK insists on one.
@@ -92,6 +96,11 @@ def model_from_spec(
         provider="openai-compatible",
         clock=clock,
     )
+    if env.get(LENIENT_ENV, "").strip().lower() in ("1", "true", "yes"):
+        from ._lenient import LenientToolCalls
+
+        return LenientToolCalls(compatible)
+    return compatible
 
 
 def model_from_env(env: Mapping[str, str] = os.environ, *, clock: Clock | None = None) -> Model:

@@ -25,6 +25,7 @@ from typing import Any
 
 from .._clock import Clock, SystemClock
 from ._faults import Fault, after_call, before_call
+from ._instance import schema_instance
 from ._messages import ModelRequest, ModelResponse, StreamChunk, ToolCall, Usage
 from ._model import complete_from_stream
 
@@ -58,7 +59,12 @@ class Rule:
 
 @dataclass(frozen=True)
 class Script:
-    """Rules tried in order; `default` answers when none matches."""
+    """Rules tried in order; `default` answers when none matches.
+
+    A request for structured output (an agent with an `output_type`) that no rule
+    matches is answered with a valid instance of the requested schema instead of the
+    default text, so such agents work offline without a script of their own.
+    """
 
     rules: tuple[Rule, ...] = ()
     default: Turn = field(default_factory=lambda: Turn(text="[scripted answer] {prompt}"))
@@ -135,7 +141,9 @@ class ScriptedModel:
             raw = arguments if isinstance(arguments, str) else json.dumps(arguments)
             calls.append(ToolCall(id=f"call_{done}_{index}", name=tool_name, arguments=raw))
         text: str | None = None
-        if turn.text is not None and not calls:
+        if turn is self.script.default and request.output_schema is not None and not calls:
+            text = json.dumps(schema_instance(request.output_schema))
+        elif turn.text is not None and not calls:
             # Plain replacement, not str.format: scripted answers are often JSON.
             text = (
                 turn.text.replace("{prompt}", prompt)

@@ -9,15 +9,18 @@ cannot be opened). Results and `--json` output go to stdout; diagnostics to stde
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import json
 import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+import typer.main
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -29,21 +32,30 @@ from .._errors import (
     LeaseLostError,
     NonDeterminismError,
     PhalanxError,
+    RunExistsError,
     StoreCorruptError,
     StoreUnavailableError,
     UserError,
 )
-from ..durable import RunHistory, RunOutcome, Runtime, load_workflow, open_runtime
+from ..durable import (
+    RunHistory,
+    RunOutcome,
+    RunSummary,
+    Runtime,
+    check_inputs,
+    load_workflow,
+    open_runtime,
+)
 from ..durable.lowlevel import TERMINAL, inbox_stream, run_stream
 from ..journal import Event, EventStore
 from ..observe import configure_from_env
 from ..tools import troubled_tool_calls
+from ._table import Column, fit_table
 
 T = TypeVar("T")
 
 app = typer.Typer(
     name="phalanx",
-    help="A durable, observable runtime for multi-agent LLM systems.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -58,14 +70,22 @@ StoreOption = Annotated[
     typer.Option(
         "--store",
         envvar="PHALANX_STORE",
-        help="Store URL: sqlite:///path.db (default ./.phalanx/phalanx.db) or postgresql://...",
+        metavar="URL",
+        help="Store URL (default ./.phalanx/phalanx.db): sqlite:///rel/path.db is relative "
+        "to the current directory, sqlite:////abs/path.db (four slashes) absolute, as in "
+        "SQLAlchemy; or postgresql://user@host/db.",
         show_default=False,
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 LeaseOption = Annotated[
     float,
-    typer.Option("--lease-ttl", envvar="PHALANX_LEASE_TTL", help="Lease time-to-live, seconds."),
+    typer.Option(
+        "--lease-ttl",
+        envvar="PHALANX_LEASE_TTL",
+        metavar="SECONDS",
+        help="Lease time-to-live, seconds.",
+    ),
 ]
 
 
@@ -120,6 +140,30 @@ def _parse_object(text: str | None, option: str) -> dict[str, Any]:
     return value
 
 
+RunIdOption = Annotated[str | None, typer.Option("--run-id", metavar="ID", help="Use this run id.")]
+
+
+def _check_run_id(run_id: str | None) -> None:
+    if run_id is not None and not run_id.strip():
+        raise _fail("--run-id must not be empty (leave it out for a generated id)", 2)
+
+
+async def new_run_id(runtime: Runtime, run_id: str | None) -> str:
+    """The id for a new run: `run_id` if still free, else a fresh one.
+
+    Checked before the run is announced, so a taken id is refused instead of being
+    reported "started" first.
+
+    Raises:
+        RunExistsError: `run_id` is taken.
+    """
+    if run_id is None:
+        return runtime.entropy.token(8)
+    if await runtime.store.stream_version(run_stream(run_id)) > 0:
+        raise RunExistsError(run_id=run_id)
+    return run_id
+
+
 def _report(outcome: RunOutcome, as_json: bool) -> None:
     if as_json:
         print(json.dumps(outcome.to_json(), ensure_ascii=False))
@@ -137,23 +181,26 @@ def _report(outcome: RunOutcome, as_json: bool) -> None:
 def run(
     target: Annotated[str, typer.Argument(metavar="MODULE:FUNCTION", help="The workflow to run.")],
     input: Annotated[
-        str | None, typer.Option("--input", help="JSON object of keyword arguments.")
+        str | None,
+        typer.Option("--input", metavar="JSON", help="JSON object of keyword arguments."),
     ] = None,
-    run_id: Annotated[str | None, typer.Option("--run-id", help="Use this run id.")] = None,
+    run_id: RunIdOption = None,
     store: StoreOption = None,
     lease_ttl: LeaseOption = 15.0,
     as_json: JsonOption = False,
 ) -> None:
     """Start a workflow run; print its id and result; exit 1 if it failed."""
     inputs = _parse_object(input, "--input")
+    _check_run_id(run_id)
     sys.path.insert(0, os.getcwd())
     try:
         fn = load_workflow(target)
+        check_inputs(fn, inputs)
     except UserError as exc:
         raise _fail(str(exc), 2) from exc
 
     async def body(runtime: Runtime) -> RunOutcome:
-        chosen = run_id or runtime.entropy.token(8)
+        chosen = await new_run_id(runtime, run_id)
         err.print(f"run {chosen} started ({target})")
         return await runtime.run(fn, inputs, run_id=chosen)
 
@@ -181,17 +228,43 @@ def recover(
     lease_ttl: LeaseOption = 15.0,
     as_json: JsonOption = False,
 ) -> None:
-    """Resume every unfinished run whose lease has expired."""
+    """Resume every unfinished run whose lease has expired; report each one's fate.
+
+    A run is resumed until it ends or parks (waiting for a signal or the dead-letter
+    queue: reported, not waited on). Exit 1 if any run could not be resumed, failed or
+    was cancelled; the others are recovered regardless.
+    """
     sys.path.insert(0, os.getcwd())
-    outcomes = _execute(store, lease_ttl, lambda rt: rt.recover())
+    recovery = _execute(store, lease_ttl, lambda rt: rt.recover())
     if as_json:
-        print(json.dumps([o.to_json() for o in outcomes]))
+        print(json.dumps(recovery.to_json(), ensure_ascii=False))
     else:
-        for outcome in outcomes:
-            out.print(f"run {outcome.run_id} {outcome.status}")
-        out.print(f"{len(outcomes)} run(s) recovered")
-    if any(not o.ok for o in outcomes):
+        for outcome in recovery.outcomes:
+            parked = (
+                " (parked: it waits for a signal; not waited on)"
+                if outcome.status == "waiting"
+                else ""
+            )
+            out.print(f"run {outcome.run_id} {outcome.status}{parked}")
+        for run_id, error in recovery.failures.items():
+            out.print(f"run {run_id} NOT RESUMED: {error['type']}: {error['message']}")
+        out.print(
+            f"{len(recovery.outcomes)} run(s) recovered, {len(recovery.failures)} could not be"
+        )
+    if not recovery.ok:
         raise typer.Exit(1)
+
+
+def store_location(runtime: Runtime) -> str:
+    """Where the runtime's store is: a SQLite file's absolute path, else its URL.
+
+    `sqlite:///var/x.db` is relative (SQLAlchemy's convention), so listings say which
+    file they read.
+    """
+    path = getattr(runtime.store, "path", None)
+    if isinstance(path, Path):
+        return str(path.resolve())
+    return runtime.store.url  # a PostgreSQL URL comes with its password masked
 
 
 def _time(ts: float | None) -> str:
@@ -213,13 +286,24 @@ def runs(
     """List runs with their status."""
     if status is not None and status not in ("running", "waiting", *TERMINAL):
         raise _fail(f"unknown status {status!r}", 2)
-    summaries = _execute(store, 15.0, lambda rt: rt.runs(status=status))  # type: ignore[arg-type]  # checked above
+
+    async def body(runtime: Runtime) -> tuple[str, list[RunSummary]]:
+        return store_location(runtime), await runtime.runs(status=status)  # type: ignore[arg-type]  # checked above
+
+    where, summaries = _execute(store, 15.0, body)
     if as_json:
         print(json.dumps([s.to_json() for s in summaries]))
         return
-    table = Table("run", "status", "workflow", "parent", "started", "updated")
-    for s in summaries:
-        table.add_row(
+    columns = [
+        Column("run", whole=True),
+        Column("status", whole=True),
+        Column("workflow", drop=3),
+        Column("parent", whole=True, drop=2),
+        Column("started", drop=5),
+        Column("updated", drop=4),
+    ]
+    rows = [
+        (
             s.run_id,
             s.status,
             s.workflow,
@@ -227,7 +311,10 @@ def runs(
             _time(s.started_at),
             _time(s.updated_at),
         )
-    out.print(table)
+        for s in summaries
+    ]
+    out.print(f"store {where}")
+    out.print(fit_table(out, columns, rows))
 
 
 def _event_line(event: Event, as_json: bool) -> None:
@@ -289,7 +376,8 @@ async def _read_good_rows(
         return good, exc
 
 
-def _show(history: RunHistory) -> dict[str, Any]:
+def describe_run(history: RunHistory) -> dict[str, Any]:
+    """`phalanx show --json`: a run's steps, children, fan-outs, decisions, tool calls."""
     steps = []
     children = []
     fan_outs = []
@@ -399,10 +487,16 @@ def show(
     as_json: JsonOption = False,
 ) -> None:
     """Describe a run: status, steps with durations and attempts, errors, children."""
-    info = _show(_execute(store, 15.0, lambda rt: rt.history(run_id)))
+
+    async def body(runtime: Runtime) -> tuple[str, RunHistory]:
+        return store_location(runtime), await runtime.history(run_id)
+
+    where, history = _execute(store, 15.0, body)
+    info = describe_run(history)
     if as_json:
         print(json.dumps(info, ensure_ascii=False))
         return
+    out.print(f"store {where}")
     out.print(
         Text.assemble(
             "run ", (info["run_id"], "bold"), f" {info['status']}  workflow {info['workflow']}"
@@ -483,6 +577,68 @@ def cancel(
         err.print(f"run {run_id} had already ended; nothing to cancel")
 
 
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"phalanx {importlib.metadata.version('phalanx')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """A durable, observable runtime for multi-agent LLM systems."""
+
+
+def _plain_help(command: Any) -> None:
+    """Help that shows `--store URL` and `RUN_ID`, not typer's `<str>` type labels.
+
+    Typer labels every parameter with its Python type (`<list[str]>`, `<bool>` even on
+    flags); what a user needs is what to type. An option without a metavar of its own
+    gets its name in capitals, a flag none, an argument only its name. (`command` is
+    typer's click command tree, whose classes typer keeps private.)
+    """
+    help_option = command.get_help_option(typer.Context(command))
+    for param in [*command.params, *([help_option] if help_option is not None else [])]:
+        if param.param_type_name == "option":
+            if param.is_flag or param.count:
+                param.metavar = ""
+            elif param.metavar is None:
+                param.metavar = (param.name or "value").upper()
+        elif param.param_type_name == "argument":
+            if param.metavar is None:
+                param.metavar = (param.name or "value").upper()
+            # Typer's argument class prints its type label whatever the metavar says.
+            setattr(param, "display_type_rich", lambda ctx: None)  # noqa: B010
+    for sub in getattr(command, "commands", {}).values():
+        _plain_help(sub)
+
+
+def _invoke(args: list[str] | None = None) -> int:
+    """Run the command line; every usage error as one `error:` line (exit 2)."""
+    command = typer.main.get_command(app)
+    _plain_help(command)
+    try:
+        code = command.main(args=args, prog_name="phalanx", standalone_mode=False)
+    except typer.Abort:
+        err.print("interrupted")
+        return 130
+    except typer.TyperException as exc:  # click's usage errors, as typer vendors them
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            out.print(ctx.get_help())
+            return 0
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        err.print(Text.assemble(("error:", "bold red"), f" {exc.format_message()}{hint}"))
+        return int(getattr(exc, "exit_code", 2))
+    return code if isinstance(code, int) else 0
+
+
 def main() -> None:
     """Entry point of the `phalanx` console script."""
     handler = logging.StreamHandler(sys.stderr)
@@ -497,7 +653,8 @@ def main() -> None:
         err.print(Text.assemble(("error:", "bold red"), f" {exc}"))
         sys.exit(2)
     try:
-        app()
+        code = _invoke()
     finally:
         if telemetry is not None:
             telemetry.shutdown()  # flush the batch before the process ends
+    sys.exit(code)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 import time
 from typing import Annotated, Any
 
@@ -14,10 +15,24 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from .._errors import ConfigError
+from ..agents import model_from_env
 from ..demo import AGENTS, DEFAULT_QUESTION, parse_faults, real_model_configured, research
 from ..durable import RunOutcome, Runtime
 from ..durable.lowlevel import run_stream
-from ._app import JsonOption, LeaseOption, StoreOption, _execute, _fail, app, err
+from ._app import (
+    JsonOption,
+    LeaseOption,
+    RunIdOption,
+    StoreOption,
+    _check_run_id,
+    _execute,
+    _fail,
+    app,
+    describe_run,
+    err,
+    new_run_id,
+)
 
 #: Overrides the sub-agents' deadline (seconds), e.g. for tests against a local server.
 DEADLINE_ENV = "PHALANX_DEMO_DEADLINE"
@@ -89,6 +104,7 @@ def demo(
         list[str] | None,
         typer.Option(
             "--fault",
+            metavar="AGENT=MODE",
             help="Inject a fault: AGENT=hang|error|slow|none (repeatable). Default: "
             "web_search=hang. `--fault none` runs without faults.",
         ),
@@ -96,7 +112,7 @@ def demo(
     question: Annotated[str, typer.Option("--question", help="What to research.")] = (
         DEFAULT_QUESTION
     ),
-    run_id: Annotated[str | None, typer.Option("--run-id", help="Use this run id.")] = None,
+    run_id: RunIdOption = None,
     deadline: Annotated[
         float | None,
         typer.Option(
@@ -119,7 +135,15 @@ def demo(
         faults = {} if specs == ["none"] else parse_faults(",".join(specs))
     except ValueError as exc:
         raise _fail(str(exc), 2) from exc
+    _check_run_id(run_id)
     real = real_model_configured()
+    if real:
+        try:
+            # Checked now, not when the first sub-agent calls it: a typo or a missing
+            # key must not leave a failed run and three child runs behind.
+            model_from_env()
+        except ConfigError as exc:
+            raise _fail(str(exc), 2) from exc
     # A real model needs real time: each sub-agent gets a minute, the demo under two.
     deadline_s, heartbeat_s, overall_s = (60.0, 20.0, 115.0) if real else (4.0, 1.5, 60.0)
     if deadline is not None:
@@ -138,8 +162,8 @@ def demo(
         "heartbeat_s": heartbeat_s,
     }
 
-    async def body(runtime: Runtime) -> RunOutcome:
-        chosen = run_id or runtime.entropy.token(8)
+    async def body(runtime: Runtime) -> tuple[RunOutcome, dict[str, Any]]:
+        chosen = await new_run_id(runtime, run_id)
         err.print(
             f"run {chosen} started (phalanx.demo:research, "
             f"{'model from PHALANX_MODEL' if real else 'scripted model, offline'})"
@@ -147,7 +171,7 @@ def demo(
         deadline_at = runtime.clock.now() + overall_s
         work = runtime.run(research, inputs, run_id=chosen, deadline_at=deadline_at)
         if as_json:
-            return await work
+            return await _with_branches(runtime, await work)
         policy = f"policy: all within {deadline_s:g}s, heartbeat {heartbeat_s:g}s"
         started = time.monotonic()
         async with asyncio.TaskGroup() as group:
@@ -159,18 +183,35 @@ def demo(
                     await asyncio.wait([task], timeout=0.15)
                 live.update(_view(chosen, await _branch_states(runtime, chosen, started), policy))
             out.print()
-        return task.result()
+        return await _with_branches(runtime, task.result())
 
-    outcome = _execute(store, lease_ttl, body)
+    outcome, branches = _execute(store, lease_ttl, body)
     if as_json:
-        print(json.dumps(_summary(outcome), ensure_ascii=False))
+        print(json.dumps(_summary(outcome, branches), ensure_ascii=False))
     else:
-        _print_report(outcome)
+        _print_report(outcome, branches, store)
     if not outcome.ok:
         raise typer.Exit(1)
 
 
-def _summary(outcome: RunOutcome) -> dict[str, Any]:
+async def _with_branches(
+    runtime: Runtime, outcome: RunOutcome
+) -> tuple[RunOutcome, dict[str, Any]]:
+    """The outcome and its fan-out's branches, read from the journal.
+
+    A run that failed has no result to carry them, yet its branches ran and ended:
+    the report must list them either way.
+    """
+    history = await runtime.history(outcome.run_id)
+    branches: dict[str, Any] = {}
+    for fan_out in describe_run(history)["fan_outs"]:
+        stalled = set(fan_out["stalled"])
+        for name, branch in fan_out["branches"].items():
+            branches[name] = {**branch, "stalled": name in stalled}
+    return outcome, branches
+
+
+def _summary(outcome: RunOutcome, journaled: dict[str, Any]) -> dict[str, Any]:
     result = outcome.result or {}
     branches = {
         name: {
@@ -180,7 +221,7 @@ def _summary(outcome: RunOutcome) -> dict[str, Any]:
             "stalled": b.get("stalled", False),
             "run_id": b.get("run_id"),
         }
-        for name, b in result.get("branches", {}).items()
+        for name, b in (result.get("branches") or journaled).items()
     }
     return {
         "run_id": outcome.run_id,
@@ -195,15 +236,15 @@ def _summary(outcome: RunOutcome) -> dict[str, Any]:
     }
 
 
-def _print_report(outcome: RunOutcome) -> None:
-    summary = _summary(outcome)
+def _print_report(outcome: RunOutcome, branches: dict[str, Any], store: str | None) -> None:
+    summary = _summary(outcome, branches)
     table = Table("branch", "outcome", "duration", "error")
     for name, branch in summary["branches"].items():
         status = branch["status"] + (" (stalled)" if branch["stalled"] else "")
         table.add_row(
             name,
             Text(status, style=_STYLE.get(branch["status"], "white")),
-            f"{branch['duration_s']:.2f}s",
+            "" if branch["duration_s"] is None else f"{branch['duration_s']:.2f}s",
             branch["error"] or "",
         )
     out.print(table)
@@ -219,6 +260,8 @@ def _print_report(outcome: RunOutcome) -> None:
         )
     answer = Text(str(summary["answer"] or summary["error"]))
     out.print(Panel(answer, title=f"answer ({outcome.status})"))
+    where = "" if store is None else f" --store {shlex.quote(store)}"
     out.print(
-        f"inspect: phalanx show {outcome.run_id}   phalanx events {outcome.run_id}   phalanx runs"
+        f"inspect: phalanx show {outcome.run_id}{where}   "
+        f"phalanx events {outcome.run_id}{where}   phalanx runs{where}"
     )

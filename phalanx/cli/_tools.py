@@ -18,6 +18,7 @@ from rich.table import Table
 from ..durable import Runtime
 from ..tools import DeadLetterEntry, DeadLetterQueue, tool_stats
 from ._app import JsonOption, StoreOption, _execute, _fail, _time, app, err, out
+from ._table import Column, fit_table
 
 dlq_app = typer.Typer(
     name="dlq",
@@ -84,21 +85,35 @@ def list_entries(
     if as_json:
         _print_json([e.summary() for e in entries])
         return
-    table = Table("id", "status", "tool", "run", "step", "policy", "attempts", "error", "created")
+    columns = [
+        Column("id", whole=True),
+        Column("status", whole=True),
+        Column("tool", whole=True),
+        Column("run", whole=True, drop=1),
+        Column("step", drop=3),
+        Column("policy", drop=2),
+        Column("attempts", drop=4),
+        Column("error"),
+        Column("created", drop=5),
+    ]
+    rows = []
     for entry in entries:
         row = entry.summary()
-        table.add_row(
-            row["id"],
-            "waiting" if row["waiting"] else row["status"],
-            row["tool"],
-            row["run_id"] or "",
-            row["step"] or "",
-            row["policy"],
-            str(row["attempts"]),
-            f"{row['error_type']}: {row['message']}",
-            _time(row["created_at"]),
+        rows.append(
+            (
+                row["id"],
+                # The status is the JSON's; a run waiting on the entry is said besides.
+                row["status"] + (" (run waits)" if row["waiting"] else ""),
+                row["tool"],
+                row["run_id"] or "",
+                row["step"] or "",
+                row["policy"],
+                str(row["attempts"]),
+                f"{row['error_type']}: {row['message']}",
+                _time(row["created_at"]),
+            )
         )
-    out.print(table)
+    out.print(fit_table(out, columns, rows))
 
 
 @dlq_app.command("show")
@@ -222,27 +237,36 @@ def stats(
     if as_json:
         _print_json(figures)
         return
-    table = Table()
-    table.add_column("tool", no_wrap=True)
-    for header in ("calls", "ok", "failed", "retries", "rejected", "p50/p95/p99 ms", "breaker"):
-        table.add_column(header)
-    table.add_column("dlq")
-    table.add_column("failures by type")
+    columns = [
+        Column("tool", whole=True),
+        Column("calls"),
+        Column("ok", drop=2),
+        Column("failed"),
+        Column("retries", drop=3),
+        Column("rejected", drop=4),
+        Column("p50/p95/p99 ms", drop=5),
+        Column("breaker"),
+        Column("dlq"),
+        Column("failures by type", drop=1),
+    ]
+    rows = []
     for name, m in figures["tools"].items():
         latency = m["latency_s"]
         quantiles = "/".join(
             "-" if latency[q] is None else f"{latency[q] * 1000:.1f}" for q in ("p50", "p95", "p99")
         )
-        table.add_row(
-            name,
-            str(m["calls"]),
-            str(m["successes"]),
-            str(m["failures"]),
-            str(m["retries"]),
-            str(m["rejected"]),
-            quantiles,
-            m["breaker"]["state"],
-            str(m["dlq_depth"]),
-            ", ".join(f"{k.rpartition('.')[2]} {v}" for k, v in m["attempt_failures"].items()),
+        rows.append(
+            (
+                name,
+                str(m["calls"]),
+                str(m["successes"]),
+                str(m["failures"]),
+                str(m["retries"]),
+                str(m["rejected"]),
+                quantiles,
+                m["breaker"]["state"],
+                str(m["dlq_depth"]),
+                ", ".join(f"{k.rpartition('.')[2]} {v}" for k, v in m["attempt_failures"].items()),
+            )
         )
-    out.print(table)
+    out.print(fit_table(out, columns, rows))

@@ -5,7 +5,9 @@ by the runner, not by workflow code: `RunCompleted`, `RunFailed` or `RunCancelle
 Two kinds of stop are kept apart: a cancel *requested* through the run's inbox is an
 outcome (cleanup runs, `RunCancelled` is journaled, children are cancelled); losing
 the lease is not (the runner writes nothing more and raises `FencedError`), and
-neither is cancellation from outside (Ctrl-C): the run stays resumable.
+neither is cancellation from outside (Ctrl-C): the run stays resumable, and the runner
+hands its lease back (journaling `RunInterrupted`, which changes no status) so the
+next `resume` need not wait for the lease to expire.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from .._errors import (
     PhalanxError,
     StoreUnavailableError,
 )
-from ..journal import Event, Lease, Metadata
+from ..journal import Event, Lease, Metadata, NewEvent
 from . import _spans as spans
 from ._context import WorkflowContext, _round_trip
 from ._history import RunHistory, RunStatus, inbox_stream
@@ -336,6 +338,39 @@ class Runner:
                 self.parent.detach_child(self)
 
     async def _execute(self) -> RunOutcome:
+        try:
+            return await self._execute_in_group()
+        except asyncio.CancelledError:
+            if self.state.phase is Phase.DETACHED:
+                await self._hand_back()
+            raise
+
+    async def _hand_back(self) -> None:
+        """Give the lease back after a cancel from outside, saying so in the journal.
+
+        Bounded and best effort: a store that does not answer in time leaves the lease
+        to expire, as a crash would. The workflow's own writes stopped before this one.
+        """
+        event = NewEvent(
+            "RunInterrupted",
+            {"reason": "the runner was stopped from outside"},
+            self.journal.metadata,
+        )
+        try:
+            async with asyncio.timeout(self.host.lease_ttl / 3):
+                await self.host.store.append(
+                    self.journal.stream_id,
+                    [event],
+                    expected_version=self.journal.version,
+                    epoch=self.state.epoch,
+                )
+                await self.host.store.release_lease(self.state.lease)
+        except (PhalanxError, TimeoutError) as exc:
+            logger.warning(
+                "run %s: could not hand its lease back (%s); it will expire", self.run_id, exc
+            )
+
+    async def _execute_in_group(self) -> RunOutcome:
         async with asyncio.TaskGroup() as group:
             self._task = group.create_task(self._call_workflow())
             keeper = group.create_task(self._keep_lease())

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from .._clock import Clock, SystemClock
@@ -16,7 +16,7 @@ from .._errors import (
     ConcurrencyError,
     EventDataError,
     LeaseHeldError,
-    PhalanxError,
+    RunEndedError,
     RunExistsError,
     UnknownRunError,
 )
@@ -40,6 +40,7 @@ from ._history import (
     run_stream,
     summarize,
 )
+from ._recover import Recovery, recover
 from ._runner import Runner, RunOutcome
 from ._workflow import load_workflow, workflow_ref
 
@@ -225,48 +226,33 @@ class Runtime:
         stream = run_stream(run_id)
         if force:
             return await self.store.take_over_lease(stream, self.owner, self.lease_ttl)
+        announced: tuple[str, int] | None = None
         while True:
             try:
                 return await self.store.acquire_lease(stream, self.owner, self.lease_ttl)
             except LeaseHeldError as exc:
-                wait = max(0.05, min(1.0, exc.expires_at - self.clock.now()))
-                logger.info(
-                    "run %s is leased by %s until %.3f; waiting (use force to take over)",
-                    run_id,
-                    exc.owner,
-                    exc.expires_at,
-                )
-                await self.clock.sleep(wait)
+                left = exc.expires_at - self.clock.now()
+                if announced != (exc.owner, exc.epoch):  # once per holder, not every second
+                    announced = (exc.owner, exc.epoch)
+                    logger.info(
+                        "run %s is leased by %s for another %.1f s (until %s UTC, unless it "
+                        "renews); waiting for it (force takes it over now)",
+                        run_id,
+                        exc.owner,
+                        max(0.0, left),
+                        datetime.fromtimestamp(exc.expires_at, tz=UTC).strftime("%H:%M:%S"),
+                    )
+                await self.clock.sleep(max(0.05, min(1.0, left)))
 
-    async def recover(self) -> list[RunOutcome]:
-        """Resume, side by side, every unfinished run whose lease has lapsed.
+    async def recover(self) -> Recovery:
+        """Resume, side by side, every unfinished top-level run whose lease has lapsed.
 
-        Concurrently, not one after another: a recovered run that waits for a signal
-        or sleeps must not hold up the others. A run that cannot be resumed here (its
-        workflow does not import, its code diverged, another runner took it) is
-        logged and skipped; the others go on. Returns the outcomes, in run order.
+        Each run is resumed until it ends or parks (waits for a signal or the
+        dead-letter queue, reported `waiting` and handed back, not waited on). A run
+        that cannot be resumed here (its workflow does not import, its code diverged,
+        another runner took it) is reported with the reason; the others go on.
         """
-        candidates = []
-        for summary in await self.runs():
-            if summary.status in ("completed", "failed", "cancelled"):
-                continue
-            if summary.parent_run_id is not None:
-                continue  # resumed by its parent, which knows its inputs and awaits it
-            lease = await self.store.get_lease(run_stream(summary.run_id))
-            if lease is not None and lease.owner and lease.expires_at > self.clock.now():
-                continue
-            candidates.append(summary.run_id)
-
-        async def recover_one(run_id: str) -> RunOutcome | None:
-            try:
-                return await self.resume(run_id)
-            except PhalanxError as exc:
-                logger.warning("recover: run %s was not resumed: %s", run_id, exc)
-                return None
-
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(recover_one(run_id)) for run_id in candidates]
-        return [outcome for task in tasks if (outcome := task.result()) is not None]
+        return await recover(self)
 
     # -- talking to runs -------------------------------------------------------------
 
@@ -275,8 +261,11 @@ class Runtime:
 
         Raises:
             UnknownRunError: no such run.
+            RunEndedError: the run has ended; nobody would ever receive the signal.
         """
-        await self.history(run_id)
+        history = await self.history(run_id)
+        if history.terminal:
+            raise RunEndedError(run_id=run_id, status=history.status)
         await self.store.append(
             inbox_stream(run_id),
             [NewEvent("SignalSent", {"name": name, "data": data}, Metadata(run_id=run_id))],

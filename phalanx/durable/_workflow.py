@@ -5,12 +5,14 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import json
 import sys
-from collections.abc import Awaitable, Callable
+import typing
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .._errors import WorkflowImportError
+from .._errors import WorkflowImportError, WorkflowInputError
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
@@ -97,3 +99,60 @@ def load_workflow(ref: str) -> Callable[..., Awaitable[Any]]:
     if module_name.endswith(".py"):
         setattr(obj, _REF, f"{Path(module_name).resolve()}:{qualname}")
     return obj  # type: ignore[no-any-return]  # checked by is_workflow above
+
+
+def check_inputs(fn: Callable[..., Any], inputs: Mapping[str, Any]) -> None:
+    """Refuse `inputs` that the workflow's signature would not accept, before a run exists.
+
+    Checked with pydantic in strict JSON mode against the annotations of the keyword
+    arguments after `ctx`: unknown keys (unless the workflow takes `**kwargs`), missing
+    required ones and values of the wrong type are refused, so a typo in `--input`
+    does not start a run that can only fail. Values are not converted: the workflow
+    receives the inputs as given (and journaled). Annotations that cannot be resolved
+    or have no JSON form are not checked.
+
+    Raises:
+        WorkflowInputError: naming each offending key and what is wrong with it.
+    """
+    import pydantic  # here, not at the top: only starting a run pays for the import
+
+    parameters = list(inspect.signature(fn).parameters.values())[1:]  # after ctx
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # an annotation naming something not importable: check names only
+        hints = {}
+    fields: dict[str, Any] = {}
+    open_ended = False
+    for param in parameters:
+        if param.kind is inspect.Parameter.VAR_KEYWORD:
+            open_ended = True
+            continue
+        if param.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.POSITIONAL_ONLY):
+            continue
+        annotation: Any = hints.get(param.name, Any)
+        try:
+            pydantic.TypeAdapter(annotation)
+        except Exception:  # no JSON form (an arbitrary class): accept any value
+            annotation = Any
+        default = ... if param.default is inspect.Parameter.empty else param.default
+        fields[param.name] = (annotation, default)
+    config = pydantic.ConfigDict(extra="allow" if open_ended else "forbid")
+    model = pydantic.create_model("Inputs", __config__=config, **fields)
+    try:
+        model.model_validate_json(json.dumps(dict(inputs)), strict=True)
+    except pydantic.ValidationError as exc:
+        if any(error["type"] == "json_invalid" for error in exc.errors()):
+            return  # data no JSON store can hold: the store refuses it, naming its path
+        expected = ", ".join(fields) or "no inputs"
+        problems = []
+        for error in exc.errors(include_url=False):
+            where = ".".join(str(p) for p in error["loc"]) or "(inputs)"
+            if error["type"] == "extra_forbidden":
+                problems.append(f"{where}: unknown input (it takes {expected})")
+            elif error["type"] == "missing":
+                problems.append(f"{where}: required")
+            else:
+                problems.append(f"{where}: {error['msg']} (got {json.dumps(error['input'])})")
+        raise WorkflowInputError(workflow=workflow_ref(fn), errors="; ".join(problems)) from None
+    except (TypeError, ValueError):
+        return  # inputs that are not JSON: the store refuses them, with the path

@@ -246,19 +246,23 @@ async def run_attempts(
     call_id: str,
     key: str | None = None,
     records: list[dict[str, Any]] | None = None,
+    first_attempt: int = 1,
 ) -> tuple[Any, int]:
     """Attempts under the tool's retry policy, outside any journal (in memory).
 
     Returns the value and the number of the attempt that produced it. `entropy` is
     called only when a back-off needs jitter; with `records`, each attempt is
-    appended there (time, duration, error) for whoever reports it.
+    appended there (time, duration, error) for whoever reports it. Attempts are
+    numbered from `first_attempt` (a call retried from the dead-letter queue goes on
+    counting from the attempts it already had); the policy still allows its
+    `max_attempts` more.
 
     Raises:
         CircuitOpenError: the breaker refused an attempt.
         ToolAttemptError: the last attempt failed and the policy does not retry.
     """
     policy = tool.retry or SINGLE_ATTEMPT
-    attempt = 1
+    attempt = first_attempt
     while True:
         started = clock.now() if records is not None else 0.0
         began = clock.monotonic() if records is not None else 0.0
@@ -276,9 +280,10 @@ async def run_attempts(
         except ToolAttemptError as exc:
             if records is not None:
                 records.append(_record(exc, started, clock.monotonic() - began))
-            if not exc.retryable or attempt >= policy.max_attempts:
+            tries = attempt - first_attempt + 1
+            if not exc.retryable or tries >= policy.max_attempts:
                 raise
-            delay = policy.delay(attempt, entropy().random())
+            delay = policy.delay(tries, entropy().random())
             if exc.retry_after is not None:
                 delay = max(delay, exc.retry_after)
             await clock.sleep(delay)

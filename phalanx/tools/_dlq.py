@@ -39,6 +39,7 @@ from .._errors import (
     ConcurrencyError,
     DeadLetterClosedError,
     DeadLetterRetryError,
+    RunEndedError,
     ToolArgumentsError,
     ToolAttemptError,
     ToolError,
@@ -133,6 +134,16 @@ class DeadLetterEntry:
     def policy(self) -> str:
         """The tool's dead-letter policy when the call failed."""
         return str(self.data.get("policy", "fail"))
+
+    @property
+    def attempts_made(self) -> int:
+        """Attempts of the call so far: the run's, then those of failed retries."""
+        retried = sum(
+            len(action.get("attempts") or ())
+            for action in self.actions
+            if action["action"] == "retry_failed"
+        )
+        return len(self.data.get("attempts") or ()) + retried
 
     @property
     def waiting(self) -> bool:
@@ -522,6 +533,7 @@ class DeadLetterQueue:
                 call_id=str(entry.data.get("call_id") or entry.data.get("step") or ""),
                 key=entry.data.get("idempotency_key"),
                 records=records,
+                first_attempt=entry.attempts_made + 1,
             )
             result = _json(value)
         except (ToolError, TypeError) as exc:
@@ -572,7 +584,9 @@ class DeadLetterQueue:
         if entry.policy != "wait" or entry.resolution is None or entry.run_id is None:
             return
         payload = {"dead_letter_id": entry.id, **entry.resolution}
-        await self.runtime.signal(entry.run_id, dead_letter_signal(entry.id), payload)
+        # A run that ended meanwhile (e.g. cancelled) waits for nothing any more.
+        with contextlib.suppress(RunEndedError):
+            await self.runtime.signal(entry.run_id, dead_letter_signal(entry.id), payload)
 
     async def _redeliver(self, entry: DeadLetterEntry) -> None:
         """Send a closed entry's outcome again if its run still waits and has none."""

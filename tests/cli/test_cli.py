@@ -9,195 +9,19 @@ or configuration error with a message that says what is wrong).
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
-import sys
-import textwrap
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import one_backend
 
+from .helpers import COMMANDS, PHALANX, Cli, assert_usage_error, finish, stop, wait_for
+
 pytestmark = pytest.mark.slow
-
-PHALANX = str(Path(sys.executable).with_name("phalanx"))
-COMMANDS = ("run", "resume", "runs", "events", "show", "signal", "cancel", "recover")
-
-WORKFLOWS = textwrap.dedent(
-    """
-    import os
-    import signal
-
-    import phalanx
-    from phalanx import RetryPolicy
-
-
-    def greet(name):
-        return f"hello {name}"
-
-
-    async def shout(text):
-        return text.upper()
-
-
-    @phalanx.workflow
-    async def hello(ctx, name="world"):
-        greeting = await ctx.step("greet", greet, name)
-        return {"greeting": greeting, "loud": await ctx.step("shout", shout, greeting)}
-
-
-    def boom():
-        raise ValueError("boom")
-
-
-    @phalanx.workflow
-    async def failing(ctx):
-        await ctx.step("boom", boom)
-
-
-    def fails_once(marker):
-        if not os.path.exists(marker):
-            open(marker, "w").close()
-            raise ConnectionError("flaky network")
-        return "ok"
-
-
-    @phalanx.workflow
-    async def retried(ctx, marker):
-        policy = RetryPolicy(max_attempts=3, initial_interval=0.01)
-        return await ctx.step("fetch", fails_once, marker, retry=policy)
-
-
-    @phalanx.workflow
-    async def waiter(ctx):
-        return {"answer": await ctx.wait_for_signal("approve")}
-
-
-    @phalanx.workflow
-    async def parent(ctx, name="kid"):
-        return await ctx.child(hello, name=name)
-
-
-    @phalanx.workflow
-    async def stuck_child(ctx):
-        return await ctx.wait_for_signal("never")
-
-
-    @phalanx.workflow
-    async def stuck_parent(ctx):
-        return await ctx.child(stuck_child)
-
-
-    def die_once(marker):
-        if not os.path.exists(marker):
-            open(marker, "w").close()
-            os.kill(os.getpid(), signal.SIGKILL)
-        return "survived"
-
-
-    @phalanx.workflow
-    async def crashy(ctx, marker):
-        return await ctx.step("die_once", die_once, marker)
-
-
-    def not_a_workflow():
-        return None
-    """
-)
-
-
-@dataclass
-class Cli:
-    """Runs `phalanx` in one test's directory, against one test's store."""
-
-    root: Path
-    env: dict[str, str]
-    #: The test's store URL (tests/conftest.py `url`: each backend in turn).
-    store: str
-
-    def __call__(
-        self, *args: str, store: str | None = "", timeout: float = 30
-    ) -> subprocess.CompletedProcess[str]:
-        """`phalanx ARGS --store STORE` (the test's store by default; None: no --store)."""
-        argv = [PHALANX, *args]
-        if store is not None:
-            argv += ["--store", store or self.store]
-        return subprocess.run(
-            argv, cwd=self.root, env=self.env, capture_output=True, text=True, timeout=timeout
-        )
-
-    def spawn(self, *args: str) -> subprocess.Popen[str]:
-        """Start `phalanx ARGS --store STORE` in the background."""
-        return subprocess.Popen(
-            [PHALANX, *args, "--store", self.store],
-            cwd=self.root,
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-
-    def json(self, *args: str) -> Any:
-        done = self(*args, "--json")
-        assert done.returncode == 0, done.stderr
-        return json.loads(done.stdout)
-
-    def runs(self, *args: str) -> dict[str, dict[str, Any]]:
-        return {r["run_id"]: r for r in self.json("runs", *args)}
-
-    def events(self, run_id: str) -> list[dict[str, Any]]:
-        done = self("events", run_id, "--json")
-        assert done.returncode == 0, done.stderr
-        return [json.loads(line) for line in done.stdout.splitlines()]
-
-
-@pytest.fixture
-def cli(tmp_path: Path, url: str) -> Cli:
-    (tmp_path / "cliflows.py").write_text(WORKFLOWS, encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PHALANX_")}
-    return Cli(tmp_path, env, url)
-
-
-def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def finish(proc: subprocess.Popen[str], timeout: float = 30) -> tuple[int, str, str]:
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        raise AssertionError(f"{proc.args} did not exit:\n{out}\n{err}") from None
-    return proc.returncode, out, err
-
-
-def stop(proc: subprocess.Popen[str]) -> None:
-    """Kill `proc` if it still runs, and reap it."""
-    if proc.poll() is None:
-        proc.kill()
-    proc.communicate()
-
-
-def assert_usage_error(done: subprocess.CompletedProcess[str], *needles: str) -> None:
-    """Exit status 2, a one-line `error:` on stderr naming the problem, no traceback."""
-    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
-    assert done.stderr.startswith("error: "), done.stderr
-    assert "Traceback" not in done.stderr
-    for needle in needles:
-        assert needle in done.stderr, (needle, done.stderr)
-
 
 # -- help ------------------------------------------------------------------------------
 
@@ -339,16 +163,17 @@ def test_cancel_parent_cancels_running_child(cli: Cli) -> None:
 
 def test_recover_resumes_a_crashed_run_once_its_lease_expired(cli: Cli) -> None:
     """`recover` leaves a crashed run alone while its lease lives, then finishes it."""
-    args = ("--input", '{"marker": "m"}', "--run-id", "c", "--lease-ttl", "3")
+    args = ("--input", '{"marker": "m"}', "--run-id", "c", "--lease-ttl", "8")
     crashed = cli("run", "cliflows:crashy", *args)
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr
     assert cli.runs()["c"]["status"] == "running"
-    assert cli.json("recover") == [], "a live lease means a live runner: left alone"
+    nothing = {"recovered": [], "failed": []}
+    assert cli.json("recover") == nothing, "a live lease means a live runner: left alone"
 
     recovered: list[dict[str, Any]] = []
 
     def recover() -> bool:
-        recovered.extend(cli.json("recover"))
+        recovered.extend(cli.json("recover")["recovered"])
         return bool(recovered)
 
     wait_for(recover, "the crashed run's lease to expire")
@@ -356,7 +181,53 @@ def test_recover_resumes_a_crashed_run_once_its_lease_expired(cli: Cli) -> None:
         ("c", "completed", "survived")
     ]
     assert cli.runs()["c"]["status"] == "completed"
-    assert cli.json("recover") == []
+    assert cli.json("recover") == nothing
+
+
+def test_recover_lists_what_it_could_not_resume_and_parks_waiting_runs(cli: Cli) -> None:
+    """One run that cannot resume is listed (exit 1); a waiting run is parked, not waited on."""
+    (cli.root / "doomed.py").write_text(
+        "import phalanx\nfrom cliflows import die_once\n\n"
+        "@phalanx.workflow\nasync def flow(ctx, marker):\n"
+        "    return await ctx.step('die_once', die_once, marker)\n",
+        encoding="utf-8",
+    )
+    ttl = ("--lease-ttl", "1")
+    assert (
+        cli("run", "doomed:flow", "--input", '{"marker": "d"}', "--run-id", "d", *ttl).returncode
+        == -signal.SIGKILL
+    )
+    (cli.root / "doomed.py").unlink()  # the code is gone: this run cannot be resumed here
+    assert (
+        cli(
+            "run", "cliflows:crashy", "--input", '{"marker": "m"}', "--run-id", "c", *ttl
+        ).returncode
+        == -signal.SIGKILL
+    )
+    waiter = cli.spawn("run", "cliflows:waiter", "--run-id", "w", *ttl)
+    try:
+        wait_for(lambda: cli.runs().get("w", {}).get("status") == "waiting", "w to wait")
+    finally:
+        stop(waiter)
+    time.sleep(1.2)  # every lease lapses
+
+    done = cli("recover", "--json", timeout=60)
+    assert done.returncode == 1, done.stderr
+    report = json.loads(done.stdout)
+    assert sorted((o["run_id"], o["status"]) for o in report["recovered"]) == [
+        ("c", "completed"),
+        ("w", "waiting"),
+    ]
+    [failed] = report["failed"]
+    assert failed["run_id"] == "d" and failed["error"]["type"] == "WorkflowImportError"
+    assert "doomed" in failed["error"]["message"]
+    assert cli.runs()["w"]["status"] == "waiting"
+
+    text = cli("recover")
+    assert text.returncode == 1
+    assert "run d NOT RESUMED: WorkflowImportError" in text.stdout
+    assert "run w waiting (parked" in text.stdout
+    assert "1 run(s) recovered, 1 could not be" in text.stdout
 
 
 # -- usage and configuration errors: exit 2 and say what is wrong ----------------------
@@ -455,3 +326,43 @@ def test_cancel_reaches_a_crashed_run_when_it_is_resumed(cli: Cli) -> None:
     assert resumed.returncode == 1, resumed.stderr
     assert json.loads(resumed.stdout)["status"] == "cancelled"
     assert cli.runs()["cw"]["status"] == "cancelled"
+
+
+# -- leases: handed back on Ctrl-C, waited for in human time -------------------------
+
+
+def test_ctrl_c_hands_the_lease_back_so_resume_starts_at_once(cli: Cli) -> None:
+    """SIGINT during `run`: exit 130, RunInterrupted journaled, status kept, lease released."""
+    proc = cli.spawn("run", "cliflows:napper", "--input", '{"marker": "n"}', "--run-id", "n")
+    try:
+        wait_for(
+            lambda: "n" in cli.runs() and any(e["type"] == "StepStarted" for e in cli.events("n")),
+            "the nap",
+        )
+        proc.send_signal(signal.SIGINT)
+        code, _, err = finish(proc)
+    finally:
+        stop(proc)
+    assert code == 130, err
+    assert "resumable" in err and "Traceback" not in err
+    events = cli.events("n")
+    assert events[-1]["type"] == "RunInterrupted"
+    assert cli.runs()["n"]["status"] == "running", "an interruption changes no status"
+    started = time.monotonic()
+    resumed = cli("resume", "n", "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["result"] == "rested"
+    assert time.monotonic() - started < 10, "no 15 s lease to wait out"
+    assert "leased by" not in resumed.stderr
+
+
+def test_resume_says_how_long_it_waits_for_a_lease_in_human_time(cli: Cli) -> None:
+    """A resume blocked by a crashed runner's lease says how many seconds, once, no epoch."""
+    args = ("--input", '{"marker": "m"}', "--run-id", "c", "--lease-ttl", "3")
+    assert cli("run", "cliflows:crashy", *args).returncode == -signal.SIGKILL
+    done = cli("resume", "c")
+    assert done.returncode == 0, done.stderr
+    waits = [line for line in done.stderr.splitlines() if "leased by" in line]
+    assert len(waits) == 1, done.stderr
+    assert re.search(r"for another \d+\.\d s \(until \d\d:\d\d:\d\d UTC", waits[0]), waits[0]
+    assert not re.search(r"\d{10}\.\d", done.stderr), "no raw epoch"

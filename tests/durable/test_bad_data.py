@@ -188,8 +188,9 @@ async def test_a_poisoned_crashed_run_fails_cleanly_and_recover_resumes_the_othe
         assert outcome.status == "failed"
         await assert_step_failed(survivor, "poisoned", "produce")
         bad.VALUE["value"] = {"items": ["fine"]}
-        outcomes = await survivor.recover()
-        assert [(o.run_id, o.status) for o in outcomes] == [("healthy", "completed")]
+        recovery = await survivor.recover()
+        assert [(o.run_id, o.status) for o in recovery.outcomes] == [("healthy", "completed")]
+        assert recovery.failures == {}
         statuses = {r.run_id: r.status for r in await survivor.runs()}
         assert statuses == {"poisoned": "failed", "healthy": "completed"}
 
@@ -242,13 +243,20 @@ def test_hostile_inputs_and_signals_are_taken_unchanged_or_refused(url: str, val
             else:  # the input fitted in RunStarted, but its echo not in StepCompleted
                 assert outcome.error is not None
                 assert outcome.error["type"].endswith("PayloadTooLargeError")
-            try:
-                await runtime.signal(outcome.run_id, "s", value)
-            except phalanx.EventDataError:
-                assert not journalable(value, limit=MIB - 512)
-            else:
-                [sent] = await runtime.store.read_stream(f"run:{outcome.run_id}:inbox")
-                assert sent.data["data"] == value
+            # A signal goes to a run that has not ended (one that has refuses it).
+            run_id = runtime.entropy.token(8)
+            async with asyncio.TaskGroup() as group:
+                waiter = group.create_task(runtime.run(bad.waiter, run_id=run_id))
+                await until_waiting(runtime, run_id)
+                try:
+                    await runtime.signal(run_id, "s", value)
+                except phalanx.EventDataError:
+                    assert not journalable(value, limit=MIB - 512)
+                else:
+                    [sent] = await runtime.store.read_stream(f"run:{run_id}:inbox")
+                    assert sent.data["data"] == value
+                await runtime.cancel(run_id)
+            assert waiter.result().status == "cancelled"
 
     asyncio.run(scenario())
 
@@ -299,3 +307,12 @@ def test_hostile_model_answers_round_trip_or_fail_the_model_step(url: str, text:
                 await assert_step_failed(runtime, outcome.run_id, "echoer/model/1")
 
     asyncio.run(scenario())
+
+
+async def until_waiting(runtime: phalanx.Runtime, run_id: str) -> None:
+    """Wait until run `run_id` exists and waits for a signal."""
+    for _ in range(2000):
+        if any(r.run_id == run_id and r.status == "waiting" for r in await runtime.runs()):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"run {run_id} never waited for a signal")

@@ -84,16 +84,18 @@ async def test_a_cancel_sent_while_the_run_is_down_takes_effect_on_resume(
 async def test_outside_cancellation_writes_nothing_so_resume_finishes_normally(
     runtime: phalanx.Runtime,
 ) -> None:
-    """A runner task cancelled from outside journals no cleanup; resume then finishes the run."""
+    """Cancelled from outside: no cleanup journaled, the lease handed back; resume finishes it."""
     gate = wf.gate("work")
     async with asyncio.TaskGroup() as group:
         task = group.create_task(runtime.run(wf.cancellable, run_id="r"))
         await gate.entered.wait()
         task.cancel()
     events = await journal(runtime, "r")
-    assert [e.type for e in events] == ["RunStarted", "StepStarted"]
+    assert [e.type for e in events] == ["RunStarted", "StepStarted", "RunInterrupted"]
+    lease = await runtime.store.get_lease("run:r")
+    assert lease is not None and lease.expires_at <= runtime.clock.now(), "handed back"
 
-    outcome = await runtime.resume("r", force=True)
+    outcome = await runtime.resume("r")  # no force needed: nobody holds the lease
 
     assert outcome.ok and outcome.result == "finished"
     assert wf.CALLS == {"pause:work": 2, "more": 1, "cleanup": 1}

@@ -6,6 +6,8 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 
 import phalanx
+from phalanx.durable import Recovery
+from phalanx.journal import NewEvent
 from tests.durable import workflows as wf
 from tests.durable.helpers import crashes, reached, status
 
@@ -32,11 +34,12 @@ async def test_recover_resumes_crashed_runs_and_skips_finished_ones(
         await _lease_lapsed(dead, "crashed")
 
     async with open_rt(lease_ttl=TTL) as survivor:
-        outcomes = await survivor.recover()
-        assert [o.run_id for o in outcomes] == ["crashed"]
+        recovery = await survivor.recover()
+        outcomes = recovery.outcomes
+        assert [o.run_id for o in outcomes] == ["crashed"] and recovery.ok
         assert outcomes[0].ok and outcomes[0].result == {"a": 2, "b": 12, "c": 112}
         assert await status(survivor, "crashed") == "completed"
-        assert await survivor.recover() == []
+        assert await survivor.recover() == Recovery()
     assert finished.ok
     assert wf.CALLS == {"a": 2, "b": 2, "c": 3}  # "done" once each, "crashed": c again
 
@@ -47,7 +50,7 @@ async def test_recover_leaves_runs_with_a_live_lease_alone(open_rt: OpenRuntime)
         wf.CRASH_AT.add("c")
         await crashes(dead.run(wf.pipeline, {"n": 1}, run_id="crashed"))
     async with open_rt(lease_ttl=TTL) as other:
-        assert await other.recover() == []
+        assert await other.recover() == Recovery()
         assert await status(other, "crashed") == "running"
         assert wf.CALLS["c"] == 1
 
@@ -60,21 +63,19 @@ async def test_recover_leaves_child_runs_to_their_parent(open_rt: OpenRuntime) -
         await _lease_lapsed(dead, "p")
         await _lease_lapsed(dead, "p.2")
     async with open_rt(lease_ttl=TTL) as survivor:
-        outcomes = await survivor.recover()
+        outcomes = (await survivor.recover()).outcomes
         assert [(o.run_id, o.result) for o in outcomes] == [("p", 1007)]
         assert await status(survivor, "p.2") == "completed"
     assert wf.CALLS == {"p1": 1, "c1": 1, "c2": 2, "p2": 1}
 
 
-async def test_recover_does_not_let_a_waiting_run_hold_up_the_others(
+async def test_recover_parks_a_waiting_run_instead_of_waiting_on_it(
     open_rt: OpenRuntime,
 ) -> None:
-    """A recovered run that waits for a signal does not keep another from finishing."""
+    """A recovered run that waits for a signal is reported `waiting` and handed back."""
     import asyncio
 
     async with open_rt(lease_ttl=TTL) as dead:
-        # The waiting run starts first, so recovering one run after another would
-        # block on it before ever reaching the crashed one.
         waiting = asyncio.ensure_future(dead.run(wf.approval, {}, run_id="waits"))
         await reached(dead, "waits", "SignalWaiting")
         waiting.cancel()  # the runner goes away (infrastructure), the run stays waiting
@@ -82,14 +83,45 @@ async def test_recover_does_not_let_a_waiting_run_hold_up_the_others(
         wf.CRASH_AT.add("c")
         await crashes(dead.run(wf.pipeline, {"n": 1}, run_id="crashed"))
         await _lease_lapsed(dead, "crashed")
-        await _lease_lapsed(dead, "waits")
 
-    async with open_rt(lease_ttl=TTL) as survivor:
-        recovering = asyncio.ensure_future(survivor.recover())
+    async with open_rt(lease_ttl=30) as survivor:
         async with asyncio.timeout(10):
-            await reached(survivor, "crashed", "RunCompleted")
-        assert not recovering.done(), "the waiting run is still waiting"
+            recovery = await survivor.recover()  # returns without anyone signalling
+        assert recovery.ok and recovery.failures == {}
+        assert {(o.run_id, o.status) for o in recovery.outcomes} == {
+            ("crashed", "completed"),
+            ("waits", "waiting"),
+        }
+        history = await survivor.history("waits")
+        assert history.status == "waiting" and history.events[-1].type == "RunInterrupted"
+        lease = await survivor.store.get_lease("run:waits")
+        assert lease is not None and lease.expires_at <= survivor.clock.now(), "handed back"
         await survivor.signal("waits", "approve", {"ok": True})
-        outcomes = await asyncio.wait_for(recovering, timeout=10)
-    assert sorted(o.run_id for o in outcomes) == ["crashed", "waits"]
-    assert all(o.ok for o in outcomes)
+        async with asyncio.timeout(10):  # no 30 s lease to wait out
+            resumed = await survivor.resume("waits")
+    assert resumed.ok and resumed.result == {"ok": True}
+
+
+async def test_recover_reports_a_run_it_cannot_resume_and_recovers_the_others(
+    open_rt: OpenRuntime,
+) -> None:
+    """A run whose workflow no longer imports is listed with why; the others still recover."""
+    async with open_rt(lease_ttl=TTL) as dead:
+        wf.CRASH_AT.add("c")
+        await crashes(dead.run(wf.pipeline, {"n": 1}, run_id="crashed"))
+        await _lease_lapsed(dead, "crashed")
+        await dead.store.append(  # a run of code that has since been deleted
+            "run:orphan",
+            [NewEvent("RunStarted", {"workflow": "gone_module:flow", "inputs": {}}, indexed=True)],
+            expected_version=0,
+        )
+    async with open_rt(lease_ttl=TTL) as survivor:
+        recovery = await survivor.recover()
+    assert not recovery.ok
+    assert [(o.run_id, o.status) for o in recovery.outcomes] == [("crashed", "completed")]
+    assert list(recovery.failures) == ["orphan"]
+    assert recovery.failures["orphan"]["type"] == "WorkflowImportError"
+    assert "gone_module" in recovery.failures["orphan"]["message"]
+    assert recovery.to_json()["failed"] == [
+        {"run_id": "orphan", "error": recovery.failures["orphan"]}
+    ]

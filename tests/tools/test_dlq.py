@@ -58,17 +58,26 @@ def fault(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.mark.slow
 async def test_dlq_retry_after_the_fault_is_fixed_completes_the_waiting_run(
-    runtime: phalanx.Runtime, url: str, fault: Path
+    runtime: phalanx.Runtime, url: str, fault: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`phalanx dlq retry` in another process runs the call again; the waiting run completes."""
+    monkeypatch.setenv("COLUMNS", "80")
     async with asyncio.TaskGroup() as group:
         run = group.create_task(runtime.run(wf.charge_flow, {"order": "o-9"}, run_id="w"))
         entry = await waiting_entry(runtime, "w")
         assert wf.CALLS["gateway"] == 2
+        listed = await asyncio.to_thread(cli, url, "dlq", "list", "--json")
+        assert [(e["status"], e["waiting"]) for e in json.loads(listed.stdout)] == [("open", True)]
+        table = await asyncio.to_thread(cli, url, "dlq", "list")
+        [row] = [line.split() for line in table.stdout.splitlines() if entry.id in line]
+        assert row[1:6] == [entry.id, "│", "open", "(run", "waits)"], table.stdout
+        assert max(len(line) for line in table.stdout.splitlines()) <= 80, table.stdout
 
         still_down = await asyncio.to_thread(cli, url, "dlq", "retry", entry.id, fault=fault)
         assert still_down.returncode == 1, still_down.stderr
         assert "payment gateway unreachable" in still_down.stderr
+        # The run made attempts 1 and 2: the retry's attempts go on from there.
+        assert "attempt 4 failed" in still_down.stderr, still_down.stderr
         assert (await DeadLetterQueue(runtime).get(entry.id)).status == "open"
 
         await asyncio.to_thread(fault.unlink)  # the gateway is back
@@ -87,6 +96,8 @@ async def test_dlq_retry_after_the_fault_is_fixed_completes_the_waiting_run(
     assert [a["action"] for a in entry.actions] == ["retry_failed", "retried"]
     failed, retried = entry.actions
     assert failed["attempts"][0]["error_type"] == "ConnectionError" and failed["by"]
+    assert [a["attempt"] for a in failed["attempts"]] == [3, 4]
+    assert [a["attempt"] for a in retried["attempts"]] == [5]
     assert retried["by"] == "alice" and retried["reason"] == "gateway back"
     [received] = of_type((await runtime.history("w")).events, "SignalReceived")
     assert received.data["data"]["action"] == "retried"

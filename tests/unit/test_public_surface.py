@@ -41,7 +41,8 @@ ERRORS = {
     "LeaseLostError", "StoreCorruptError", "CorruptEventError", "ConcurrencyError", "FencedError",
     "LeaseHeldError",
     # durable runs
-    "WorkflowImportError", "UnknownRunError", "RunExistsError", "NonDeterminismError",
+    "WorkflowImportError", "UnknownRunError", "RunExistsError", "RunEndedError",
+    "WorkflowInputError", "NonDeterminismError",
     "StepError", "SignalTimeoutError", "RunFailedError",
     # actors
     "DeadlineExceededError", "ActorError", "MailboxFullError", "AskTimeoutError",

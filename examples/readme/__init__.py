@@ -1,0 +1,1 @@
+"""Small programs the README's examples run with (its code blocks are tested)."""
