@@ -19,12 +19,14 @@ reason and what covers it instead.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shlex
 import subprocess
 import sys
 import textwrap
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -190,12 +192,14 @@ def test_the_readme_has_the_blocks_this_test_expects() -> None:
     """The parser finds every fence: python and bash blocks, and the layout tree."""
     fences = README.read_text(encoding="utf-8").count("```")
     assert fences == 2 * len(BLOCKS), "a fence the parser missed"
-    assert {b.lang for b in BLOCKS} == {"python", "bash", ""}
+    assert {b.lang for b in BLOCKS} == {"python", "bash", "mermaid", ""}
     assert all(b.prelude is None or b.prelude.exists() for b in BLOCKS)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("block", [b for b in BLOCKS if b.lang], ids=lambda b: b.id)
+@pytest.mark.parametrize(
+    "block", [b for b in BLOCKS if b.lang in ("python", "bash")], ids=lambda b: b.id
+)
 def test_readme_block_runs(block: Block, tmp_path: Path) -> None:
     """The block runs as written (completed by its prelude, if it names one) and succeeds."""
     skipped = next((why for text, why in SKIPPED_BLOCKS.items() if text in block.code), None)
@@ -211,3 +215,16 @@ def test_readme_block_runs(block: Block, tmp_path: Path) -> None:
         f"{block.id}\n{block.code}\n--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}"
     )
     assert "Traceback" not in done.stderr, done.stderr
+
+
+def test_the_layer_diagram_is_the_layer_contract_ci_checks() -> None:
+    """The README's Mermaid layers, top to bottom, are pyproject's import-linter layers."""
+    [diagram] = [b for b in BLOCKS if b.lang == "mermaid"]
+    drawn = re.findall(r"(\w+)\[", diagram.code)  # each node, where first labelled
+    edges = re.findall(r"(\w+)(?:\[[^\]]*\])?\s*-->\s*(\w+)", diagram.code)
+    assert edges == list(itertools.pairwise(drawn)), "one chain, drawn top to bottom"
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    [layers] = [
+        c["layers"] for c in config["tool"]["importlinter"]["contracts"] if c["type"] == "layers"
+    ]
+    assert drawn == [layer.lstrip("_") for layer in layers]
