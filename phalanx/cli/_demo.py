@@ -29,10 +29,10 @@ from ._app import (
     _execute,
     _fail,
     app,
-    describe_run,
     err,
     new_run_id,
 )
+from ._inspect import describe_run
 
 #: Overrides the sub-agents' deadline (seconds), e.g. for tests against a local server.
 DEADLINE_ENV = "PHALANX_DEMO_DEADLINE"
