@@ -28,12 +28,9 @@ retry it with `expected_version` to find out.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeAlias, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 try:
     import asyncpg
@@ -43,13 +40,7 @@ except ModuleNotFoundError as exc:
     ) from exc
 
 from .._clock import Clock, SystemClock
-from .._errors import (
-    ConcurrencyError,
-    FencedError,
-    PhalanxError,
-    StoreCorruptError,
-    StoreUnavailableError,
-)
+from .._errors import StoreUnavailableError
 from ._events import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     AppendResult,
@@ -59,8 +50,11 @@ from ._events import (
     Snapshot,
     encode_state,
 )
-from ._leases import check_append_epoch, check_holder, decide_acquire
-from ._rows import EVENT_COLUMNS, decode_row, decode_snapshot, event_rows
+from ._leases import check_holder, decide_acquire
+from ._pg_connect import Conn as _Conn
+from ._pg_connect import keep_session, split_dsn, unavailable, with_connection
+from ._pg_schema import APPEND, CHANNEL, LEASE, SELECT, migrate, refuse
+from ._rows import decode_row, decode_snapshot, event_rows
 from ._subscription import Notifier, tail
 from ._url import url_error
 
@@ -68,158 +62,10 @@ logger = logging.getLogger("phalanx")
 
 T = TypeVar("T")
 
-_Conn: TypeAlias = "asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"
 _Listener: TypeAlias = "asyncpg.Connection[asyncpg.Record]"
-
-#: The NOTIFY channel appends wake subscribers on; the payload is the schema name.
-CHANNEL = "phalanx_events"
-
-# A plain identifier, so quoting it is the only escaping needed; PostgreSQL reserves pg_*.
-_SCHEMA = re.compile(r"^(?!pg_)[a-z_][a-z0-9_]{0,62}$")
-
-# SQLSTATEs raised by phalanx_append; class "PX" is unused by PostgreSQL.
-_CONFLICT = "PX001"
-_FENCED = "PX002"
-
-# SQLSTATEs of damaged data (data_corrupted, index_corrupted): StoreCorruptError.
-_CORRUPT = ("XX001", "XX002")
 
 # How long subscribers rely on polling alone after LISTEN could not be set up.
 _LISTEN_RETRY_SECONDS = 5.0
-
-_MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE events (
-        position    BIGINT PRIMARY KEY,
-        stream_id   TEXT NOT NULL,
-        seq         BIGINT NOT NULL,
-        type        TEXT NOT NULL,
-        data        TEXT NOT NULL,
-        epoch       BIGINT,
-        recorded_at DOUBLE PRECISION NOT NULL,
-        run_id      TEXT,
-        agent_id    TEXT,
-        parent_id   TEXT,
-        trace_id    TEXT,
-        span_id     TEXT,
-        indexed     BOOLEAN NOT NULL DEFAULT FALSE,
-        UNIQUE (stream_id, seq)
-    );
-    CREATE TABLE leases (
-        stream_id  TEXT PRIMARY KEY,
-        owner      TEXT NOT NULL,
-        epoch      BIGINT NOT NULL,
-        expires_at DOUBLE PRECISION NOT NULL
-    );
-    CREATE TABLE snapshots (
-        stream_id   TEXT PRIMARY KEY,
-        version     BIGINT NOT NULL,
-        state       TEXT NOT NULL,
-        recorded_at DOUBLE PRECISION NOT NULL
-    );
-    CREATE TABLE phalanx_position (
-        id    BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (id),
-        value BIGINT NOT NULL
-    );
-    INSERT INTO phalanx_position (id, value) VALUES (TRUE, 0);
-    CREATE INDEX events_indexed ON events (type, position) WHERE indexed;
-
-    -- One round trip per append. The rules mirror _leases.check_append_epoch and the
-    -- expected-version check of the SQLite store; refusals carry the current number
-    -- in DETAIL so Python can raise the same errors with the same fields.
-    CREATE FUNCTION phalanx_append(
-        p_stream_id text,
-        p_expected_version bigint,
-        p_epoch bigint,
-        p_recorded_at double precision,
-        p_types text[],
-        p_datas text[],
-        p_run_ids text[],
-        p_agent_ids text[],
-        p_parent_ids text[],
-        p_trace_ids text[],
-        p_span_ids text[],
-        p_indexed boolean[],
-        OUT new_version bigint,
-        OUT last_position bigint
-    ) LANGUAGE plpgsql AS $fn$
-    DECLARE
-        n integer := cardinality(p_types);
-        lease_epoch bigint;
-        old_version bigint;
-    BEGIN
-        -- The counter's row lock, held until COMMIT, is what makes commit order
-        -- equal position order (see the module docstring of _postgres.py).
-        UPDATE phalanx_position SET value = value + n RETURNING value INTO last_position;
-        SELECT l.epoch INTO lease_epoch FROM leases AS l
-            WHERE l.stream_id = p_stream_id FOR KEY SHARE;
-        IF lease_epoch IS DISTINCT FROM p_epoch THEN
-            RAISE EXCEPTION 'fenced out of stream %', p_stream_id
-                USING ERRCODE = 'PX002', DETAIL = coalesce(lease_epoch::text, '');
-        END IF;
-        SELECT coalesce(max(e.seq), 0) INTO old_version FROM events AS e
-            WHERE e.stream_id = p_stream_id;
-        IF p_expected_version IS NOT NULL AND p_expected_version <> old_version THEN
-            RAISE EXCEPTION 'stream % is at another version', p_stream_id
-                USING ERRCODE = 'PX001', DETAIL = old_version::text;
-        END IF;
-        INSERT INTO events (position, stream_id, seq, type, data, epoch, recorded_at,
-                            run_id, agent_id, parent_id, trace_id, span_id, indexed)
-        SELECT last_position - n + i, p_stream_id, old_version + i, p_types[i], p_datas[i],
-               p_epoch, p_recorded_at, p_run_ids[i], p_agent_ids[i], p_parent_ids[i],
-               p_trace_ids[i], p_span_ids[i], p_indexed[i]
-        FROM generate_series(1, n) AS i;
-        PERFORM pg_notify('phalanx_events', coalesce(current_schema(), ''));
-        new_version := old_version + n;
-    END
-    $fn$;
-    """,
-)
-
-_SELECT = f"SELECT {EVENT_COLUMNS} FROM events"
-_APPEND = (
-    "SELECT new_version, last_position"
-    " FROM phalanx_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-)
-_LEASE = "SELECT owner, epoch, expires_at FROM leases WHERE stream_id = $1"
-
-
-def _split_dsn(dsn: str) -> tuple[str, str | None, str]:
-    """Split `?schema=` off a DSN: (DSN for asyncpg, schema or None, printable URL).
-
-    Raises:
-        ConfigError: a schema name that is not a plain lower-case identifier.
-    """
-    parts = urlsplit(dsn)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    netloc = parts.netloc
-    if parts.password is not None:
-        userinfo, _, hostinfo = netloc.rpartition("@")
-        netloc = f"{userinfo.split(':', 1)[0]}:***@{hostinfo}"
-    masked = [(k, "***" if k == "password" else v) for k, v in query]
-    url = urlunsplit(parts._replace(netloc=netloc, query=urlencode(masked)))
-    schemas = [v for k, v in query if k == "schema"]
-    if not schemas:
-        return dsn, None, url
-    schema = schemas[-1]
-    if not _SCHEMA.match(schema):
-        raise url_error(
-            url,
-            f"schema {schema!r} must be 1-63 lower-case letters, digits and underscores, "
-            "not starting with a digit or pg_",
-        )
-    rest = urlencode([(k, v) for k, v in query if k != "schema"])
-    return urlunsplit(parts._replace(query=rest)), schema, url
-
-
-async def _keep_session(conn: asyncpg.Connection[asyncpg.Record]) -> None:
-    """Skip asyncpg's reset query on release; the store leaves no session state.
-
-    asyncpg still rolls back an open transaction first. Its default reset (unlock
-    advisory locks, CLOSE ALL, UNLISTEN, RESET ALL) adds a round trip to every call
-    (reads took 1.7x as long with it), and undoes nothing this store does: it takes
-    only transaction-scoped locks and settings and listens on a connection of its own.
-    """
 
 
 class PostgresEventStore:
@@ -261,7 +107,7 @@ class PostgresEventStore:
     ) -> None:
         if not 0 <= min_pool <= max_pool or max_pool < 1:
             raise ValueError(f"need 0 <= min_pool <= max_pool >= 1, got {min_pool}, {max_pool}")
-        self._dsn, self.schema, self.url = _split_dsn(dsn)
+        self._dsn, self.schema, self.url = split_dsn(dsn)
         self.max_payload_bytes = max_payload_bytes
         self._clock: Clock = clock or SystemClock()
         self._min_pool = min_pool
@@ -303,45 +149,18 @@ class PostgresEventStore:
                             timeout=self._connect_timeout,
                             command_timeout=self._command_timeout,
                             server_settings=self._settings,
-                            reset=_keep_session,
+                            reset=keep_session,
                         )
                 except (OSError, asyncpg.PostgresError) as exc:
-                    raise self._unavailable(exc) from exc
+                    raise unavailable(self.url, exc) from exc
                 try:
-                    await self._with_connection(pool, self._migrate)
+                    await self._with_connection(pool, lambda c: migrate(c, self.schema))
                 except BaseException:
                     pool.terminate()
                     raise
             except ValueError as exc:  # a DSN asyncpg cannot parse (ClientConfigurationError)
                 raise url_error(self.url, str(exc)) from exc
             self._pool = pool
-
-    async def _migrate(self, conn: _Conn) -> None:
-        # The advisory lock makes concurrent openers (many workers starting at once)
-        # take turns; each later one finds the schema current and does nothing.
-        async with conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", self._migration_key())
-            if self.schema is not None:
-                quoted = f'"{self.schema}"'
-                # Look before creating: CREATE SCHEMA IF NOT EXISTS still demands the
-                # CREATE privilege on the database, which a deployed role may lack.
-                found = await conn.fetchval(
-                    "SELECT 1 FROM pg_namespace WHERE nspname = $1", self.schema
-                )
-                if not found:
-                    await conn.execute(f"CREATE SCHEMA {quoted}")
-                await conn.execute(f"SET LOCAL search_path TO {quoted}")
-            await conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
-            )
-            current = await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_version")
-            for version, script in enumerate(_MIGRATIONS[current:], start=current + 1):
-                await conn.execute(script)
-                await conn.execute("INSERT INTO schema_version (version) VALUES ($1)", version)
-
-    def _migration_key(self) -> int:
-        digest = hashlib.blake2b(f"phalanx-migrate:{self.schema or ''}".encode(), digest_size=8)
-        return int.from_bytes(digest.digest(), "big", signed=True)
 
     async def close(self) -> None:
         """Close the pool and the LISTEN connection; idempotent, never hangs."""
@@ -363,57 +182,17 @@ class PostgresEventStore:
 
     # -- connections ----------------------------------------------------------------
 
-    def _unavailable(self, exc: BaseException) -> StoreUnavailableError:
-        if isinstance(exc, TimeoutError) and not str(exc):
-            reason = "no answer in time (connect_timeout / command_timeout)"
-        else:
-            reason = f"{type(exc).__name__}: {exc}".rstrip(": ")
-        return StoreUnavailableError(store=self.url, reason=reason)
-
     async def _with_connection(
         self, pool: asyncpg.Pool[asyncpg.Record], op: Callable[[_Conn], Awaitable[T]]
     ) -> T:
-        """Run `op` on a pooled connection, turning "server gone" into our error.
-
-        A failed call cannot poison the pool: asyncpg discards a connection that
-        died or failed its release, and the next acquire connects afresh.
-        """
-        try:
-            try:
-                async with asyncio.timeout(self._acquire_timeout):
-                    conn = await pool.acquire()
-            except TimeoutError as exc:
-                reason = (
-                    f"no connection within the {self._connect_timeout:g}s connect timeout"
-                    f" (or no free pooled one within {self._acquire_timeout:g}s)"
-                )
-                raise StoreUnavailableError(store=self.url, reason=reason) from exc
-            try:
-                return await op(conn)
-            except asyncpg.InternalClientError as exc:
-                # The connection's protocol state broke (seen as the server shut down
-                # mid-call): drop it, and report the store unavailable like any outage.
-                conn.terminate()
-                raise self._unavailable(exc) from exc
-            finally:
-                try:
-                    await pool.release(conn, timeout=self._command_timeout)
-                except Exception as exc:
-                    # The pool has already terminated the connection; what the caller
-                    # needs is the operation's own outcome, not the cleanup's.
-                    logger.debug("dropped a broken connection to %s: %s", self.url, exc)
-        except PhalanxError:
-            raise
-        except asyncpg.PostgresError as exc:
-            if exc.sqlstate in _CORRUPT:
-                raise StoreCorruptError(store=self.url, reason=str(exc)) from exc
-            raise self._unavailable(exc) from exc
-        except OSError as exc:  # TimeoutError is an OSError
-            raise self._unavailable(exc) from exc
-        except asyncpg.InterfaceError as exc:
-            if "closed" not in str(exc) and "closing" not in str(exc):
-                raise
-            raise self._unavailable(exc) from exc
+        return await with_connection(
+            pool,
+            op,
+            url=self.url,
+            connect_timeout=self._connect_timeout,
+            command_timeout=self._command_timeout,
+            acquire_timeout=self._acquire_timeout,
+        )
 
     async def _run(self, op: Callable[[_Conn], Awaitable[T]]) -> T:
         pool = self._pool
@@ -457,13 +236,13 @@ class PostgresEventStore:
         async def op(conn: _Conn) -> AppendResult:
             try:
                 if hook is None:
-                    row = await conn.fetchrow(_APPEND, *args)
+                    row = await conn.fetchrow(APPEND, *args)
                 else:
                     async with conn.transaction():
-                        row = await conn.fetchrow(_APPEND, *args)
+                        row = await conn.fetchrow(APPEND, *args)
                         await hook()
             except asyncpg.PostgresError as exc:
-                self._refuse(exc, stream_id, expected_version, epoch)
+                refuse(exc, stream_id, expected_version, epoch)
                 raise
             if row is None:  # the function always returns one row
                 raise StoreUnavailableError(
@@ -475,36 +254,17 @@ class PostgresEventStore:
         self._notifier.notify()
         return result
 
-    @staticmethod
-    def _refuse(
-        exc: asyncpg.PostgresError,
-        stream_id: str,
-        expected_version: int | None,
-        epoch: int | None,
-    ) -> None:
-        """Raise the domain error for a refused append, if it is one."""
-        if exc.sqlstate == _FENCED:
-            try:
-                check_append_epoch(stream_id, int(exc.detail) if exc.detail else None, epoch)
-            except FencedError as fenced:
-                raise fenced from exc
-        if exc.sqlstate == _CONFLICT and expected_version is not None:
-            actual = int(exc.detail or 0)
-            raise ConcurrencyError(
-                stream_id=stream_id, expected_version=expected_version, actual_version=actual
-            ) from exc
-
     async def read_stream(
         self, stream_id: str, *, from_seq: int = 1, limit: int | None = None
     ) -> list[Event]:
         """Events of one stream from `from_seq`, in order."""
-        sql = f"{_SELECT} WHERE stream_id = $1 AND seq >= $2 ORDER BY seq LIMIT $3"
+        sql = f"{SELECT} WHERE stream_id = $1 AND seq >= $2 ORDER BY seq LIMIT $3"
         rows = await self._run(lambda c: c.fetch(sql, stream_id, from_seq, limit))
         return [decode_row(tuple(r)) for r in rows]
 
     async def read_all(self, *, after: int = 0, limit: int = 1000) -> list[Event]:
         """A page of the global log after `after`."""
-        sql = f"{_SELECT} WHERE position > $1 ORDER BY position LIMIT $2"
+        sql = f"{SELECT} WHERE position > $1 ORDER BY position LIMIT $2"
         rows = await self._run(lambda c: c.fetch(sql, after, limit))
         return [decode_row(tuple(r)) for r in rows]
 
@@ -515,7 +275,7 @@ class PostgresEventStore:
         if not types:
             return []
         sql = (
-            f"{_SELECT} WHERE indexed AND type = ANY($1::text[]) AND position > $2"
+            f"{SELECT} WHERE indexed AND type = ANY($1::text[]) AND position > $2"
             " ORDER BY position LIMIT $3"
         )
         rows = await self._run(lambda c: c.fetch(sql, list(types), after, limit))
@@ -608,7 +368,7 @@ class PostgresEventStore:
 
     @staticmethod
     async def _lease_row(conn: _Conn, stream_id: str, *, lock: bool) -> Lease | None:
-        sql = f"{_LEASE} FOR UPDATE" if lock else _LEASE
+        sql = f"{LEASE} FOR UPDATE" if lock else LEASE
         row = await conn.fetchrow(sql, stream_id)
         return None if row is None else Lease(stream_id, row[0], int(row[1]), float(row[2]))
 
