@@ -38,7 +38,8 @@ from .._entropy import Entropy, SystemEntropy
 from .._errors import CircuitOpenError, ToolAttemptError, ToolDeadLetteredError, ToolError
 from ..durable import RetryPolicy, lowlevel
 from ._attempt import SINGLE_ATTEMPT, attempt_once, run_attempts
-from ._dlq import dead_letter_call, dead_letter_signal
+from ._dlq_entry import dead_letter_signal
+from ._dlq_record import dead_letter_call
 from ._tool import Tool
 
 if TYPE_CHECKING:

@@ -1,16 +1,9 @@
 """The dead-letter queue: tool calls that failed for good, kept for a person to act on.
 
-Each entry is a stream, `dlq:{id}`. It opens with an indexed `DeadLettered` event that
-holds the call's whole context: run, agent, step, tool (and where to import it),
-arguments with secrets redacted, every attempt (time, duration, error type, message,
-traceback), the trace id and the dead-letter policy. What people do with it is
-appended after, each with who did it and why, and indexed so `dlq list` folds every
-entry's status from the type index alone, without reading each stream:
-
-- `DeadLetterRetried`: the call was run again (by `phalanx dlq retry`) and succeeded;
-- `DeadLetterRetryFailed`: it was run again and failed again (the entry stays open);
-- `DeadLetterResolved`: a person supplied the result;
-- `DeadLetterDiscarded`: a person gave up on the call, saying why.
+The entries themselves (their streams, events and fold) are in `_dlq_entry.py`, and
+making one inside the failed call's run is in `_dlq_record.py`; this module holds
+what people do with entries, through the CLI or the API: list, show, retry, resolve,
+discard. Its names are re-exported here, where they have always been importable.
 
 Closing actions are appended with the version the actor read (compare-and-set), so
 two people cannot both resolve one entry. When the call's run waits on the entry
@@ -25,347 +18,43 @@ was running it at the time: `phalanx resume RUN` continues it with the outcome.
 from __future__ import annotations
 
 import contextlib
-import getpass
-import hashlib
 import importlib
 import json
 import logging
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from .._errors import (
-    CircuitOpenError,
     ConcurrencyError,
     DeadLetterClosedError,
     DeadLetterRetryError,
     RunEndedError,
     ToolArgumentsError,
-    ToolAttemptError,
     ToolError,
     UnknownDeadLetterError,
     UnknownRunError,
 )
 from .._telemetry import REDACTED
-from ..durable import lowlevel
-from ..durable.lowlevel import inbox_stream, run_stream
-from ..journal import Event, EventStore, Metadata, NewEvent
+from ..durable.lowlevel import inbox_stream
+from ..journal import NewEvent
 from . import _spans as spans
 from ._attempt import run_attempts
-from ._notify import Delivery, Escalation, escalate
+from ._dlq_entry import DEAD_LETTERED as DEAD_LETTERED
+from ._dlq_entry import INDEXED_TYPES as INDEXED_TYPES
+from ._dlq_entry import DeadLetterEntry as DeadLetterEntry
+from ._dlq_entry import DeadLetterReason as DeadLetterReason
+from ._dlq_entry import DeadLetterStatus as DeadLetterStatus
+from ._dlq_entry import dead_letter_id as dead_letter_id
+from ._dlq_entry import dead_letter_signal as dead_letter_signal
+from ._dlq_entry import dead_letter_stream as dead_letter_stream
+from ._dlq_entry import default_actor as default_actor
+from ._dlq_record import dead_letter_call as dead_letter_call
 from ._tool import Tool
 
 if TYPE_CHECKING:
-    from ..durable import Runtime, WorkflowContext
+    from ..durable import Runtime
 
 logger = logging.getLogger("phalanx")
-
-DeadLetterStatus = Literal["open", "resolved", "discarded"]
-DeadLetterReason = Literal["exhausted", "non_retryable", "circuit_open"]
-
-DEAD_LETTERED = "DeadLettered"
-#: Every indexed event type of an entry: `dlq list` reads only these.
-INDEXED_TYPES = (
-    DEAD_LETTERED,
-    "DeadLetterRetried",
-    "DeadLetterRetryFailed",
-    "DeadLetterResolved",
-    "DeadLetterDiscarded",
-)
-_CLOSING = {
-    "DeadLetterRetried": ("resolved", "retried"),
-    "DeadLetterResolved": ("resolved", "resolved"),
-    "DeadLetterDiscarded": ("discarded", "discarded"),
-}
-
-
-def dead_letter_stream(entry_id: str) -> str:
-    """The stream of one dead-letter entry."""
-    return f"dlq:{entry_id}"
-
-
-def dead_letter_signal(entry_id: str) -> str:
-    """The name of the signal a run waiting on entry `entry_id` waits for."""
-    return f"dlq:{entry_id}"
-
-
-def dead_letter_id(key: str) -> str:
-    """The entry id for the dead-lettering step with idempotency key `key`.
-
-    Derived, not drawn: the step that dead-letters a call may run again after a
-    crash, and must find the entry it made rather than make a second one.
-    """
-    return hashlib.sha256(key.encode()).hexdigest()[:12]
-
-
-def default_actor() -> str:
-    """Who acts on an entry unless told: the operating-system user."""
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no user database entry (some containers)
-        return "unknown"
-
-
-@dataclass
-class DeadLetterEntry:
-    """A dead-letter entry folded from its stream: the failed call and what was done."""
-
-    id: str
-    status: DeadLetterStatus = "open"
-    data: dict[str, Any] = field(default_factory=dict)
-    actions: list[dict[str, Any]] = field(default_factory=list)
-    escalations: list[dict[str, Any]] = field(default_factory=list)
-    resolution: dict[str, Any] | None = None
-    version: int = 0
-
-    # -- the call's context, from `DeadLettered` ---------------------------------------
-
-    @property
-    def tool(self) -> str:
-        """The tool's name."""
-        return str(self.data.get("tool", ""))
-
-    @property
-    def run_id(self) -> str | None:
-        """The run that made the call (None for calls made outside a run)."""
-        return self.data.get("run_id")
-
-    @property
-    def policy(self) -> str:
-        """The tool's dead-letter policy when the call failed."""
-        return str(self.data.get("policy", "fail"))
-
-    @property
-    def attempts_made(self) -> int:
-        """Attempts of the call so far: the run's, then those of failed retries."""
-        retried = sum(
-            len(action.get("attempts") or ())
-            for action in self.actions
-            if action["action"] == "retry_failed"
-        )
-        return len(self.data.get("attempts") or ()) + retried
-
-    @property
-    def waiting(self) -> bool:
-        """Whether a run waits on this entry now."""
-        return self.status == "open" and self.policy == "wait"
-
-    def apply(self, event: Event) -> None:
-        """Fold one more event of the entry's stream."""
-        self.version = event.seq
-        data = dict(event.data)
-        if event.type == DEAD_LETTERED:
-            self.data = data
-            return
-        if event.type == "DeadLetterEscalated":
-            self.escalations.append(data)
-            return
-        closing = _CLOSING.get(event.type)
-        action = closing[1] if closing is not None else "retry_failed"
-        self.actions.append({"action": action, **data})
-        if closing is not None and self.status == "open":
-            self.status = "resolved" if closing[0] == "resolved" else "discarded"
-            self.resolution = {"action": action, **data}
-
-    @classmethod
-    def fold(cls, entry_id: str, events: Sequence[Event]) -> DeadLetterEntry:
-        """Fold a whole stream."""
-        entry = cls(entry_id)
-        for event in events:
-            entry.apply(event)
-        return entry
-
-    def summary(self) -> dict[str, Any]:
-        """One line of `phalanx dlq list --json`."""
-        error = self.data.get("error") or {}
-        return {
-            "id": self.id,
-            "status": self.status,
-            "tool": self.tool,
-            "run_id": self.run_id,
-            "agent": self.data.get("agent"),
-            "step": self.data.get("step"),
-            "policy": self.policy,
-            "waiting": self.waiting,
-            "reason": self.data.get("reason"),
-            "error_type": error.get("type"),
-            "message": error.get("message"),
-            "attempts": len(self.data.get("attempts") or ()),
-            "created_at": self.data.get("created_at"),
-            "closed_by": None if self.resolution is None else self.resolution.get("by"),
-        }
-
-    def to_json(self) -> dict[str, Any]:
-        """`phalanx dlq show --json`: everything recorded about the entry."""
-        return {
-            **self.summary(),
-            "tool_ref": self.data.get("tool_ref"),
-            "call_id": self.data.get("call_id"),
-            "op": self.data.get("op"),
-            "arguments": self.data.get("arguments"),
-            "secrets": self.data.get("secrets", []),
-            "idempotency_key": self.data.get("idempotency_key"),
-            "trace_id": self.data.get("trace_id"),
-            "error": self.data.get("error"),
-            "attempts": self.data.get("attempts", []),
-            "actions": self.actions,
-            "escalations": self.escalations,
-            "resolution": self.resolution,
-        }
-
-
-# -- making an entry (inside the failed call's run) ---------------------------------------
-
-
-def _attempts_of(events: Sequence[Event], failure: ToolError, step: str) -> tuple[Any, list[Any]]:
-    """The failed step's op and its attempts, from the run's journal."""
-    key = getattr(failure, "key", None)
-    ops = [
-        e.data.get("op")
-        for e in events
-        if e.type == "StepStarted"
-        and (e.data.get("key") == key if key else e.data.get("name") == step)
-    ]
-    if not ops:
-        return None, []
-    op = ops[-1]
-    attempts: list[dict[str, Any]] = []
-    started: dict[Any, float] = {}
-    for event in events:
-        if event.data.get("op") != op:
-            continue
-        if event.type == "StepStarted":
-            started[event.data.get("attempt")] = event.recorded_at
-        elif event.type == "StepFailed":
-            error = event.data.get("error") or {}
-            fields = error.get("fields") or {}
-            number = event.data.get("attempt")
-            attempts.append(
-                {
-                    "attempt": number,
-                    "started_at": started.get(number),
-                    "duration_s": event.data.get("duration_s"),
-                    "error_type": fields.get("error_type")
-                    or str(error.get("type", "")).rpartition(".")[2],
-                    "message": fields.get("message", error.get("message")),
-                    "traceback": fields.get("traceback") or error.get("traceback"),
-                    "status": fields.get("status"),
-                    "retry_at": event.data.get("retry_at"),
-                    "trace_id": event.metadata.trace_id,
-                }
-            )
-    return op, attempts
-
-
-def _reason(failure: ToolError) -> DeadLetterReason:
-    if isinstance(failure, CircuitOpenError):
-        return "circuit_open"
-    if isinstance(failure, ToolAttemptError) and not failure.retryable:
-        return "non_retryable"
-    return "exhausted"
-
-
-def _error(failure: ToolError) -> dict[str, Any]:
-    if isinstance(failure, ToolAttemptError):
-        return {"type": failure.error_type, "message": failure.message, "status": failure.status}
-    return {"type": type(failure).__name__, "message": str(failure), "status": None}
-
-
-async def dead_letter_call(
-    ctx: WorkflowContext,
-    tool: Tool,
-    arguments: dict[str, Any],
-    failure: ToolError,
-    step: str,
-    agent: str | None,
-    call_id: str | None,
-) -> dict[str, Any]:
-    """The body of a call's dead-letter step: make the entry (once), then escalate (once).
-
-    `arguments` are already redacted. Returns what the run needs to go on: the
-    entry's id, the failed step's op, the attempt count and the final error.
-    """
-    entry_id = dead_letter_id(ctx.idempotency_key)
-    store = lowlevel.store(ctx)
-    op, attempts = _attempts_of(await store.read_stream(run_stream(ctx.run_id)), failure, step)
-    trace_id = next((a["trace_id"] for a in attempts if a.get("trace_id")), None)
-    error = _error(failure)
-    now = ctx.clock.now()
-    data = {
-        "id": entry_id,
-        "tool": tool.name,
-        "tool_ref": tool.ref,
-        "run_id": ctx.run_id,
-        "agent": agent,
-        "step": step,
-        "call_id": call_id,
-        "op": op,
-        "arguments": arguments,
-        "secrets": sorted(tool.secrets),
-        "idempotent": tool.idempotent,
-        "idempotency_key": getattr(failure, "key", None),
-        "policy": tool.dead_letter,
-        "reason": _reason(failure),
-        "error": error,
-        "attempts": attempts,
-        "trace_id": trace_id,
-        "created_at": now,
-    }
-    stream = dead_letter_stream(entry_id)
-    metadata = Metadata(run_id=ctx.run_id, agent_id=agent, trace_id=trace_id)
-    # Already there if an earlier attempt of this very step made it, before a crash.
-    with contextlib.suppress(ConcurrencyError):
-        await store.append(
-            stream, [NewEvent(DEAD_LETTERED, data, metadata, indexed=True)], expected_version=0
-        )
-        spans.dead_lettered(tool.name, +1)
-    recorded = await store.read_stream(stream)
-    if not any(e.type == "DeadLetterEscalated" for e in recorded):
-        count = len(attempts) or 1
-        summary = (
-            f"tool {tool.name!r} call {step!r} of run {ctx.run_id} is dead-lettered as "
-            f"{entry_id} after {count} attempt(s): {error['type']}: {error['message']}"
-            + (
-                f"; the run waits: `phalanx dlq retry {entry_id}` or `phalanx dlq resolve "
-                f"{entry_id} --result JSON`"
-                if tool.dead_letter == "wait"
-                else f"; see `phalanx dlq show {entry_id}`"
-            )
-        )
-        deliveries = await escalate(
-            tool.notifiers,
-            Escalation(
-                "dead_lettered",
-                tool.name,
-                summary,
-                now,
-                data,
-                dead_letter_id=entry_id,
-                run_id=ctx.run_id,
-            ),
-        )
-        await _record_escalation(store, stream, now, deliveries)
-    return {
-        "dead_letter_id": entry_id,
-        "op": op,
-        "attempts": len(attempts),
-        "error_type": error["type"],
-        "message": error["message"],
-        "reason": data["reason"],
-        "policy": tool.dead_letter,
-    }
-
-
-async def _record_escalation(
-    store: EventStore, stream: str, now: float, deliveries: list[Delivery]
-) -> None:
-    event = NewEvent(
-        "DeadLetterEscalated", {"at": now, "deliveries": [d.to_json() for d in deliveries]}
-    )
-    await store.append(stream, [event])
-
-
-# -- acting on entries (a person, through the CLI or the API) -----------------------------
 
 
 def _load_tool(entry: DeadLetterEntry) -> Tool:
