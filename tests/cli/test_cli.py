@@ -358,7 +358,9 @@ def test_ctrl_c_hands_the_lease_back_so_resume_starts_at_once(cli: Cli) -> None:
 
 def test_resume_says_how_long_it_waits_for_a_lease_in_human_time(cli: Cli) -> None:
     """A resume blocked by a crashed runner's lease says how many seconds, once, no epoch."""
-    args = ("--input", '{"marker": "m"}', "--run-id", "c", "--lease-ttl", "3")
+    # Long enough to outlive starting `resume` on a loaded machine (seconds), or it
+    # finds the lease lapsed and has nothing to wait for.
+    args = ("--input", '{"marker": "m"}', "--run-id", "c", "--lease-ttl", "8")
     assert cli("run", "cliflows:crashy", *args).returncode == -signal.SIGKILL
     done = cli("resume", "c")
     assert done.returncode == 0, done.stderr
