@@ -161,9 +161,22 @@ def test_cancel_parent_cancels_running_child(cli: Cli) -> None:
     assert cli.events("cp")[-1]["type"] == "RunCancelled"
 
 
+def lease_outliving(cli: Cli, commands: int) -> str:
+    """A `--lease-ttl` that outlives starting `commands` more commands, measured now.
+
+    Tests about what happens while a crashed runner's lease lives must look before
+    it lapses; starting one `phalanx` takes seconds on a loaded machine (CI runs the
+    suite on xdist workers on two cores), so a fixed short lease is sometimes gone.
+    """
+    began = time.monotonic()
+    assert cli.runs() == {}
+    return f"{max(3.0, 2 * commands * (time.monotonic() - began)):.1f}"
+
+
 def test_recover_resumes_a_crashed_run_once_its_lease_expired(cli: Cli) -> None:
     """`recover` leaves a crashed run alone while its lease lives, then finishes it."""
-    args = ("--input", '{"marker": "m"}', "--run-id", "c", "--lease-ttl", "8")
+    ttl = lease_outliving(cli, 3)  # the crashing run, `runs`, `recover`
+    args = ("--input", '{"marker": "m"}', "--run-id", "c", "--lease-ttl", ttl)
     crashed = cli("run", "cliflows:crashy", *args)
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr
     assert cli.runs()["c"]["status"] == "running"
@@ -176,7 +189,7 @@ def test_recover_resumes_a_crashed_run_once_its_lease_expired(cli: Cli) -> None:
         recovered.extend(cli.json("recover")["recovered"])
         return bool(recovered)
 
-    wait_for(recover, "the crashed run's lease to expire")
+    wait_for(recover, "the crashed run's lease to expire", timeout=float(ttl) + 20)
     assert [(o["run_id"], o["status"], o["result"]) for o in recovered] == [
         ("c", "completed", "survived")
     ]
@@ -358,11 +371,10 @@ def test_ctrl_c_hands_the_lease_back_so_resume_starts_at_once(cli: Cli) -> None:
 
 def test_resume_says_how_long_it_waits_for_a_lease_in_human_time(cli: Cli) -> None:
     """A resume blocked by a crashed runner's lease says how many seconds, once, no epoch."""
-    # Long enough to outlive starting `resume` on a loaded machine (seconds), or it
-    # finds the lease lapsed and has nothing to wait for.
-    args = ("--input", '{"marker": "m"}', "--run-id", "c", "--lease-ttl", "8")
+    ttl = lease_outliving(cli, 2)  # the crashing run, `resume`
+    args = ("--input", '{"marker": "m"}', "--run-id", "c", "--lease-ttl", ttl)
     assert cli("run", "cliflows:crashy", *args).returncode == -signal.SIGKILL
-    done = cli("resume", "c")
+    done = cli("resume", "c", timeout=float(ttl) + 30)
     assert done.returncode == 0, done.stderr
     waits = [line for line in done.stderr.splitlines() if "leased by" in line]
     assert len(waits) == 1, done.stderr
