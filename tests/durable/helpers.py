@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Awaitable
 from typing import Any
@@ -60,7 +61,18 @@ async def reached(runtime: phalanx.Runtime, run_id: str, event_type: str, count:
     raise AssertionError("unreachable: a subscription never ends")
 
 
-async def status(runtime: phalanx.Runtime, run_id: str) -> str:
-    """The run's status as `runtime.runs()` reports it."""
+async def status(runtime: phalanx.Runtime, run_id: str) -> str | None:
+    """The run's status as `runtime.runs()` reports it (None if unknown)."""
     rows = {r.run_id: r for r in await runtime.runs()}
-    return rows[run_id].status
+    return rows[run_id].status if run_id in rows else None
+
+
+async def until_status(
+    runtime: phalanx.Runtime, run_id: str, wanted: str, timeout: float = 20
+) -> None:
+    """Poll until the run has status `wanted`."""
+    async with asyncio.timeout(timeout):
+        while True:  # polling the store: another process may change the status
+            if await status(runtime, run_id) == wanted:
+                return
+            await asyncio.sleep(0.02)

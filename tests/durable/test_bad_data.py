@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 import phalanx
 from tests.conftest import StoreFactory
 from tests.durable import bad_workflows as bad
-from tests.durable.helpers import of_type, reached
+from tests.durable.helpers import of_type, reached, until_status
 from tests.strategies import HOSTILE_TEXT, MIB, hostile_values, journalable, nested
 
 OpenRuntime = Callable[..., AbstractAsyncContextManager[phalanx.Runtime]]
@@ -247,7 +247,7 @@ def test_hostile_inputs_and_signals_are_taken_unchanged_or_refused(url: str, val
             run_id = runtime.entropy.token(8)
             async with asyncio.TaskGroup() as group:
                 waiter = group.create_task(runtime.run(bad.waiter, run_id=run_id))
-                await until_waiting(runtime, run_id)
+                await until_status(runtime, run_id, "waiting")
                 try:
                     await runtime.signal(run_id, "s", value)
                 except phalanx.EventDataError:
@@ -307,12 +307,3 @@ def test_hostile_model_answers_round_trip_or_fail_the_model_step(url: str, text:
                 await assert_step_failed(runtime, outcome.run_id, "echoer/model/1")
 
     asyncio.run(scenario())
-
-
-async def until_waiting(runtime: phalanx.Runtime, run_id: str) -> None:
-    """Wait until run `run_id` exists and waits for a signal."""
-    for _ in range(2000):
-        if any(r.run_id == run_id and r.status == "waiting" for r in await runtime.runs()):
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"run {run_id} never waited for a signal")
