@@ -121,6 +121,29 @@ class RunJournal:
             self.version = result.version
             self.writes += 1
 
+    async def write_last(self, event_type: str, data: Mapping[str, Any]) -> None:
+        """Write the runner's note that it stopped, once the journal is closed.
+
+        The one write `close` still allows: one attempt, no riding out (the caller
+        bounds it), after settling an append the stop cancelled in flight, so the
+        note is not refused as a conflict. Deferred events are left out: no effect
+        follows them, as after a crash.
+
+        Raises:
+            FencedError: another runner took the run over.
+        """
+        async with self._lock:
+            if self.fenced is not None:
+                raise self.fenced
+            if self._unsure is not None:
+                await self._settle(*self._unsure)
+            note = NewEvent(event_type, data, self.metadata)
+            result = await self.store.append(
+                self.stream_id, [note], expected_version=self.version, epoch=self.lease.epoch
+            )
+            self.version = result.version
+            self.writes += 1
+
     async def _settle(self, version: int, deferred: int) -> None:
         """Learn whether an append cancelled in flight committed (only we write here)."""
         now = await self.store.stream_version(self.stream_id)

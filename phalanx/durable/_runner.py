@@ -26,7 +26,7 @@ from .._errors import (
     PhalanxError,
     StoreUnavailableError,
 )
-from ..journal import Event, Lease, Metadata, NewEvent
+from ..journal import Event, Lease, Metadata
 from . import _spans as spans
 from ._context import WorkflowContext, _round_trip
 from ._history import RunHistory, RunStatus, inbox_stream
@@ -351,18 +351,10 @@ class Runner:
         Bounded and best effort: a store that does not answer in time leaves the lease
         to expire, as a crash would. The workflow's own writes stopped before this one.
         """
-        event = NewEvent(
-            "RunInterrupted",
-            {"reason": "the runner was stopped from outside"},
-            self.journal.metadata,
-        )
         try:
             async with asyncio.timeout(self.host.lease_ttl / 3):
-                await self.host.store.append(
-                    self.journal.stream_id,
-                    [event],
-                    expected_version=self.journal.version,
-                    epoch=self.state.epoch,
+                await self.journal.write_last(
+                    "RunInterrupted", {"reason": "the runner was stopped from outside"}
                 )
                 await self.host.store.release_lease(self.state.lease)
         except (PhalanxError, TimeoutError) as exc:
