@@ -33,6 +33,7 @@ from ._app import (
     new_run_id,
 )
 from ._inspect import describe_run
+from ._scenarios import RESEARCH, DemoRequest, lookup, names
 
 #: Overrides the sub-agents' deadline (seconds), e.g. for tests against a local server.
 DEADLINE_ENV = "PHALANX_DEMO_DEADLINE"
@@ -100,14 +101,27 @@ def _view(run_id: str, states: dict[str, dict[str, Any]], policy: str) -> Panel:
 
 @app.command()
 def demo(
+    scenario: Annotated[
+        str,
+        typer.Argument(
+            metavar="[SCENARIO]",
+            help="Which demo: research (the default), or another listed by `phalanx demo --help`.",
+            show_default=False,
+        ),
+    ] = RESEARCH,
     fault: Annotated[
         list[str] | None,
         typer.Option(
             "--fault",
             metavar="AGENT=MODE",
-            help="Inject a fault: AGENT=hang|error|slow|none (repeatable). Default: "
-            "web_search=hang. `--fault none` runs without faults.",
+            help="Inject a fault (repeatable). research: AGENT=hang|error|slow|none, "
+            "default web_search=hang, `--fault none` runs without faults; other "
+            "scenarios name their own.",
         ),
+    ] = None,
+    style: Annotated[
+        str | None,
+        typer.Option("--style", metavar="STYLE", help="The scenario's variant, where it has one."),
     ] = None,
     question: Annotated[str, typer.Option("--question", help="What to research.")] = (
         DEFAULT_QUESTION
@@ -129,7 +143,26 @@ def demo(
     lease_ttl: LeaseOption = 15.0,
     as_json: JsonOption = False,
 ) -> None:
-    """Run the research demo: three sub-agents, one (by default) silently hangs."""
+    """Run a demo; research (the default): three sub-agents, one silently hangs."""
+    if scenario != RESEARCH:
+        other = lookup(scenario)
+        if other is None:
+            raise _fail(
+                f"unknown demo scenario {scenario!r}; choose one of {', '.join(names())}", 2
+            )
+        _check_run_id(run_id)
+        request = DemoRequest(
+            faults=fault,
+            style=style,
+            run_id=run_id,
+            store=store,
+            lease_ttl=lease_ttl,
+            as_json=as_json,
+        )
+        other(request)
+        return
+    if style is not None:
+        raise _fail("--style is not an option of the research demo", 2)
     specs = fault if fault is not None else ["web_search=hang"]
     try:
         faults = {} if specs == ["none"] else parse_faults(",".join(specs))

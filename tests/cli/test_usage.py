@@ -85,6 +85,24 @@ def test_usage_errors_come_in_one_style(cli: Cli, argv: tuple[str, ...], needle:
     assert "╭" not in done.stderr and "Usage:" not in done.stderr
 
 
+@one_backend
+def test_unknown_demo_scenario_names_the_known_ones(cli: Cli) -> None:
+    """`phalanx demo NAME` with a name no scenario has is a usage error listing them."""
+    done = cli("demo", "nosuchdemo", store=None)
+    assert done.returncode == 2
+    assert "unknown demo scenario 'nosuchdemo'" in done.stderr
+    assert "research" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@one_backend
+def test_research_demo_refuses_a_style(cli: Cli) -> None:
+    """--style belongs to scenarios with variants; the research demo refuses it."""
+    done = cli("demo", "research", "--style", "x", store=None)
+    assert done.returncode == 2
+    assert "--style is not an option of the research demo" in done.stderr
+
+
 # -- inputs and run ids: refused before a run exists ---------------------------------
 
 
