@@ -115,6 +115,8 @@ BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 def fresh_store_url(backend: str, tmp_path: Path) -> tuple[str, str]:
     """A store URL nobody else uses on `backend`: (URL, PostgreSQL schema to drop or "")."""
+    if backend == "memory":
+        return f"memory://t_{secrets.token_hex(6)}", ""
     if backend == "sqlite":
         return f"sqlite:///{tmp_path / 'journal.db'}", ""
     require_postgres()

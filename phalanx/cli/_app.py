@@ -65,7 +65,8 @@ StoreOption = Annotated[
         metavar="URL",
         help="Store URL (default ./.phalanx/phalanx.db): sqlite:///rel/path.db is relative "
         "to the current directory, sqlite:////abs/path.db (four slashes) absolute, as in "
-        "SQLAlchemy; or postgresql://user@host/db.",
+        "SQLAlchemy; or postgresql://user@host/db; or memory:// (in-memory, NOT durable: "
+        "gone when the command exits).",
         show_default=False,
     ),
 ]

@@ -1,5 +1,8 @@
 """The event-sourced journal: events, the `EventStore` protocol and its backends.
 
+Backends: SQLite (embedded default), PostgreSQL (shared) and memory (`memory://`,
+in-process and NOT durable: tests, simulations, throw-away runs).
+
 `PostgresEventStore` is imported on first use, because asyncpg is an optional extra
 (`phalanx[postgres]`) and `import phalanx` must work without it.
 """
@@ -18,6 +21,9 @@ from ._json import escape_surrogates as escape_surrogates
 from ._json import find_problem as find_problem
 from ._json import safe_text as safe_text
 from ._json import text_problem as text_problem
+from ._memory import MemoryDatabase as MemoryDatabase
+from ._memory import MemoryEventStore as MemoryEventStore
+from ._memory import named_database as named_database
 from ._sqlite import SqliteEventStore as SqliteEventStore
 from ._store import EventStore as EventStore
 from ._url import DEFAULT_STORE_URL as DEFAULT_STORE_URL

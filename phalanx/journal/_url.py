@@ -1,4 +1,4 @@
-"""Opening a store from a URL: `sqlite:///path`, `postgresql://...`, or the default."""
+"""Opening a store from a URL: `sqlite:///path`, `postgresql://...`, `memory://`, or the default."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ STORE_ENV = "PHALANX_STORE"
 _SYNCHRONOUS = ("off", "normal", "full", "extra")
 
 _SUPPORTED = (
-    "Supported: sqlite:///path/to/file.db (default ./.phalanx/phalanx.db) and "
-    "postgresql://user@host:port/database"
+    "Supported: sqlite:///path/to/file.db (default ./.phalanx/phalanx.db), "
+    "postgresql://user@host:port/database and memory:// (in-memory, not durable)"
 )
 
 
@@ -46,8 +46,11 @@ def store_from_url(
     `sqlite:///relative/path.db` and `sqlite:////absolute/path.db` take an optional
     `?synchronous=normal|full|extra|off`. `postgresql://` URLs are passed to the
     driver, with an optional `?schema=NAME` that keeps phalanx's tables in a schema.
-    Both take `?max_payload_bytes=N`, the largest encoded event data the store
-    accepts (default 1 MiB); it overrides the `max_payload_bytes` argument.
+    `memory://` is a fresh in-memory store and `memory://NAME` one shared by name
+    within this process: NOT durable, gone when the process exits (tests,
+    simulations, throw-away runs). All take `?max_payload_bytes=N`, the largest
+    encoded event data the store accepts (default 1 MiB); it overrides the
+    `max_payload_bytes` argument.
 
     Raises:
         ConfigError: an unknown scheme or a malformed URL.
@@ -83,7 +86,23 @@ def store_from_url(
         return PostgresEventStore(
             urlunsplit(parts), max_payload_bytes=max_payload_bytes, clock=clock
         )
+    if parts.scheme == "memory":
+        return _memory_store(url, parts.netloc, parts.path, parts.query, max_payload_bytes, clock)
     raise url_error(url, f"unknown scheme {parts.scheme or '(none)'!r}")
+
+
+def _memory_store(
+    url: str, name: str, path: str, query: str, max_payload_bytes: int, clock: Clock | None
+) -> EventStore:
+    if path not in ("", "/"):
+        raise url_error(url, "an in-memory store URL is memory:// or memory://NAME")
+    if query:
+        options = sorted({k for k, _ in parse_qsl(query, keep_blank_values=True)})
+        raise url_error(url, f"unknown options {options}")
+    from ._memory import MemoryDatabase, MemoryEventStore, named_database
+
+    database = named_database(name) if name else MemoryDatabase()
+    return MemoryEventStore(database, name=name, max_payload_bytes=max_payload_bytes, clock=clock)
 
 
 def _payload_limit(url: str, text: str) -> int:

@@ -20,6 +20,7 @@ from phalanx import (
     StoreCorruptError,
 )
 from phalanx.journal import MAX_DEPTH, EventStore, Metadata, store_from_url
+from tests.conformance.conftest import durable_only
 from tests.conftest import PG_URL, StoreFactory, drop_schema, require_postgres
 from tests.strategies import hostile_values, journalable, nested
 
@@ -162,6 +163,7 @@ def test_hostile_values_are_kept_exactly_or_refused_alike(both: Both, value: Any
         assert both.read(stream) == [[], []]
 
 
+@durable_only
 async def test_damaged_data_is_store_corrupt_not_unavailable(store_factory: StoreFactory) -> None:
     """A read the engine reports as damaged raises StoreCorruptError, on every store."""
     store = await store_factory()

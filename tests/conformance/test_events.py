@@ -14,6 +14,7 @@ from phalanx import (
     PayloadTooLargeError,
 )
 from phalanx.journal import DEFAULT_MAX_PAYLOAD_BYTES, EventStore, Metadata
+from tests.conformance.conftest import durable_only
 from tests.conformance.racing import Racer, race
 from tests.conftest import StoreFactory
 
@@ -155,6 +156,7 @@ async def test_unicode_round_trips(store: EventStore) -> None:
     assert event.type == "Unicodé"
 
 
+@durable_only
 async def test_corrupt_row_names_its_stream_and_seq(store_factory: StoreFactory) -> None:
     """A row whose data is not JSON raises CorruptEventError naming stream and seq."""
     store = await store_factory()

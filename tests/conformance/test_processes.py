@@ -7,6 +7,7 @@ import sys
 import textwrap
 
 from phalanx.journal import EventStore
+from tests.conformance.conftest import durable_only
 from tests.conftest import StoreFactory
 
 #: Each round: read the stream's version, say "ready", wait for "go" on stdin, then
@@ -46,6 +47,7 @@ WRITER = textwrap.dedent(
 )
 
 
+@durable_only
 async def test_processes_appending_to_one_stream(
     store_factory: StoreFactory, store: EventStore
 ) -> None:

@@ -173,13 +173,15 @@ class JournalMachine(RuleBasedStateMachine):
 
 
 @pytest.mark.parametrize(
-    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres), "memory"]
 )
 def test_store_matches_model(backend: str, tmp_path: Any) -> None:
     """Random sequences of appends and lease operations agree with the model."""
     if backend == "postgres":
         require_postgres()
         url, examples = PG_URL, 15
+    elif backend == "memory":
+        url, examples = "memory://", 40  # unnamed: a fresh database for every example
     else:
         url, examples = "", 40
 
