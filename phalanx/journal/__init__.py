@@ -16,6 +16,7 @@ from ._events import Lease as Lease
 from ._events import Metadata as Metadata
 from ._events import NewEvent as NewEvent
 from ._events import Snapshot as Snapshot
+from ._events import StreamAppend as StreamAppend
 from ._json import MAX_DEPTH as MAX_DEPTH
 from ._json import escape_surrogates as escape_surrogates
 from ._json import find_problem as find_problem

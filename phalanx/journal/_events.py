@@ -8,7 +8,7 @@ the same errors before anything is written.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -97,6 +97,19 @@ class AppendResult:
 
     version: int
     position: int
+
+
+@dataclass(frozen=True, slots=True)
+class StreamAppend:
+    """One stream's part of an atomic multi-stream append (`EventStore.append_many`).
+
+    The fields mean what `EventStore.append`'s arguments mean, checked per stream.
+    """
+
+    stream_id: str
+    events: Sequence[NewEvent]
+    expected_version: int | None = None
+    epoch: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

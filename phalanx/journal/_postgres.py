@@ -48,13 +48,14 @@ from ._events import (
     Lease,
     NewEvent,
     Snapshot,
+    StreamAppend,
     encode_state,
 )
 from ._leases import check_holder, decide_acquire
 from ._pg_connect import Conn as _Conn
 from ._pg_connect import keep_session, split_dsn, unavailable, with_connection
 from ._pg_schema import APPEND, CHANNEL, LEASE, SELECT, migrate, refuse
-from ._rows import decode_row, decode_snapshot, event_rows
+from ._rows import Row, batch_rows, decode_row, decode_snapshot, event_rows
 from ._subscription import Notifier, tail
 from ._url import url_error
 
@@ -223,36 +224,68 @@ class PostgresEventStore:
         now = self._clock.now()
         # Encode before any SQL: bad data is refused without touching the server.
         rows = event_rows(stream_id, events, 0, epoch, now, self.max_payload_bytes)
-        columns = list(zip(*rows, strict=True))
-        args = (
-            stream_id,
-            expected_version,
-            epoch,
-            now,
-            *(list(columns[i]) for i in (2, 3, 6, 7, 8, 9, 10, 11)),
-        )
+        part = StreamAppend(stream_id, events, expected_version, epoch)
         hook = self._before_commit
 
         async def op(conn: _Conn) -> AppendResult:
-            try:
-                if hook is None:
-                    row = await conn.fetchrow(APPEND, *args)
-                else:
-                    async with conn.transaction():
-                        row = await conn.fetchrow(APPEND, *args)
-                        await hook()
-            except asyncpg.PostgresError as exc:
-                refuse(exc, stream_id, expected_version, epoch)
-                raise
-            if row is None:  # the function always returns one row
-                raise StoreUnavailableError(
-                    store=self.url, reason="phalanx_append returned nothing"
-                )
-            return AppendResult(int(row[0]), int(row[1]))
+            if hook is None:
+                return await self._call_append(conn, part, rows, now)
+            async with conn.transaction():
+                result = await self._call_append(conn, part, rows, now)
+                await hook()
+            return result
 
         result = await self._run(op)
         self._notifier.notify()
         return result
+
+    async def append_many(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
+        """Append to several streams in one transaction; see `EventStore.append_many`.
+
+        One `phalanx_append` call per stream inside one transaction, so every rule of
+        a single append (the counter lock, fencing, the version check) holds per
+        stream, and a refusal on any stream rolls all of them back. It costs a round
+        trip per stream (plus BEGIN and COMMIT); a set-based function for the whole
+        batch would save those but state the append rules twice in PL/pgSQL.
+        """
+        now = self._clock.now()
+        batch = batch_rows(appends, now, self.max_payload_bytes)
+        hook = self._before_commit
+
+        async def op(conn: _Conn) -> list[AppendResult]:
+            async with conn.transaction():
+                results = [
+                    await self._call_append(conn, part, rows, now)
+                    for part, rows in zip(appends, batch, strict=True)
+                ]
+                if hook is not None:
+                    await hook()
+            return results
+
+        results = await self._run(op)
+        self._notifier.notify()
+        return results
+
+    async def _call_append(
+        self, conn: _Conn, part: StreamAppend, rows: list[Row], now: float
+    ) -> AppendResult:
+        """One `phalanx_append` call: one stream's checks and inserts, one round trip."""
+        columns = list(zip(*rows, strict=True))
+        args = (
+            part.stream_id,
+            part.expected_version,
+            part.epoch,
+            now,
+            *(list(columns[i]) for i in (2, 3, 6, 7, 8, 9, 10, 11)),
+        )
+        try:
+            row = await conn.fetchrow(APPEND, *args)
+        except asyncpg.PostgresError as exc:
+            refuse(exc, part.stream_id, part.expected_version, part.epoch)
+            raise
+        if row is None:  # the function always returns one row
+            raise StoreUnavailableError(store=self.url, reason="phalanx_append returned nothing")
+        return AppendResult(int(row[0]), int(row[1]))
 
     async def read_stream(
         self, stream_id: str, *, from_seq: int = 1, limit: int | None = None

@@ -11,7 +11,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._errors import CorruptEventError
-from ._events import NO_METADATA, Event, Metadata, NewEvent, Snapshot, check_names, encode_data
+from ._events import (
+    NO_METADATA,
+    Event,
+    Metadata,
+    NewEvent,
+    Snapshot,
+    StreamAppend,
+    check_names,
+    encode_data,
+)
 
 #: The columns `decode_row` expects, in order.
 EVENT_COLUMNS = (
@@ -86,3 +95,25 @@ def event_rows(
             )
         )
     return rows
+
+
+def batch_rows(appends: Sequence[StreamAppend], now: float, max_bytes: int) -> list[list[Row]]:
+    """Check a multi-stream append and encode each stream's rows, before any SQL runs.
+
+    Raises:
+        ValueError: no streams, a stream without events, or a stream named twice (one
+            stream's events belong in one `StreamAppend`, so its version check means
+            one thing).
+        EventDataError: see `event_rows`.
+        PayloadTooLargeError: see `event_rows`.
+    """
+    if not appends:
+        raise ValueError("append_many needs at least one stream")
+    seen: set[str] = set()
+    for part in appends:
+        if not part.events:
+            raise ValueError(f"append_many: stream {part.stream_id!r} has no events")
+        if part.stream_id in seen:
+            raise ValueError(f"append_many: stream {part.stream_id!r} appears twice")
+        seen.add(part.stream_id)
+    return [event_rows(a.stream_id, a.events, 0, a.epoch, now, max_bytes) for a in appends]

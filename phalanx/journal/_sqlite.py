@@ -38,10 +38,11 @@ from ._events import (
     Lease,
     NewEvent,
     Snapshot,
+    StreamAppend,
     encode_state,
 )
 from ._leases import check_append_epoch, check_holder, decide_acquire
-from ._rows import EVENT_COLUMNS, decode_row, decode_snapshot, event_rows
+from ._rows import EVENT_COLUMNS, Row, batch_rows, decode_row, decode_snapshot, event_rows
 from ._subscription import Notifier, tail
 
 T = TypeVar("T")
@@ -103,6 +104,35 @@ def _is_corrupt(exc: sqlite3.DatabaseError) -> bool:
     if code is not None:
         return code & 0xFF in _CORRUPT_CODES  # the primary code, without extended bits
     return "malformed" in str(exc) or "not a database" in str(exc)
+
+
+def _write_stream(
+    conn: sqlite3.Connection,
+    stream_id: str,
+    rows: list[Row],
+    expected_version: int | None,
+    epoch: int | None,
+) -> AppendResult:
+    """Check one stream's fence and version and insert its rows, inside a transaction."""
+    # One statement for both checks: each statement is a trip through SQLite's VM,
+    # and this is the hottest path there is. (epoch is NOT NULL, so None means the
+    # stream has no lease.)
+    lease_epoch, last_seq = conn.execute(_CHECKS, (stream_id,)).fetchone()
+    check_append_epoch(stream_id, lease_epoch, epoch)
+    version = last_seq or 0
+    if expected_version is not None and expected_version != version:
+        raise ConcurrencyError(
+            stream_id=stream_id,
+            expected_version=expected_version,
+            actual_version=version,
+        )
+    if len(rows) == 1:
+        row = rows[0]
+        cursor = conn.execute(_INSERT, (row[0], version + 1, *row[2:]))
+        return AppendResult(version + 1, cursor.lastrowid or 0)
+    conn.executemany(_INSERT, [(r[0], version + 1 + i, *r[2:]) for i, r in enumerate(rows)])
+    last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+    return AppendResult(version + len(rows), last)
 
 
 class _SqliteExecutor:
@@ -280,30 +310,26 @@ class SqliteEventStore:
         # Encode before the transaction: bad data is refused without touching the file.
         rows = event_rows(stream_id, events, 0, epoch, now, self.max_payload_bytes)
 
-        def txn(conn: sqlite3.Connection) -> AppendResult:
-            # One statement for both checks: each statement is a trip through SQLite's
-            # VM, and this is the hottest path there is. (epoch is NOT NULL, so None
-            # means the stream has no lease.)
-            lease_epoch, last_seq = conn.execute(_CHECKS, (stream_id,)).fetchone()
-            check_append_epoch(stream_id, lease_epoch, epoch)
-            version = last_seq or 0
-            if expected_version is not None and expected_version != version:
-                raise ConcurrencyError(
-                    stream_id=stream_id,
-                    expected_version=expected_version,
-                    actual_version=version,
-                )
-            if len(rows) == 1:
-                row = rows[0]
-                cursor = conn.execute(_INSERT, (row[0], version + 1, *row[2:]))
-                return AppendResult(version + 1, cursor.lastrowid or 0)
-            conn.executemany(_INSERT, [(r[0], version + 1 + i, *r[2:]) for i, r in enumerate(rows)])
-            last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
-            return AppendResult(version + len(rows), last)
-
-        result = await self._db.write(txn)
+        result = await self._db.write(
+            lambda conn: _write_stream(conn, stream_id, rows, expected_version, epoch)
+        )
         self._notifier.notify()
         return result
+
+    async def append_many(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
+        """Append to several streams in one transaction; see `EventStore.append_many`."""
+        batch = batch_rows(appends, self._clock.now(), self.max_payload_bytes)
+
+        def txn(conn: sqlite3.Connection) -> list[AppendResult]:
+            # A refusal raises out of the transaction, which rolls every stream back.
+            return [
+                _write_stream(conn, a.stream_id, rows, a.expected_version, a.epoch)
+                for a, rows in zip(appends, batch, strict=True)
+            ]
+
+        results = await self._db.write(txn)
+        self._notifier.notify()
+        return results
 
     async def read_stream(
         self, stream_id: str, *, from_seq: int = 1, limit: int | None = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from ._events import AppendResult, Event, Lease, NewEvent, Snapshot
+from ._events import AppendResult, Event, Lease, NewEvent, Snapshot, StreamAppend
 
 
 @runtime_checkable
@@ -61,6 +61,28 @@ class EventStore(Protocol):
             PayloadTooLargeError: an event above the store's payload limit.
             ConcurrencyError: the stream is not at `expected_version`.
             FencedError: a stale, missing or unknown epoch for a leased stream.
+        """
+        ...
+
+    async def append_many(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
+        """Append to several streams in one transaction: all of them or none.
+
+        Each stream is checked exactly as `append` checks it (its own
+        `expected_version`, its own `epoch` against its own lease), in the same
+        transaction as the whole write, so a conflict or a fence on any one stream
+        raises and writes nothing on every stream. Readers never see part of it. The
+        events take positions in the order of `appends`. Use it to commit a reaction
+        together with the reader's own position (a choreographed saga's participant),
+        or to move something between two streams.
+
+        Returns:
+            One `AppendResult` per stream, in the order of `appends`.
+
+        Raises:
+            ValueError: no streams, a stream without events, or a stream named twice.
+            EventDataError, PayloadTooLargeError: as `append`, for any stream's events.
+            FencedError, ConcurrencyError: for the first stream, in the order of
+                `appends`, that refuses (its fencing checked before its version).
         """
         ...
 

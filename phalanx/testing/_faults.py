@@ -26,12 +26,22 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from .._clock import Clock
 from ..durable.lowlevel import run_id_of
-from ..journal import AppendResult, Event, EventStore, Lease, NewEvent, Snapshot
+from ..journal import (
+    AppendResult,
+    Event,
+    EventStore,
+    Lease,
+    NewEvent,
+    Snapshot,
+    StreamAppend,
+)
+
+T = TypeVar("T")
 
 
 def sigkill_self() -> NoReturn:
@@ -108,14 +118,29 @@ class FaultyStore:
         epoch: int | None = None,
     ) -> AppendResult:
         """Append through the inner store, crashing before or after if this is the one."""
-        counted = self._counts(stream_id, events)
+        return await self._faulted(
+            self._counts(stream_id, events),
+            lambda: self.inner.append(
+                stream_id, events, expected_version=expected_version, epoch=epoch
+            ),
+        )
+
+    async def append_many(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
+        """Append atomically through the inner store; counted like one append.
+
+        It is counted when any of its streams would be counted as a single append.
+        """
+        return await self._faulted(
+            any(self._counts(a.stream_id, a.events) for a in appends),
+            lambda: self.inner.append_many(appends),
+        )
+
+    async def _faulted(self, counted: bool, write: Callable[[], Awaitable[T]]) -> T:
         if counted:
             self.appends += 1
             if self.appends == self.kill_before_append:
                 self.crash()
-        result = await self.inner.append(
-            stream_id, events, expected_version=expected_version, epoch=epoch
-        )
+        result = await write()
         if counted and self.appends == self.kill_after_append:
             self.crash()
         return result

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from phalanx import NewEvent, store_from_url
+from phalanx.journal import StreamAppend
 from phalanx.testing import FaultyClock, FaultyStore, VirtualClock
 
 
@@ -47,6 +48,21 @@ async def test_kill_after_append_keeps_the_write(url: str) -> None:
         with pytest.raises(Crash):
             await store.append("run:a", events("RunStarted"))
         assert [e.type for e in await store.read_stream("run:a")] == ["RunStarted"]
+
+
+async def test_append_many_counts_once_and_crashes_around_the_whole_batch(url: str) -> None:
+    """A multi-stream append counts as one append when any stream counts; all or none lands."""
+    parts = [StreamAppend("other", events("Moved")), StreamAppend("run:a", events("X"))]
+    async with FaultyStore(store_from_url(url), kill_before_append=1, crash=crash) as store:
+        await store.append_many([StreamAppend("other", events("Moved"))])  # not counted
+        with pytest.raises(Crash):
+            await store.append_many(parts)
+        assert await store.read_stream("run:a") == []
+        assert store.appends == 1
+    async with FaultyStore(store_from_url(url), kill_after_append=1, crash=crash) as store:
+        with pytest.raises(Crash):
+            await store.append_many(parts)
+        assert [e.type for e in await store.read_stream("run:a")] == ["X"]
 
 
 async def test_kill_on_renew_after_the_renewal(url: str) -> None:
