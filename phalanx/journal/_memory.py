@@ -35,10 +35,11 @@ from ._events import (
     Lease,
     NewEvent,
     Snapshot,
+    StreamAppend,
     encode_state,
 )
 from ._leases import check_append_epoch, check_holder, decide_acquire
-from ._rows import Row, decode_row, decode_snapshot, event_rows
+from ._rows import Row, batch_rows, decode_row, decode_snapshot, event_rows
 from ._subscription import Notifier, tail
 
 #: The URL scheme of the in-memory store.
@@ -70,6 +71,37 @@ def named_database(name: str) -> MemoryDatabase:
     """The process-wide database called `name`, created on first use."""
     with _named_lock:
         return _named.setdefault(name, MemoryDatabase())
+
+
+def _check_stream(
+    db: MemoryDatabase, stream_id: str, expected_version: int | None, epoch: int | None
+) -> int:
+    """The stream's version, once its fence and `expected_version` allow a write."""
+    lease = db.leases.get(stream_id)
+    check_append_epoch(stream_id, None if lease is None else lease.epoch, epoch)
+    positions = db.streams.get(stream_id)
+    version = 0 if positions is None else len(positions)
+    if expected_version is not None and expected_version != version:
+        raise ConcurrencyError(
+            stream_id=stream_id, expected_version=expected_version, actual_version=version
+        )
+    return version
+
+
+def _write_stream(
+    db: MemoryDatabase, stream_id: str, version: int, rows: list[Row]
+) -> AppendResult:
+    """Add a checked stream's rows at the end of the log (the caller holds the lock)."""
+    positions = db.streams.setdefault(stream_id, [])
+    first = len(db.rows) + 1
+    for offset, row in enumerate(rows):
+        position = first + offset
+        # (position, stream_id, seq, type, data, epoch, recorded_at, metadata...)
+        db.rows.append((position, stream_id, version + 1 + offset, *row[2:11]))
+        positions.append(position)
+        if row[11]:
+            db.indexed.setdefault(row[2], []).append(position)
+    return AppendResult(version + len(rows), first + len(rows) - 1)
 
 
 class MemoryEventStore:
@@ -163,28 +195,26 @@ class MemoryEventStore:
         db = self._open_db()
         rows = event_rows(stream_id, events, 0, epoch, self._clock.now(), self.max_payload_bytes)
         with db.lock:
-            lease = db.leases.get(stream_id)
-            check_append_epoch(stream_id, None if lease is None else lease.epoch, epoch)
-            positions = db.streams.get(stream_id)
-            version = 0 if positions is None else len(positions)
-            if expected_version is not None and expected_version != version:
-                raise ConcurrencyError(
-                    stream_id=stream_id,
-                    expected_version=expected_version,
-                    actual_version=version,
-                )
-            if positions is None:
-                positions = db.streams[stream_id] = []
-            first = len(db.rows) + 1
-            for offset, row in enumerate(rows):
-                position = first + offset
-                # (position, stream_id, seq, type, data, epoch, recorded_at, metadata...)
-                db.rows.append((position, stream_id, version + 1 + offset, *row[2:11]))
-                positions.append(position)
-                if row[11]:
-                    db.indexed.setdefault(row[2], []).append(position)
+            version = _check_stream(db, stream_id, expected_version, epoch)
+            result = _write_stream(db, stream_id, version, rows)
         self._wake_subscribers()
-        return AppendResult(version + len(rows), first + len(rows) - 1)
+        return result
+
+    async def append_many(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
+        """Append to several streams at once; see `EventStore.append_many`."""
+        db = self._open_db()
+        batch = batch_rows(appends, self._clock.now(), self.max_payload_bytes)
+        with db.lock:
+            # Every check before any write: a refusal leaves nothing to roll back.
+            versions = [
+                _check_stream(db, a.stream_id, a.expected_version, a.epoch) for a in appends
+            ]
+            results = [
+                _write_stream(db, a.stream_id, version, rows)
+                for a, version, rows in zip(appends, versions, batch, strict=True)
+            ]
+        self._wake_subscribers()
+        return results
 
     async def read_stream(
         self, stream_id: str, *, from_seq: int = 1, limit: int | None = None
