@@ -35,6 +35,7 @@ from ._errors import ModelError as ModelError
 from ._errors import ModelRateLimitedError as ModelRateLimitedError
 from ._errors import ModelResponseError as ModelResponseError
 from ._errors import ModelTimeoutError as ModelTimeoutError
+from ._errors import NoConsensusError as NoConsensusError
 from ._errors import NonDeterminismError as NonDeterminismError
 from ._errors import OutputValidationError as OutputValidationError
 from ._errors import PartialResultError as PartialResultError
@@ -89,8 +90,10 @@ from .patterns import FanOutResult as FanOutResult
 from .patterns import Peer as Peer
 from .patterns import Policy as Policy
 from .patterns import TaskBoard as TaskBoard
+from .patterns import VoteResult as VoteResult
 from .patterns import converse as converse
 from .patterns import gather as gather
+from .patterns import vote as vote
 
 # Tools need pydantic, which costs a tenth of a second to import: loaded on first use.
 _TOOL_NAMES = frozenset(

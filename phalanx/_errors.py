@@ -56,6 +56,7 @@ The hierarchy, so callers can branch on what happened::
     │   ├── MCPProtocolError        a JSON-RPC error answer; retryable for internal errors only
     │   └── MCPToolError            the tool ran and reported an error (isError), not retried
     ├── PartialResultError          reading a partial fan-out without accepting it
+    ├── NoConsensusError            a vote found no answer to accept and was told to fail
     ├── ConversationError           a peer conversation ended without going quiet on its own
     │   ├── RoundLimitError         a chain of messages ran past max_rounds (a loop, stopped)
     │   ├── PeerFailedError         a peer failed, was cancelled or left before the end
@@ -1070,4 +1071,26 @@ class PlanError(UserError):
         return (
             f"conductor {self.plan!r} cannot run this: {self.reason}; fix the plan (or the "
             "agents given to the Conductor) and run again"
+        )
+
+
+# -- redundancy and backpressure (issue 16) ----------------------------------------------
+
+
+@dataclass(kw_only=True, eq=False)
+class NoConsensusError(PhalanxError):
+    """A vote found no answer it could accept, and its policy said fail, not escalate.
+
+    Every replica's answer is in `votes` (and in the run's `DisagreementDetected`).
+    """
+
+    vote: str
+    reason: str
+    votes: dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return (
+            f"vote {self.vote!r} reached no consensus ({self.reason}); votes: {self.votes}. "
+            "Escalate to a person instead (on_no_consensus='escalate'), add a judge, or "
+            "loosen the rule"
         )

@@ -125,6 +125,14 @@ PHALANX_BRANCH_ERROR: Final = "phalanx.branch.error"
 PHALANX_BRANCH_DURATION: Final = "phalanx.branch.duration_s"
 PHALANX_BRANCH_STALLED: Final = "phalanx.branch.stalled"
 PHALANX_RETRY_DELAY: Final = "phalanx.retry.delay_s"
+PHALANX_VOTE_NAME: Final = "phalanx.vote.name"
+PHALANX_VOTE_DECISION: Final = "phalanx.vote.decision"
+PHALANX_VOTE_AGREEMENT: Final = "phalanx.vote.agreement"
+PHALANX_VOTE_DISAGREEMENT: Final = "phalanx.vote.disagreement"
+PHALANX_VOTE_DISSENTERS: Final = "phalanx.vote.dissenters"
+PHALANX_REPLICA_NAME: Final = "phalanx.replica.name"
+#: A replica's self-reported confidence (a number; recorded, never calibrated).
+PHALANX_REPLICA_CONFIDENCE: Final = "phalanx.replica.confidence"
 
 # -- phalanx span events -------------------------------------------------------------
 
@@ -134,6 +142,8 @@ EVENT_LEASE_TAKEN_OVER: Final = "phalanx.lease.taken_over"
 EVENT_FENCED: Final = "phalanx.lease.fenced"
 EVENT_BRANCH_FINISHED: Final = "phalanx.fanout.branch"
 EVENT_TOOL_CALL: Final = "phalanx.agent.tool_call"
+EVENT_VOTE_DECIDED: Final = "phalanx.vote.decided"
+EVENT_REPLICA_CONFIDENCE: Final = "phalanx.vote.confidence"
 
 # -- phalanx metrics -------------------------------------------------------------------
 # Tool *executions* are attempts that ran here, measured live; the journal-derived

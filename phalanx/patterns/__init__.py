@@ -1,5 +1,6 @@
-"""Orchestration patterns on the durable runtime: fan-out with explicit outcomes."""
+"""Orchestration patterns on the durable runtime: fan-out with explicit outcomes, voting."""
 
+from .._errors import NoConsensusError as NoConsensusError
 from .._errors import PlanError as PlanError
 from ._claims import Claim as Claim
 from ._claims import ClaimResult as ClaimResult
@@ -32,3 +33,17 @@ from ._peers import ConversationResult as ConversationResult
 from ._peers import Peer as Peer
 from ._peers import PeerOutcome as PeerOutcome
 from ._peers import converse as converse
+from ._vote import VoteResult as VoteResult
+from ._vote import vote as vote
+from ._vote import vote_signal as vote_signal
+from ._vote_rules import Ballot as Ballot
+from ._vote_rules import Group as Group
+from ._vote_rules import Ruling as Ruling
+from ._vote_rules import Tally as Tally
+from ._vote_rules import fields as fields
+from ._vote_rules import majority as majority
+from ._vote_rules import quorum as quorum
+from ._vote_rules import text as text
+from ._vote_rules import unanimous as unanimous
+from ._vote_rules import validated as validated
+from ._vote_rules import weighted as weighted

@@ -192,6 +192,11 @@ class Recorded(Protocol):
 #: An event for the drive loop to journal: (type, data).
 Pending = tuple[str, dict[str, Any]]
 
+#: Says, from the outcomes journaled so far (branch name to outcome), that a fan-out
+#: may stop before its policy would: a vote whose quorum already agrees, say. It must
+#: be pure: a replay asks it again about the same outcomes.
+StopWhen = Callable[[Mapping[str, "BranchOutcome"]], bool]
+
 
 @dataclass(kw_only=True)
 class FanOutState:
@@ -218,6 +223,8 @@ class FanOutState:
     completed: bool | None = None
     #: Successes among `finished`, counted as they arrive: `decide` is then O(1).
     successes: int = 0
+    #: The caller's early stop (see `StopWhen`), asked while the policy is open.
+    stop_when: StopWhen | None = None
 
     @classmethod
     def start(
@@ -299,8 +306,14 @@ class FanOutState:
         return self.policy.describe(self.total)
 
     def decide(self) -> Verdict:
-        """Whether the outcomes journaled so far settle the fan-out under its policy."""
-        return self.policy.verdict(self.successes, len(self.finished), self.total)
+        """Whether the outcomes journaled so far settle the fan-out under its policy.
+
+        An open verdict is `MET` early when `stop_when` says the outcomes so far suffice.
+        """
+        verdict = self.policy.verdict(self.successes, len(self.finished), self.total)
+        if verdict is Verdict.OPEN and self.stop_when is not None and self.stop_when(self.finished):
+            return Verdict.MET
+        return verdict
 
     @property
     def satisfied(self) -> bool:

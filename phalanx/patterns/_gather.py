@@ -31,7 +31,7 @@ from typing import Any
 from .._errors import PartialResultError
 from ..durable import WorkflowContext, lowlevel
 from ._fanout_drive import FanOutDrive
-from ._fanout_state import Branch, BranchOutcome, FanOutState, Policy
+from ._fanout_state import Branch, BranchOutcome, FanOutState, Policy, StopWhen
 
 
 @dataclass(kw_only=True)
@@ -103,6 +103,7 @@ async def gather(
     policy: Policy | None = None,
     deadline: float | None = None,
     heartbeat_timeout: float | None = None,
+    stop_when: StopWhen | None = None,
 ) -> FanOutResult:
     """Run `branches` concurrently as child runs and report every outcome.
 
@@ -118,6 +119,9 @@ async def gather(
             the earlier of this and the run's own deadline.
         heartbeat_timeout: A branch whose journal stays silent this long is reported
             as stalled (a `BranchStalled` event) before the deadline.
+        stop_when: Stops the fan-out early, cancelling what still runs, once it says
+            the outcomes journaled so far are enough (a pure function of them; a vote
+            stops at its quorum this way).
 
     Raises:
         ValueError: a quorum larger than the number of branches.
@@ -155,6 +159,7 @@ async def gather(
             return _result(ctx, state, state.completed)
     # The first start on this process's monotonic clock (earlier, after a resume).
     origin = clock.monotonic() - max(0.0, clock.now() - state.started_at)
+    state.stop_when = stop_when
     if state.running():
         await FanOutDrive(
             ctx, state, branches, heartbeat_timeout=heartbeat_timeout, origin=origin

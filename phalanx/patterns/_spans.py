@@ -11,6 +11,7 @@ import contextlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry import trace
 from opentelemetry.trace import Span
 
 from .. import _telemetry as telemetry
@@ -80,3 +81,36 @@ async def fanout_span(
             span.add_event(sc.EVENT_BRANCH_FINISHED, event)
         fanouts.add(1, {sc.PHALANX_FANOUT_POLICY: kind, sc.PHALANX_FANOUT_PARTIAL: partial})
         span.end()
+
+
+def vote_recorded(run_id: str, result: Mapping[str, Any]) -> None:
+    """Put a vote's outcome on the current span: attributes, and an event per confidence.
+
+    On the current span (the run's, or the step's the vote runs in) rather than one of
+    its own: a vote is over when this is called, its replicas traced in its fan-out.
+    """
+    span = trace.get_current_span()
+    if not span.is_recording():
+        return
+    name = str(result["vote"])
+    span.add_event(
+        sc.EVENT_VOTE_DECIDED,
+        {
+            sc.PHALANX_RUN_ID: run_id,
+            sc.PHALANX_VOTE_NAME: name,
+            sc.PHALANX_VOTE_DECISION: str(result["decision"]),
+            sc.PHALANX_VOTE_AGREEMENT: float(result["agreement"]),
+            sc.PHALANX_VOTE_DISAGREEMENT: bool(result["disagreement"]),
+            sc.PHALANX_VOTE_DISSENTERS: [str(d) for d in result["dissenters"]],
+        },
+    )
+    for replica, confidence in dict(result.get("confidence") or {}).items():
+        span.add_event(
+            sc.EVENT_REPLICA_CONFIDENCE,
+            {
+                sc.PHALANX_VOTE_NAME: name,
+                sc.PHALANX_REPLICA_NAME: str(replica),
+                sc.PHALANX_REPLICA_CONFIDENCE: float(confidence),
+            },
+        )
+        span.set_attribute(f"{sc.PHALANX_REPLICA_CONFIDENCE}.{replica}", float(confidence))

@@ -64,6 +64,9 @@ def _values(hint: Any) -> st.SearchStrategy[Any]:
         return st.none()
     if typing.get_origin(hint) is list:
         return st.lists(_values(typing.get_args(hint)[0]), max_size=3)
+    if typing.get_origin(hint) is dict:
+        keys, values = typing.get_args(hint)
+        return st.dictionaries(_values(keys), _values(values), max_size=3)
     raise AssertionError(f"no strategy for a field of type {hint!r}: add one here")
 
 

@@ -20,7 +20,7 @@ PUBLIC = {
     "tool", "Tool", "call_tool", "CircuitBreaker", "DeadLetterQueue", "ToolUnavailable",
     # patterns
     "gather", "Branch", "BranchOutcome", "FanOutResult", "Policy", "Peer", "TaskBoard",
-    "converse",
+    "converse", "vote", "VoteResult",
     # actors
     "Actor", "Mailbox", "Supervisor", "mailbox", "tell", "ask", "fail_after", "move_on_after",
 }  # fmt: skip
@@ -58,7 +58,7 @@ ERRORS = {
     "MCPConnectionError", "MCPProtocolError", "MCPToolError",
     # patterns
     "PartialResultError", "ConversationError", "RoundLimitError", "PeerFailedError",
-    "ConversationTimeoutError", "ClaimLostError", "PlanError",
+    "ConversationTimeoutError", "ClaimLostError", "PlanError", "NoConsensusError",
 }  # fmt: skip
 
 #: Each layer's own errors, re-exported next to the rest of its surface.
@@ -69,7 +69,7 @@ PACKAGE_ERRORS = {
         "OutputValidationError",
     },
     "phalanx.durable": {"LeaseLostError"},
-    "phalanx.patterns": {"PlanError"},
+    "phalanx.patterns": {"PlanError", "NoConsensusError"},
 }  # fmt: skip
 
 
