@@ -30,6 +30,10 @@ from ._errors import MCPCallError as MCPCallError
 from ._errors import MCPConnectionError as MCPConnectionError
 from ._errors import MCPProtocolError as MCPProtocolError
 from ._errors import MCPToolError as MCPToolError
+from ._errors import MemoryConflictError as MemoryConflictError
+from ._errors import MemoryStaleError as MemoryStaleError
+from ._errors import MemoryUnavailableError as MemoryUnavailableError
+from ._errors import MemoryVersionError as MemoryVersionError
 from ._errors import ModelConnectionError as ModelConnectionError
 from ._errors import ModelError as ModelError
 from ._errors import ModelRateLimitedError as ModelRateLimitedError
@@ -60,6 +64,7 @@ from ._errors import ToolError as ToolError
 from ._errors import ToolFailed as ToolFailed
 from ._errors import ToolTimeoutError as ToolTimeoutError
 from ._errors import UnknownDeadLetterError as UnknownDeadLetterError
+from ._errors import UnknownMemoryKeyError as UnknownMemoryKeyError
 from ._errors import UnknownRunError as UnknownRunError
 from ._errors import UserError as UserError
 from ._errors import WorkflowImportError as WorkflowImportError
@@ -84,6 +89,8 @@ from .journal import Lease as Lease
 from .journal import Metadata as Metadata
 from .journal import NewEvent as NewEvent
 from .journal import store_from_url as store_from_url
+from .memory import Memory as Memory
+from .memory import open_memory_manager as open_memory_manager
 from .patterns import Branch as Branch
 from .patterns import BranchOutcome as BranchOutcome
 from .patterns import FanOutResult as FanOutResult

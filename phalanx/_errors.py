@@ -14,6 +14,8 @@ The hierarchy, so callers can branch on what happened::
     │   ├── RunEndedError           signalling a run that has already ended
     │   ├── WorkflowInputError      inputs that do not match the workflow's signature
     │   ├── PlanError               a conductor plan that cannot run (unknown agent, cycle...)
+    │   ├── UnknownMemoryKeyError   reading a key a shared memory has never held
+    │   ├── MemoryVersionError      a compare-and-set against a version that never existed
     │   ├── UnknownDeadLetterError  a dead-letter entry id the store has never seen
     │   └── DeadLetterRetryError    a dead-letter entry not retryable here (import, secrets)
     ├── StoreError                  the journal refused or could not do what was asked
@@ -61,7 +63,10 @@ The hierarchy, so callers can branch on what happened::
     │   ├── RoundLimitError         a chain of messages ran past max_rounds (a loop, stopped)
     │   ├── PeerFailedError         a peer failed, was cancelled or left before the end
     │   └── ConversationTimeoutError  not quiet before its deadline (also TimeoutError)
-    └── ClaimLostError              a claimed task was taken over while its holder was down
+    ├── ClaimLostError              a claimed task was taken over while its holder was down
+    ├── MemoryConflictError         a compare-and-set based on a version that is no longer current
+    ├── MemoryStaleError            an eventual read staler than its bound (also TimeoutError)
+    └── MemoryUnavailableError      no memory manager answered a write in time (also TimeoutError)
 
 Cancellation is not an error here: a cancelled run sees `asyncio.CancelledError`
 (a `BaseException`), runs its cleanup, and the runtime journals `RunCancelled`.
@@ -1093,4 +1098,119 @@ class NoConsensusError(PhalanxError):
             f"vote {self.vote!r} reached no consensus ({self.reason}); votes: {self.votes}. "
             "Escalate to a person instead (on_no_consensus='escalate'), add a judge, or "
             "loosen the rule"
+        )
+
+
+# -- shared memory ----------------------------------------------------------------------
+
+
+@dataclass(kw_only=True, eq=False)
+class MemoryConflictError(PhalanxError):
+    """A compare-and-set lost: the key moved past the version the write was based on.
+
+    Nothing was written. Carries the key's current version and value, so the caller
+    (or the model, as a tool result) can merge its change into them and try again.
+    """
+
+    memory: str
+    key: str
+    based_on: int
+    current_version: int
+    current_value: Any = None
+
+    retryable = True
+
+    def __str__(self) -> str:
+        return (
+            f"memory {self.memory!r}: key {self.key!r} is at version {self.current_version}, "
+            f"not {self.based_on} as the write assumed; someone else wrote it first and "
+            "nothing was written. Merge your change into the current value and write again "
+            f"based on version {self.current_version} (or use update(key, fn))"
+        )
+
+
+@dataclass(kw_only=True, eq=False)
+class UnknownMemoryKeyError(UserError):
+    """A read (or history) of a key the memory has never held."""
+
+    memory: str
+    key: str
+
+    def __str__(self) -> str:
+        return (
+            f"memory {self.memory!r} has no key {self.key!r}; create it with "
+            "cas(key, value, based_on=0), or check the key's spelling"
+        )
+
+
+@dataclass(kw_only=True, eq=False)
+class MemoryVersionError(UserError):
+    """A compare-and-set based on a version of the key that never existed; nothing written."""
+
+    memory: str
+    key: str
+    based_on: int
+    current_version: int
+
+    def __str__(self) -> str:
+        exists = (
+            "does not exist yet (version 0)"
+            if self.current_version == 0
+            else f"is at version {self.current_version}"
+        )
+        return (
+            f"memory {self.memory!r}: key {self.key!r} never had version {self.based_on} (it "
+            f"{exists}); base a write on a version you read, or on 0 to create the key; "
+            "nothing was written"
+        )
+
+
+@dataclass(kw_only=True, eq=False)
+class MemoryStaleError(PhalanxError, TimeoutError):
+    """An eventual read stayed further behind than its `max_staleness` until its deadline."""
+
+    memory: str
+    behind_positions: int
+    behind_seconds: float
+    max_positions: int | None
+    max_seconds: float | None
+    waited: float
+
+    retryable = True
+
+    def __str__(self) -> str:
+        bound = " and ".join(
+            part
+            for part in (
+                None if self.max_positions is None else f"{self.max_positions} positions",
+                None if self.max_seconds is None else f"{self.max_seconds:g}s",
+            )
+            if part
+        )
+        return (
+            f"memory {self.memory!r}: the projection is {self.behind_positions} positions and "
+            f"{self.behind_seconds:.3f}s behind, past the bound of {bound}, after waiting "
+            f"{self.waited:g}s; wait longer, loosen max_staleness, or read linearizably"
+        )
+
+
+@dataclass(kw_only=True, eq=False)
+class MemoryUnavailableError(PhalanxError, TimeoutError):
+    """No memory manager answered a write in time; it may still apply it later.
+
+    The request is in the memory's request stream: a manager that starts (or takes
+    over) later handles it, and a retry with the same request id gets that answer.
+    """
+
+    memory: str
+    request: str
+    timeout: float
+
+    retryable = True
+
+    def __str__(self) -> str:
+        return (
+            f"memory {self.memory!r}: no manager answered request {self.request!r} within "
+            f"{self.timeout:g}s; start one (open_memory_manager), take over a dead one "
+            "(take_over=True), or wait longer"
         )

@@ -23,6 +23,8 @@ PUBLIC = {
     "converse", "vote", "VoteResult",
     # actors
     "Actor", "Mailbox", "Supervisor", "mailbox", "tell", "ask", "fail_after", "move_on_after",
+    # shared memory
+    "Memory", "open_memory_manager",
 }  # fmt: skip
 
 
@@ -59,6 +61,9 @@ ERRORS = {
     # patterns
     "PartialResultError", "ConversationError", "RoundLimitError", "PeerFailedError",
     "ConversationTimeoutError", "ClaimLostError", "PlanError", "NoConsensusError",
+    # shared memory
+    "MemoryConflictError", "MemoryStaleError", "MemoryUnavailableError", "MemoryVersionError",
+    "UnknownMemoryKeyError",
 }  # fmt: skip
 
 #: Each layer's own errors, re-exported next to the rest of its surface.
@@ -70,6 +75,10 @@ PACKAGE_ERRORS = {
     },
     "phalanx.durable": {"LeaseLostError"},
     "phalanx.patterns": {"PlanError", "NoConsensusError"},
+    "phalanx.memory": {
+        "MemoryConflictError", "MemoryStaleError", "MemoryUnavailableError", "MemoryVersionError",
+        "UnknownMemoryKeyError",
+    },
 }  # fmt: skip
 
 
