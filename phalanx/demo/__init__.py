@@ -1,4 +1,4 @@
-"""The demos: research (a fan-out where one sub-agent silently hangs) and memory (lost updates)."""
+"""The demos: research (a silently hanging sub-agent), memory (lost updates), vote, budget."""
 
 from ._memory import memory_demo as memory_demo
 from ._memory import plan_agent as plan_agent
@@ -8,3 +8,8 @@ from ._scenario import parse_faults as parse_faults
 from ._scenario import real_model_configured as real_model_configured
 from ._scenario import research as research
 from ._scenario import sub_agent as sub_agent
+from ._vote import REPLICAS as REPLICAS
+from ._vote import VOTE as VOTE
+from ._vote import parse_vote_faults as parse_vote_faults
+from ._vote import vote_demo as vote_demo
+from ._vote import vote_replica as vote_replica

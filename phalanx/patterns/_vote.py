@@ -314,7 +314,7 @@ async def vote(
         return result
     if on_no_consensus == "fail":
         raise NoConsensusError(vote=name, reason=result.reason, votes=result.votes)
-    return await _ask_person(ctx, op, name, result, recorded)
+    return await _ask_person(ctx, op, name, result, recorded, counting)
 
 
 async def _decide(
@@ -368,7 +368,7 @@ async def _decide(
             {"answer": g.answer, "replicas": list(g.replicas), "count": len(g.replicas)}
             for g in tally.groups
         ],
-        dissenters=[r for r in cast if r not in agreeing],
+        dissenters=[r for r in cast if r not in agreeing] if decided_by else [],
         agreement=round(len(agreeing) / len(cast), 4) if cast and decided_by else 0.0,
         reason=reason,
         confidence={r: b.confidence for r, b in tally.ballots.items() if b.confidence is not None},
@@ -412,7 +412,12 @@ async def _journal(
 
 
 async def _ask_person(
-    ctx: WorkflowContext, op: int, name: str, result: VoteResult, recorded: Any
+    ctx: WorkflowContext,
+    op: int,
+    name: str,
+    result: VoteResult,
+    recorded: Any,
+    counting: _Counting,
 ) -> VoteResult:
     """Park the run until a person answers the vote's signal; journal their answer."""
     signal = vote_signal(name)
@@ -437,14 +442,29 @@ async def _ask_person(
         await lowlevel.record(
             ctx, "VoteResolved", {"op": op, "name": name, "answer": data.get("answer"), "by": by}
         )
+    # Who agreed with the person's answer, compared as the replicas' answers were.
+    answer = data.get("answer")
+    key = counting.ballot(BranchOutcome(name="person", status="succeeded", value=answer)).key
+    cast = [r for r, s in result.statuses.items() if s == "succeeded" and r in result.votes]
+    agreeing = next(
+        (set(g["replicas"]) for g in result.distribution if _key_of(counting, g) == key), set()
+    )
     return VoteResult.from_json(
         {
             **result.to_json(),
-            "answer": data.get("answer"),
+            "answer": answer,
+            "dissenters": [r for r in cast if r not in agreeing],
+            "agreement": round(len(agreeing) / len(cast), 4) if cast else 0.0,
             "decided_by": "person",
             "resolved_by": by,
         }
     )
+
+
+def _key_of(counting: _Counting, group: Mapping[str, Any]) -> str | None:
+    """The comparison key of a journaled group's answer."""
+    outcome = BranchOutcome(name="group", status="succeeded", value=group["answer"])
+    return counting.ballot(outcome).key
 
 
 def _describe(rule: Rule) -> str:
