@@ -154,6 +154,7 @@ class MemoryManager:
         self._lease: Lease | None = None
         self._lock = asyncio.Lock()
         self._fenced: FencedError | None = None
+        self._stopped = asyncio.Event()
         self._served = 0
 
     @property
@@ -252,6 +253,12 @@ class MemoryManager:
         """Why this manager stopped writing (it was taken over), or None while it may."""
         return self._fenced
 
+    async def until_fenced(self) -> FencedError:
+        """Wait until this manager is taken over (a process that only hosts a manager)."""
+        await self._stopped.wait()
+        assert self._fenced is not None
+        return self._fenced
+
     async def serve(self) -> None:
         """Answer the request stream until cancelled or fenced; renew the lease meanwhile."""
         async with asyncio.TaskGroup() as group:
@@ -269,6 +276,7 @@ class MemoryManager:
                 pause = min(pause * 2, self.poll)
             renewing.cancel()
             logger.warning("memory %s: manager stopped: %s", self.name, self._fenced)
+            self._stopped.set()
 
     async def _serve_page(self) -> bool:
         events = await self.store.read_stream(
