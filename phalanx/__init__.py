@@ -80,6 +80,7 @@ from .actors import tell as tell
 from .durable import RetryPolicy as RetryPolicy
 from .durable import RunOutcome as RunOutcome
 from .durable import Runtime as Runtime
+from .durable import Worker as Worker
 from .durable import WorkflowContext as WorkflowContext
 from .durable import open_runtime as open_runtime
 from .durable import workflow as workflow

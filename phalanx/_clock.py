@@ -4,6 +4,10 @@ Everything that needs "now" or a delay takes a `Clock`, so a simulation can run 
 whole multi-agent system on virtual time (`phalanx.testing.VirtualClock`) and replay
 is exact. Wall time (`now`) stamps events and lease expiries; monotonic time
 (`monotonic`) measures durations and is immune to clock steps.
+
+Lease expiry on PostgreSQL is the one exception: it follows the server's clock, which
+every worker shares, unless the clock says it runs virtual time (a `virtual = True`
+attribute, as `VirtualClock` has), which no server could follow.
 """
 
 from __future__ import annotations

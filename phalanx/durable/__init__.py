@@ -11,6 +11,7 @@ from ._retry import RetryPolicy as RetryPolicy
 from ._runner import RunOutcome as RunOutcome
 from ._runtime import Runtime as Runtime
 from ._runtime import open_runtime as open_runtime
+from ._worker import Worker as Worker
 from ._workflow import check_inputs as check_inputs
 from ._workflow import load_workflow as load_workflow
 from ._workflow import workflow as workflow

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .._clock import Clock
 from ._history import TERMINAL, run_stream
 from ._runner import RunOutcome
 
@@ -82,7 +84,7 @@ async def recover(runtime: Runtime) -> Recovery:
 async def _recover_one(runtime: Runtime, run_id: str) -> RunOutcome | dict[str, str]:
     async with asyncio.TaskGroup() as group:
         resuming = group.create_task(_resume(runtime, run_id))
-        if await _until_parked_or_done(runtime, run_id, resuming):
+        if await until_parked(runtime.clock, resuming, lambda: _tree_look(runtime, run_id)):
             resuming.cancel()  # an infrastructure stop: the runner hands its lease back
     if resuming.cancelled():
         return RunOutcome(run_id, "waiting")
@@ -98,24 +100,35 @@ async def _resume(runtime: Runtime, run_id: str) -> RunOutcome | dict[str, str]:
         return {"type": type(exc).__name__, "message": str(exc)}
 
 
-async def _until_parked_or_done(runtime: Runtime, run_id: str, resuming: asyncio.Task[Any]) -> bool:
-    """Wait until the resume ends (False) or the run parks (True)."""
+#: A look at a run: whether it parks (waits with nothing moving) and what moved.
+Look = Callable[[], Awaitable[tuple[bool, tuple[int, ...]]]]
+
+
+async def _tree_look(runtime: Runtime, run_id: str) -> tuple[bool, tuple[int, ...]]:
+    """The run and its child runs: is any waiting, and their versions."""
+    tree = [
+        s for s in await runtime.runs() if s.run_id == run_id or s.run_id.startswith(f"{run_id}.")
+    ]
+    waiting = any(s.status == "waiting" for s in tree)
+    versions = tuple([await runtime.store.stream_version(run_stream(s.run_id)) for s in tree])
+    return waiting, versions
+
+
+async def until_parked(clock: Clock, resuming: asyncio.Task[Any], look: Look) -> tuple[int, ...]:
+    """Wait until the resume ends (empty tuple) or the run parks (what `look` last saw).
+
+    Parked means `look` said "waiting" with the same versions for `_SETTLE_S`.
+    """
     still_since: float | None = None
     last: tuple[int, ...] = ()
     while not resuming.done():
         await asyncio.wait([resuming], timeout=_POLL_S)
         if resuming.done():
-            return False
-        tree = [
-            s
-            for s in await runtime.runs()
-            if s.run_id == run_id or s.run_id.startswith(f"{run_id}.")
-        ]
-        waiting = any(s.status == "waiting" for s in tree)
-        versions = tuple([await runtime.store.stream_version(run_stream(s.run_id)) for s in tree])
-        now = runtime.clock.monotonic()
+            return ()
+        waiting, versions = await look()
+        now = clock.monotonic()
         if not waiting or versions != last:
             still_since, last = (now if waiting else None), versions
         elif still_since is not None and now - still_since >= _SETTLE_S:
-            return True
-    return False
+            return last or (0,)
+    return ()

@@ -15,17 +15,22 @@ from .._entropy import Entropy, SystemEntropy
 from .._errors import (
     ConcurrencyError,
     EventDataError,
+    FencedError,
     LeaseHeldError,
     RunEndedError,
     RunExistsError,
     UnknownRunError,
 )
 from ..journal import (
+    DEFAULT_QUEUE,
     EventStore,
     Lease,
     Metadata,
     NewEvent,
+    Submission,
+    WorkQueue,
     find_problem,
+    open_queue,
     safe_text,
     store_from_url,
     text_problem,
@@ -80,6 +85,7 @@ class Runtime:
         self.inbox_poll = inbox_poll
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{self.entropy.token(4)}"
         self._host = _Host(self)
+        self._work_queue: WorkQueue | None = None
 
     # -- reading ---------------------------------------------------------------------
 
@@ -206,14 +212,26 @@ class Runtime:
         return await self._resume(run_id, force=force, workflow=workflow, parent=None)
 
     async def _resume(
-        self, run_id: str, *, force: bool, workflow: Workflow | None, parent: Runner | None
+        self,
+        run_id: str,
+        *,
+        force: bool,
+        workflow: Workflow | None,
+        parent: Runner | None,
+        lease: Lease | None = None,
     ) -> RunOutcome:
-        """`resume`, for a top-level run or (with `parent`) a child run executing here."""
+        """`resume`, for a top-level run or (with `parent`) a child run executing here.
+
+        With `lease` (a worker's claim), the run is executed under that lease; the
+        caller releases it if this raises before the runner starts.
+        """
         history = await self.history(run_id)
         if history.terminal:
+            if lease is not None:
+                await self.store.release_lease(lease)
             return RunOutcome.of(history)
         fn = workflow or load_workflow(history.workflow)
-        lease = await self._take_lease(run_id, force=force)
+        lease = lease or await self._take_lease(run_id, force=force)
         # It may have moved on while we waited: fold only what is new.
         for event in await self.store.read_stream(run_stream(run_id), from_seq=history.version + 1):
             history.apply(event)
@@ -243,6 +261,58 @@ class Runtime:
                         datetime.fromtimestamp(exc.expires_at, tz=UTC).strftime("%H:%M:%S"),
                     )
                 await self.clock.sleep(max(0.05, min(1.0, left)))
+
+    async def submit(
+        self,
+        workflow: Workflow,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        run_id: str | None = None,
+        queue: str = DEFAULT_QUEUE,
+        priority: int = 0,
+    ) -> str:
+        """Record a run for the workers (`phalanx worker`) without running it; its id.
+
+        Workers serving `queue` claim it, higher `priority` first, then oldest first.
+
+        Raises:
+            RunExistsError: `run_id` is taken.
+            ConfigError: the store cannot hold a work queue (not SQLite or PostgreSQL).
+        """
+        ref = workflow_ref(workflow)
+        run_id = run_id or self.entropy.token(8)
+        stream = run_stream(run_id)
+        _check_start(stream, run_id, inputs)
+        if await self.store.stream_version(stream) > 0:
+            raise RunExistsError(run_id=run_id)
+        started = NewEvent(
+            "RunStarted",
+            {
+                "workflow": ref,
+                "inputs": dict(inputs or {}),
+                "parent_run_id": None,
+                "deadline_at": None,
+                "queue": queue,
+            },
+            spans.stamp(Metadata(run_id=run_id)),
+            indexed=True,
+        )
+        work = await self.work_queue()
+        try:
+            await work.submit(
+                Submission(run_id, stream, inbox_stream(run_id), queue, priority, started)
+            )
+        except (ConcurrencyError, FencedError) as exc:
+            raise RunExistsError(run_id=run_id) from exc
+        return run_id
+
+    async def work_queue(self) -> WorkQueue:
+        """The store's work queue (its tables created on first use)."""
+        if self._work_queue is None:
+            work = open_queue(self.store)
+            await work.open()
+            self._work_queue = work
+        return self._work_queue
 
     async def recover(self) -> Recovery:
         """Resume, side by side, every unfinished top-level run whose lease has lapsed.

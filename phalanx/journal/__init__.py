@@ -25,6 +25,12 @@ from ._json import text_problem as text_problem
 from ._memory import MemoryDatabase as MemoryDatabase
 from ._memory import MemoryEventStore as MemoryEventStore
 from ._memory import named_database as named_database
+from ._queue import DEFAULT_QUEUE as DEFAULT_QUEUE
+from ._queue import Claim as Claim
+from ._queue import Submission as Submission
+from ._queue import WorkerInfo as WorkerInfo
+from ._queue import WorkQueue as WorkQueue
+from ._queue import open_queue as open_queue
 from ._sqlite import SqliteEventStore as SqliteEventStore
 from ._store import EventStore as EventStore
 from ._url import DEFAULT_STORE_URL as DEFAULT_STORE_URL

@@ -125,6 +125,9 @@ APPEND = (
     " FROM phalanx_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
 )
 LEASE = "SELECT owner, epoch, expires_at FROM leases WHERE stream_id = $1"
+#: The server's clock in Unix seconds: the one clock every worker's leases agree on.
+NOW = "extract(epoch FROM clock_timestamp())::float8"
+SERVER_NOW = f"SELECT {NOW}"
 
 
 async def migrate(conn: Conn, schema: str | None) -> None:

@@ -19,7 +19,8 @@ on the stream's lease row, so a take-over (FOR UPDATE on that row) and an append
 strictly ordered and the fencing check cannot go stale before COMMIT. A stream's first
 lease has no row to lock yet, so its acquirers take the counter lock instead.
 
-Timestamps come from the store's `Clock`, not the server's, as in every store. If the
+Event timestamps come from the store's `Clock`, as in every store; lease expiry comes
+from the server's clock (see `_lease_now`), so workers on many machines agree on it. If the
 server goes away mid-call the caller gets `StoreUnavailableError` within the connect
 or command timeout; an append interrupted like this may or may not have committed, so
 retry it with `expected_version` to find out.
@@ -54,7 +55,7 @@ from ._events import (
 from ._leases import check_holder, decide_acquire
 from ._pg_connect import Conn as _Conn
 from ._pg_connect import keep_session, split_dsn, unavailable, with_connection
-from ._pg_schema import APPEND, CHANNEL, LEASE, SELECT, migrate, refuse
+from ._pg_schema import APPEND, CHANNEL, LEASE, SELECT, SERVER_NOW, migrate, refuse
 from ._rows import Row, batch_rows, decode_row, decode_snapshot, event_rows
 from ._subscription import Notifier, tail
 from ._url import url_error
@@ -417,9 +418,18 @@ class PostgresEventStore:
             lease.expires_at,
         )
 
-    async def _acquire(self, stream_id: str, owner: str, ttl: float, force: bool) -> Lease:
-        now = self._clock.now()
+    async def _lease_now(self, conn: _Conn) -> float:
+        """Now, for lease expiry: the server's clock, which every worker shares.
 
+        One machine's clock running ahead must not make it see other workers' live
+        leases as expired. A store on virtual time (a `Clock` whose `virtual` is true:
+        tests, simulations) keeps its leases on that time, which no server can follow.
+        """
+        if getattr(self._clock, "virtual", False):
+            return self._clock.now()
+        return float(await conn.fetchval(SERVER_NOW))
+
+    async def _acquire(self, stream_id: str, owner: str, ttl: float, force: bool) -> Lease:
         async def txn(conn: _Conn) -> Lease:
             current = await self._lease_row(conn, stream_id, lock=True)
             if current is None:
@@ -428,6 +438,7 @@ class PostgresEventStore:
                 # (which take it before reading the lease), as the row lock would.
                 await conn.execute("SELECT value FROM phalanx_position FOR UPDATE")
                 current = await self._lease_row(conn, stream_id, lock=True)
+            now = await self._lease_now(conn)  # after the lock: no stale "now"
             lease = decide_acquire(current, stream_id, owner, now, ttl, force=force)
             await self._put_lease(conn, lease)
             return lease
@@ -444,10 +455,11 @@ class PostgresEventStore:
 
     async def renew_lease(self, lease: Lease, ttl: float) -> Lease:
         """Extend a lease still held at its epoch."""
-        renewed = Lease(lease.stream_id, lease.owner, lease.epoch, self._clock.now() + ttl)
 
         async def txn(conn: _Conn) -> Lease:
             check_holder(await self._lease_row(conn, lease.stream_id, lock=True), lease)
+            now = await self._lease_now(conn)
+            renewed = Lease(lease.stream_id, lease.owner, lease.epoch, now + ttl)
             await self._put_lease(conn, renewed)
             return renewed
 

@@ -19,6 +19,9 @@ class VirtualClock:
         clock.advance(11)   # the lease is now expired
     """
 
+    #: Virtual time: a PostgreSQL store keeps leases on it instead of the server's clock.
+    virtual = True
+
     def __init__(self, start: float = 1_700_000_000.0) -> None:
         self._now = start
         self._origin = start

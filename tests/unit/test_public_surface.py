@@ -16,6 +16,8 @@ PUBLIC = {
     "store_from_url",
     # durable workflows
     "workflow", "WorkflowContext", "Runtime", "open_runtime", "RunOutcome", "RetryPolicy",
+    # scale-out
+    "Worker",
     # tools (loaded on first use)
     "tool", "Tool", "call_tool", "CircuitBreaker", "DeadLetterQueue", "ToolUnavailable",
     # patterns

@@ -1,0 +1,157 @@
+"""`phalanx submit`, `worker` and `workers`: runs executed by a fleet of workers.
+
+`submit` records a run for the workers and exits at once (0, its id on stdout);
+`worker` claims and runs submitted runs until SIGTERM or Ctrl-C, which drain it (no
+new claims; running runs get `--grace` seconds, then are handed back, journaled), and
+exits 0; `workers` lists the live ones. All three work on SQLite (workers on one
+machine) and PostgreSQL (workers on many).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from typing import Annotated
+
+import typer
+
+from .._errors import UserError
+from ..durable import Runtime, Worker, check_inputs, load_workflow
+from ..journal import DEFAULT_QUEUE, WorkerInfo
+from ._app import (
+    JsonOption,
+    LeaseOption,
+    RunIdOption,
+    StoreOption,
+    _check_run_id,
+    _execute,
+    _fail,
+    _parse_object,
+    _time,
+    app,
+    err,
+    new_run_id,
+    out,
+)
+from ._table import Column, fit_table
+
+QueueOption = Annotated[
+    str, typer.Option("--queue", metavar="NAME", help="The queue the run goes to.")
+]
+
+
+@app.command()
+def submit(
+    target: Annotated[
+        str, typer.Argument(metavar="MODULE:FUNCTION", help="The workflow to submit.")
+    ],
+    input: Annotated[
+        str | None,
+        typer.Option("--input", metavar="JSON", help="JSON object of keyword arguments."),
+    ] = None,
+    run_id: RunIdOption = None,
+    queue: QueueOption = DEFAULT_QUEUE,
+    priority: Annotated[
+        int, typer.Option("--priority", metavar="N", help="Higher runs are claimed first.")
+    ] = 0,
+    store: StoreOption = None,
+) -> None:
+    """Record a run for the workers (`phalanx worker`) and print its id; do not run it."""
+    inputs = _parse_object(input, "--input")
+    _check_run_id(run_id)
+    if not queue.strip():
+        raise _fail("--queue must not be empty", 2)
+    sys.path.insert(0, os.getcwd())
+    try:
+        fn = load_workflow(target)
+        check_inputs(fn, inputs)
+    except UserError as exc:
+        raise _fail(str(exc), 2) from exc
+
+    async def body(runtime: Runtime) -> str:
+        chosen = await new_run_id(runtime, run_id)
+        return await runtime.submit(fn, inputs, run_id=chosen, queue=queue, priority=priority)
+
+    submitted = _execute(store, 15.0, body)
+    print(submitted, flush=True)
+    err.print(f"run {submitted} submitted to queue {queue!r} ({target})")
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", metavar="N", help="Runs executed at once.")
+    ] = 4,
+    queues: Annotated[
+        list[str] | None,
+        typer.Option("--queue", metavar="NAME", help="A queue to serve (repeatable)."),
+    ] = None,
+    poll: Annotated[
+        float,
+        typer.Option("--poll", metavar="SECONDS", help="Look for work at least this often."),
+    ] = 1.0,
+    grace: Annotated[
+        float | None,
+        typer.Option(
+            "--grace",
+            metavar="SECONDS",
+            help="On SIGTERM, how long running runs may take to end before they are "
+            "handed back (default: the lease TTL).",
+        ),
+    ] = None,
+    store: StoreOption = None,
+    lease_ttl: LeaseOption = 15.0,
+) -> None:
+    """Claim and run submitted runs (and runs whose lease expired) until SIGTERM."""
+    if concurrency < 1:
+        raise _fail(f"--concurrency must be at least 1, got {concurrency}", 2)
+    if poll <= 0 or (grace is not None and grace < 0) or lease_ttl <= 0:
+        raise _fail("--poll and --lease-ttl must be positive, --grace not negative", 2)
+    chosen = [q for q in queues or [DEFAULT_QUEUE]]
+    if any(not q.strip() for q in chosen):
+        raise _fail("--queue must not be empty", 2)
+    sys.path.insert(0, os.getcwd())
+
+    async def body(runtime: Runtime) -> Worker:
+        fleet = Worker(runtime, queues=chosen, concurrency=concurrency, poll=poll, grace=grace)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, fleet.shutdown)
+        err.print(
+            f"worker {fleet.worker_id} serving {', '.join(chosen)} "
+            f"(concurrency {concurrency}) on {runtime.store.url}"
+        )
+        await fleet.run()
+        return fleet
+
+    done = _execute(store, lease_ttl, body)
+    err.print(f"worker {done.worker_id} stopped; it ended {done.finished} run(s)")
+
+
+@app.command()
+def workers(store: StoreOption = None, as_json: JsonOption = False) -> None:
+    """List live workers: id, host, pid, queues, runs held now, last heartbeat."""
+
+    async def body(runtime: Runtime) -> list[WorkerInfo]:
+        return await (await runtime.work_queue()).workers()
+
+    found = _execute(store, 15.0, body)
+    if as_json:
+        print(json.dumps([w.to_json() for w in found]))
+        return
+    columns = [
+        Column("worker", whole=True),
+        Column("host", drop=2),
+        Column("pid", whole=True),
+        Column("queues", drop=1),
+        Column("runs", whole=True),
+        Column("last seen", whole=True),
+    ]
+    rows = [
+        (w.worker_id, w.host, str(w.pid), ",".join(w.queues), str(w.runs), _time(w.last_seen))
+        for w in found
+    ]
+    out.print(fit_table(out, columns, rows) if rows else "no live workers")

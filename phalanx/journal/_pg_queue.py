@@ -1,0 +1,250 @@
+"""The work queue on PostgreSQL: SKIP LOCKED claims, server-clock leases, LISTEN wake-ups.
+
+See `_queue.py` for the protocol. The tables are created on `open()` under an advisory
+lock (many workers start at once), apart from the store's own migrations: the queue
+is an optional layer over the journal, and a store that never runs workers never has
+them. Wake-ups ride on their own channel (`phalanx_work`), not the journal's
+(`phalanx_events`, one NOTIFY per append), so a busy journal does not wake every idle
+worker; a lost LISTEN connection only means workers fall back to their poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import asyncpg
+
+from .._errors import LeaseHeldError
+from ._leases import decide_acquire
+from ._pg_connect import Conn
+from ._pg_schema import NOW
+from ._queue import Claim, Submission, WorkerInfo
+
+if TYPE_CHECKING:
+    from ._postgres import PostgresEventStore
+
+logger = logging.getLogger("phalanx")
+
+CHANNEL = "phalanx_work"
+# How long workers rely on polling alone after LISTEN could not be set up.
+_LISTEN_RETRY_SECONDS = 5.0
+
+_TABLES = """
+CREATE TABLE IF NOT EXISTS work_queue (
+    run_id       TEXT PRIMARY KEY,
+    stream_id    TEXT NOT NULL,
+    inbox_id     TEXT NOT NULL,
+    queue        TEXT NOT NULL,
+    priority     INTEGER NOT NULL DEFAULT 0,
+    submitted    BIGSERIAL,
+    parked_inbox BIGINT,
+    done         BOOLEAN NOT NULL DEFAULT FALSE
+);
+CREATE INDEX IF NOT EXISTS work_queue_open ON work_queue (queue, priority DESC, submitted)
+    WHERE NOT done;
+CREATE TABLE IF NOT EXISTS workers (
+    worker_id TEXT PRIMARY KEY,
+    host      TEXT NOT NULL,
+    pid       INTEGER NOT NULL,
+    queues    TEXT NOT NULL,
+    runs      INTEGER NOT NULL,
+    started   DOUBLE PRECISION NOT NULL,
+    last_seen DOUBLE PRECISION NOT NULL,
+    ttl       DOUBLE PRECISION NOT NULL
+);
+"""
+
+
+# Candidates, best first; the lease is decided again on the locked lease row below.
+_CANDIDATES = """
+SELECT q.run_id, q.stream_id, q.queue FROM work_queue AS q
+LEFT JOIN leases AS l ON l.stream_id = q.stream_id
+WHERE NOT q.done AND q.queue = ANY($1::text[]) AND NOT (q.run_id = ANY($4::text[]))
+  AND (l.stream_id IS NULL OR l.owner = '' OR l.expires_at <= $2)
+  AND EXISTS (SELECT 1 FROM events AS e WHERE e.stream_id = q.stream_id)
+  AND (q.parked_inbox IS NULL OR q.parked_inbox <
+       (SELECT coalesce(max(e.seq), 0) FROM events AS e WHERE e.stream_id = q.inbox_id))
+ORDER BY q.priority DESC, q.submitted
+LIMIT $3
+FOR UPDATE OF q SKIP LOCKED
+"""
+
+
+def _key(name: str) -> int:
+    digest = hashlib.blake2b(f"phalanx-queue:{name}".encode(), digest_size=8)
+    return int.from_bytes(digest.digest(), "big", signed=True)
+
+
+class PostgresWorkQueue:
+    """The `WorkQueue` of a `PostgresEventStore` (shares its pool and its schema)."""
+
+    def __init__(self, store: PostgresEventStore) -> None:
+        self.store = store
+        self._woken = asyncio.Event()
+        self._listener: asyncpg.Connection[asyncpg.Record] | None = None
+        self._listen_retry_at = 0.0
+
+    async def open(self) -> None:
+        """Create the tables if missing (once, whoever races)."""
+
+        async def txn(conn: Conn) -> None:
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _key(self.store.schema or ""))
+            await conn.execute(_TABLES)
+
+        await self.store._transaction(txn)
+
+    async def close(self) -> None:
+        """Drop the LISTEN connection."""
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.terminate()
+
+    async def submit(self, submission: Submission) -> None:
+        """Queue row and free lease (epoch 0) first, then `RunStarted` at epoch 0.
+
+        In this order a crash in between leaves a queue row without a run, which no
+        worker claims (it has no `RunStarted`), rather than a run nobody will execute.
+        """
+        s = submission
+
+        async def txn(conn: Conn) -> None:
+            await conn.execute(
+                "INSERT INTO leases (stream_id, owner, epoch, expires_at)"
+                " VALUES ($1, '', 0, 0) ON CONFLICT (stream_id) DO NOTHING",
+                s.stream_id,
+            )
+            await conn.execute(
+                "INSERT INTO work_queue (run_id, stream_id, inbox_id, queue, priority)"
+                " VALUES ($1,$2,$3,$4,$5) ON CONFLICT (run_id) DO NOTHING",
+                s.run_id,
+                s.stream_id,
+                s.inbox_id,
+                s.queue,
+                s.priority,
+            )
+
+        await self.store._transaction(txn)
+        await self.store.append(s.stream_id, [s.started], expected_version=0, epoch=0)
+        await self.notify()
+
+    async def claim(
+        self, owner: str, queues: Sequence[str], limit: int, ttl: float, *, skip: Sequence[str] = ()
+    ) -> list[Claim]:
+        """Lease up to `limit` claimable runs; see `WorkQueue.claim`."""
+        store = self.store
+
+        async def txn(conn: Conn) -> list[Claim]:
+            now = await store._lease_now(conn)
+            rows = await conn.fetch(_CANDIDATES, list(queues), now, limit, list(skip))
+            claims = []
+            for run_id, stream_id, queue in rows:
+                current = await store._lease_row(conn, stream_id, lock=True)
+                try:
+                    lease = decide_acquire(current, stream_id, owner, now, ttl, force=False)
+                except LeaseHeldError:
+                    continue  # renewed between our look and our lock: still its holder's
+                await store._put_lease(conn, lease)
+                claims.append(Claim(run_id, queue, lease))
+            if claims:
+                await conn.execute(
+                    "UPDATE work_queue SET parked_inbox = NULL WHERE run_id = ANY($1::text[])",
+                    [c.run_id for c in claims],
+                )
+            return claims
+
+        if limit <= 0:
+            return []
+        return await store._transaction(txn)
+
+    async def finish(self, run_id: str) -> None:
+        """Mark the run done."""
+        sql = "UPDATE work_queue SET done = TRUE WHERE run_id = $1"
+        await self.store._run(lambda c: c.execute(sql, run_id))
+
+    async def park(self, run_id: str, inbox_version: int) -> None:
+        """Leave the run until its inbox grows."""
+        sql = "UPDATE work_queue SET parked_inbox = $2 WHERE run_id = $1"
+        await self.store._run(lambda c: c.execute(sql, run_id, inbox_version))
+
+    async def heartbeat(self, worker: WorkerInfo, ttl: float) -> None:
+        """Upsert the worker's row, stamped with the server's clock."""
+        sql = (
+            "INSERT INTO workers (worker_id, host, pid, queues, runs, started, last_seen, ttl)"
+            f" SELECT $1, $2, $3, $4, $5, t.now_, t.now_, $6 FROM (SELECT {NOW} AS now_) AS t"
+            " ON CONFLICT (worker_id) DO UPDATE SET runs = excluded.runs,"
+            " last_seen = excluded.last_seen, ttl = excluded.ttl"
+        )
+        queues = json.dumps(list(worker.queues))
+        await self.store._run(
+            lambda c: c.execute(sql, worker.worker_id, worker.host, worker.pid, queues,
+                                worker.runs, ttl)
+        )  # fmt: skip
+
+    async def deregister(self, worker_id: str) -> None:
+        """Remove the worker's row."""
+        sql = "DELETE FROM workers WHERE worker_id = $1"
+        await self.store._run(lambda c: c.execute(sql, worker_id))
+
+    async def workers(self) -> list[WorkerInfo]:
+        """Workers whose heartbeat is within their ttl by the server's clock."""
+        sql = (
+            "SELECT worker_id, host, pid, queues, runs, last_seen FROM workers"
+            f" WHERE last_seen + ttl > {NOW} ORDER BY started, worker_id"
+        )
+        rows = await self.store._run(lambda c: c.fetch(sql))
+        return [
+            WorkerInfo(r[0], r[1], int(r[2]), tuple(json.loads(r[3])), int(r[4]), float(r[5]))
+            for r in rows
+        ]
+
+    async def notify(self) -> None:
+        """NOTIFY every worker on this schema."""
+        sql = "SELECT pg_notify($1, $2)"
+        await self.store._run(lambda c: c.execute(sql, CHANNEL, self.store.schema or ""))
+
+    async def wait(self, timeout: float) -> None:
+        """Until a NOTIFY for this schema or `timeout`; LISTENs on first use."""
+        await self._ensure_listener()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._woken.wait()
+        except TimeoutError:
+            pass
+        self._woken.clear()
+
+    async def _ensure_listener(self) -> None:
+        if self._listener is not None and not self._listener.is_closed():
+            return
+        clock = self.store._clock
+        if clock.monotonic() < self._listen_retry_at:
+            return
+        store = self.store
+        conn: asyncpg.Connection[asyncpg.Record] | None = None
+        try:
+            conn = await asyncpg.connect(
+                store._dsn,
+                timeout=store._connect_timeout,
+                command_timeout=store._command_timeout,
+                server_settings=store._settings,
+            )
+            await conn.add_listener(CHANNEL, self._on_notification)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            if conn is not None:
+                conn.terminate()
+            self._listen_retry_at = clock.monotonic() + _LISTEN_RETRY_SECONDS
+            logger.info("worker cannot LISTEN on %s (%s); polling meanwhile", store.url, exc)
+            return
+        except BaseException:
+            if conn is not None:  # cancelled while subscribing: never leak the socket
+                conn.terminate()
+            raise
+        self._listener = conn
+
+    def _on_notification(self, conn: object, pid: int, channel: str, payload: object) -> None:
+        if payload == (self.store.schema or ""):
+            self._woken.set()

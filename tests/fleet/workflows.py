@@ -1,0 +1,61 @@
+"""Workflows the fleet tests submit; each step's effect is a line in an external ledger."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import phalanx
+from phalanx import WorkflowContext
+from tests.chaos.workflows import record
+
+
+def effect(ctx: WorkflowContext, ledger: str, step: str) -> str:
+    """A step's side effect, done once per attempt; returns the step's name."""
+    record(ledger, step, ctx.idempotency_key)
+    return step
+
+
+async def slow_effect(ctx: WorkflowContext, ledger: str, step: str, seconds: float) -> str:
+    """The effect first, then time in the step: a kill here leaves the step in flight."""
+    record(ledger, step, ctx.idempotency_key)
+    await asyncio.sleep(seconds)
+    return step
+
+
+@phalanx.workflow
+async def steps(
+    ctx: WorkflowContext, ledger: str, count: int = 3, seconds: float = 0.0
+) -> list[str]:
+    """`count` steps named s0, s1...; each records its effect, then takes `seconds`."""
+    done = []
+    for i in range(count):
+        done.append(await ctx.step(f"s{i}", slow_effect, ctx, ledger, f"s{i}", seconds))
+    return done
+
+
+@phalanx.workflow
+async def noop(ctx: WorkflowContext, count: int = 10) -> int:
+    """`count` steps that do nothing (the scale benchmark's unit of work)."""
+    for i in range(count):
+        await ctx.step(f"n{i}", _nothing)
+    return count
+
+
+def _nothing() -> None:
+    return None
+
+
+@phalanx.workflow
+async def approval(ctx: WorkflowContext, ledger: str) -> Any:
+    """A step, a wait for a person's `approve` signal, then a step."""
+    await ctx.step("before", effect, ctx, ledger, "before")
+    answer = await ctx.wait_for_signal("approve")
+    await ctx.step("after", effect, ctx, ledger, "after")
+    return answer
+
+
+@phalanx.workflow
+async def needs_arg(ctx: WorkflowContext, topic: str) -> str:
+    """A workflow with a required input, for input validation."""
+    return topic
