@@ -116,7 +116,13 @@ class Worker:
             if free > 0:
                 try:
                     claims = await work.claim(
-                        self.worker_id, self.queues, free, runtime.lease_ttl, skip=list(self._skip)
+                        self.worker_id,
+                        self.queues,
+                        free,
+                        runtime.lease_ttl,
+                        # Our own runs too: a renewal late under load must not make us
+                        # claim (and so fence) a run we are still running.
+                        skip=[*self._skip, *self._active],
                     )
                     self._store_back()
                 except StoreUnavailableError as exc:

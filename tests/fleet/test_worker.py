@@ -59,7 +59,7 @@ async def test_a_worker_runs_submitted_runs_to_completion(
     """Every submitted run completes under a worker, each step's effect once."""
     ledger = str(tmp_path / "ledger")
     ids = [await runtime.submit(wf.steps, {"ledger": ledger}) for _ in range(5)]
-    async with working(runtime, concurrency=2) as worker:
+    async with working(runtime, concurrency=2, grace=60) as worker:
         for run_id in ids:
             assert await until_status(runtime, run_id, "completed", "failed") == "completed"
     assert worker.finished == 5
