@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from .._errors import UnknownRunError
 from ..demo import REPLICAS, VOTE, parse_vote_faults, vote_demo
 from ..durable import RunOutcome, Runtime
 from ..patterns import vote_signal
@@ -66,7 +67,7 @@ async def _run_until_decided(
         task = group.create_task(runtime.run(vote_demo, {"faults": faults}, run_id=run_id))
         while not task.done():
             await asyncio.wait([task], timeout=_POLL_S)
-            if not task.done() and (await runtime.history(run_id)).status == "waiting":
+            if not task.done() and await _parked(runtime, run_id):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -74,6 +75,14 @@ async def _run_until_decided(
     if task.cancelled():
         return await _report(runtime, RunOutcome(run_id, "waiting"))
     return await _report(runtime, task.result())
+
+
+async def _parked(runtime: Runtime, run_id: str) -> bool:
+    """Whether the run waits for a signal now (False before its first event is in)."""
+    try:
+        return (await runtime.history(run_id)).status == "waiting"
+    except UnknownRunError:
+        return False  # the run's task has not written `RunStarted` yet
 
 
 async def _report(runtime: Runtime, outcome: RunOutcome) -> dict[str, Any]:
