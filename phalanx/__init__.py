@@ -51,6 +51,7 @@ from ._errors import RoundLimitError as RoundLimitError
 from ._errors import RunEndedError as RunEndedError
 from ._errors import RunExistsError as RunExistsError
 from ._errors import RunFailedError as RunFailedError
+from ._errors import SagaDefinitionError as SagaDefinitionError
 from ._errors import SignalTimeoutError as SignalTimeoutError
 from ._errors import StepError as StepError
 from ._errors import StoreCorruptError as StoreCorruptError
@@ -95,8 +96,13 @@ from .memory import open_memory_manager as open_memory_manager
 from .patterns import Branch as Branch
 from .patterns import BranchOutcome as BranchOutcome
 from .patterns import FanOutResult as FanOutResult
+from .patterns import ForwardRecovery as ForwardRecovery
 from .patterns import Peer as Peer
 from .patterns import Policy as Policy
+from .patterns import Saga as Saga
+from .patterns import SagaResult as SagaResult
+from .patterns import SagaState as SagaState
+from .patterns import SagaStep as SagaStep
 from .patterns import TaskBoard as TaskBoard
 from .patterns import VoteResult as VoteResult
 from .patterns import converse as converse

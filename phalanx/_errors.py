@@ -16,6 +16,7 @@ The hierarchy, so callers can branch on what happened::
     │   ├── PlanError               a conductor plan that cannot run (unknown agent, cycle...)
     │   ├── UnknownMemoryKeyError   reading a key a shared memory has never held
     │   ├── MemoryVersionError      a compare-and-set against a version that never existed
+    │   ├── SagaDefinitionError     a saga that cannot run (no compensation, a cycle...)
     │   ├── UnknownDeadLetterError  a dead-letter entry id the store has never seen
     │   └── DeadLetterRetryError    a dead-letter entry not retryable here (import, secrets)
     ├── StoreError                  the journal refused or could not do what was asked
@@ -1058,6 +1059,22 @@ class ClaimLostError(PhalanxError):
             "claim, which was then released and taken over; the task was left to the new "
             "holder"
         )
+
+
+@dataclass(kw_only=True, eq=False)
+class SagaDefinitionError(UserError):
+    """A saga declared so that it could not be undone, or could not run at all.
+
+    Raised when the saga is defined, before anything is journaled: a step without a
+    compensation where one is required, a compensation that cannot take the step's
+    result, a dependency on a step that is not there, steps that depend on each other.
+    """
+
+    saga: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"saga {self.saga!r} cannot be defined: {self.reason}"
 
 
 @dataclass(kw_only=True, eq=False)

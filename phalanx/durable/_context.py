@@ -96,6 +96,8 @@ class WorkflowContext:
         #: Operations claimed through `lowlevel` whose first event is not yet written,
         #: with their kind: that first event carries it (see `_stamp`).
         self._unopened: dict[int, str] = {}
+        #: How many `lowlevel.run_shielded` scopes are open: a pending cancel waits.
+        self._shielded = 0
 
     # -- bookkeeping -----------------------------------------------------------------
 
@@ -146,7 +148,7 @@ class WorkflowContext:
         # child). A run cancelled while no runner ran it stops here, before any of that,
         # and its cleanup runs. Cancelling the task at its first real await instead
         # would first re-run the in-flight step, which may be the very call to avoid.
-        if self._runner.state.pending_cancel is None:
+        if self._runner.state.pending_cancel is None or self._shielded:
             return  # the common case, on every operation: no call to make
         reason = self._runner.take_pending_cancel()
         if reason is not None:

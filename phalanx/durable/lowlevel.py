@@ -66,7 +66,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, NoReturn, overload
+from typing import Any, NoReturn, TypeVar, overload
 
 from .._errors import NonDeterminismError
 from ..journal import Event, EventStore, Metadata, NewEvent
@@ -78,6 +78,9 @@ from ._history import run_stream as run_stream
 from ._host import RunControl as RunControl
 from ._retry import RetryPolicy
 from ._runner import RunOutcome
+from ._state import Phase
+
+T = TypeVar("T")
 
 __all__ = [
     "TERMINAL",
@@ -97,6 +100,7 @@ __all__ = [
     "run_child",
     "run_id_of",
     "run_is_live",
+    "run_shielded",
     "run_stream",
     "runs",
     "step",
@@ -197,6 +201,45 @@ async def step(
     agent's steps carry `agent` and `turn`, for instance.
     """
     return await ctx._step(name, fn, args, kwargs, retry=retry, tags=tags)
+
+
+async def run_shielded(ctx: WorkflowContext, work: Callable[[], Awaitable[T]]) -> T:
+    """Run `work()` to its end even if the run is cancelled or its deadline passes meanwhile.
+
+    For cleanup that must not be cut short (a saga's compensations): a cancel request
+    or an expired deadline that arrives during `work` is held back, neither raised by
+    `work`'s operations nor interrupting the task it runs in, and is raised here once
+    `work` has finished, so the run still ends cancelled. An error of `work` itself
+    propagates as usual. A runner that is stopped (fenced out, its lease lost, Ctrl-C)
+    is not held back: `work` is cancelled with it, and a resume continues it.
+    """
+    # Its own task, awaited through asyncio.shield until it is done: a cancel of the
+    # workflow's task lands on the shield, not on `work`. Not in a TaskGroup: leaving
+    # a group's body on a cancel cancels its tasks, which is exactly what must not
+    # happen; this function is the task's owner and never returns before it ended.
+    ctx._shielded += 1
+    try:
+        task = asyncio.ensure_future(work())
+        held: asyncio.CancelledError | None = None
+        while True:
+            try:
+                result = await asyncio.shield(task)
+                break
+            except asyncio.CancelledError as exc:
+                if task.done():
+                    raise  # `work` itself was cancelled (its writes refused): not ours to hold
+                if ctx._runner.state.phase not in (Phase.RUNNING, Phase.CANCELLING):
+                    # Stopped or detached: the runner must let go now, and the run stays
+                    # resumable, so `work` continues on resume instead.
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+                    raise
+                held = exc
+    finally:
+        ctx._shielded -= 1
+    if held is not None:
+        raise held
+    return result
 
 
 # -- child runs --------------------------------------------------------------------------

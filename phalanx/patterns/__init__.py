@@ -1,7 +1,8 @@
-"""Orchestration patterns on the durable runtime: fan-out with explicit outcomes, voting."""
+"""Orchestration patterns on the durable runtime: fan-out, peers, voting, sagas."""
 
 from .._errors import NoConsensusError as NoConsensusError
 from .._errors import PlanError as PlanError
+from .._errors import SagaDefinitionError as SagaDefinitionError
 from ._claims import Claim as Claim
 from ._claims import ClaimResult as ClaimResult
 from ._claims import TaskBoard as TaskBoard
@@ -33,6 +34,13 @@ from ._peers import ConversationResult as ConversationResult
 from ._peers import Peer as Peer
 from ._peers import PeerOutcome as PeerOutcome
 from ._peers import converse as converse
+from ._saga import Saga as Saga
+from ._saga import SagaResult as SagaResult
+from ._saga_def import ForwardRecovery as ForwardRecovery
+from ._saga_def import SagaState as SagaState
+from ._saga_def import SagaStep as SagaStep
+from ._saga_state import SagaView as SagaView
+from ._saga_state import saga_views as saga_views
 from ._vote import VoteResult as VoteResult
 from ._vote import vote as vote
 from ._vote import vote_signal as vote_signal

@@ -3,6 +3,7 @@
 from ._breaker import CircuitBreaker as CircuitBreaker
 from ._call import ToolCallReport as ToolCallReport
 from ._call import ToolUnavailable as ToolUnavailable
+from ._call import await_dead_letter as await_dead_letter
 from ._call import call_tool as call_tool
 from ._call import reliable_call as reliable_call
 from ._dlq import DeadLetterEntry as DeadLetterEntry

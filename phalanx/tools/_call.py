@@ -153,11 +153,15 @@ async def reliable_call(
     agent: str | None = None,
     call_id: str | None = None,
     tags: Mapping[str, Any] | None = None,
+    defer_wait: bool = False,
 ) -> ToolCallReport:
     """Call `tool` durably and reliably; see the module docstring.
 
     `tags` are journaled with the call's step (see `lowlevel.step`): an agent's tool
-    calls carry its name and turn.
+    calls carry its name and turn. With `defer_wait`, a `wait` tool's dead-lettered
+    call returns at once, `unavailable` with its `dead_letter_id`, and the caller
+    journals what it must and then waits with `await_dead_letter` (a saga records
+    that a compensation failed, or goes on with the others first).
 
     Raises:
         ToolArgumentsError: the arguments break the schema (nothing ran).
@@ -215,35 +219,44 @@ async def reliable_call(
             error_type=str(entry["error_type"]),
             message=str(entry["message"]),
         )
-    if tool.dead_letter == "continue":
-        unavailable = ToolUnavailable(
-            tool.name,
-            "dead_lettered",
-            f"the call failed after {attempts} attempt(s) ({error}) and was dead-lettered "
-            f"as {entry_id}",
-            entry_id,
-            str(entry["error_type"]),
-        )
-        return ToolCallReport(
-            tool.name, step, "unavailable", unavailable, attempts, entry_id, error
-        )
+    unavailable = ToolUnavailable(
+        tool.name,
+        "dead_lettered",
+        f"the call failed after {attempts} attempt(s) ({error}) and was dead-lettered "
+        f"as {entry_id}",
+        entry_id,
+        str(entry["error_type"]),
+    )
+    report = ToolCallReport(tool.name, step, "unavailable", unavailable, attempts, entry_id, error)
+    if tool.dead_letter == "continue" or defer_wait:
+        return report
+    return await await_dead_letter(ctx, report)
+
+
+async def await_dead_letter(ctx: WorkflowContext, report: ToolCallReport) -> ToolCallReport:
+    """Wait until a person acts on a dead-lettered call; the run is `waiting` meanwhile.
+
+    `report` is what `reliable_call(..., defer_wait=True)` returned for a `wait` tool's
+    call. Returns it `resolved` with the value a person supplied (by retry or by hand),
+    or `unavailable` (reason `discarded`) if they discarded the entry.
+    """
+    entry_id = report.dead_letter_id
+    if entry_id is None:
+        raise ValueError(f"the call of tool {report.tool!r} was not dead-lettered")
     outcome = await ctx.wait_for_signal(dead_letter_signal(entry_id))
     data = outcome if isinstance(outcome, dict) else {}
     by = data.get("by")
+    error = report.error
     if data.get("action") == "discarded":
         unavailable = ToolUnavailable(
-            tool.name,
+            report.tool,
             "discarded",
             f"the call failed ({error}); {by or 'a person'} discarded it: {data.get('reason')}",
             entry_id,
-            str(entry["error_type"]),
+            None if error is None else error.partition(":")[0],
         )
-        return ToolCallReport(
-            tool.name, step, "unavailable", unavailable, attempts, entry_id, error, by
-        )
-    return ToolCallReport(
-        tool.name, step, "resolved", data.get("result"), attempts, entry_id, error, by
-    )
+        return dataclasses.replace(report, value=unavailable, resolved_by=by)
+    return dataclasses.replace(report, outcome="resolved", value=data.get("result"), resolved_by=by)
 
 
 async def call_in_memory(

@@ -22,7 +22,8 @@ PUBLIC = {
     "tool", "Tool", "call_tool", "CircuitBreaker", "DeadLetterQueue", "ToolUnavailable",
     # patterns
     "gather", "Branch", "BranchOutcome", "FanOutResult", "Policy", "Peer", "TaskBoard",
-    "converse", "vote", "VoteResult",
+    "converse", "vote", "VoteResult", "Saga", "SagaStep", "SagaState", "SagaResult",
+    "ForwardRecovery",
     # actors
     "Actor", "Mailbox", "Supervisor", "mailbox", "tell", "ask", "fail_after", "move_on_after",
     # shared memory
@@ -63,6 +64,7 @@ ERRORS = {
     # patterns
     "PartialResultError", "ConversationError", "RoundLimitError", "PeerFailedError",
     "ConversationTimeoutError", "ClaimLostError", "PlanError", "NoConsensusError",
+    "SagaDefinitionError",
     # shared memory
     "MemoryConflictError", "MemoryStaleError", "MemoryUnavailableError", "MemoryVersionError",
     "UnknownMemoryKeyError",
@@ -76,7 +78,7 @@ PACKAGE_ERRORS = {
         "OutputValidationError",
     },
     "phalanx.durable": {"LeaseLostError"},
-    "phalanx.patterns": {"PlanError", "NoConsensusError"},
+    "phalanx.patterns": {"PlanError", "NoConsensusError", "SagaDefinitionError"},
     "phalanx.memory": {
         "MemoryConflictError", "MemoryStaleError", "MemoryUnavailableError", "MemoryVersionError",
         "UnknownMemoryKeyError",
@@ -140,7 +142,7 @@ def test_lowlevel_surface_for_pattern_authors() -> None:
         "claim", "record", "record_later", "diverge", "decide", "step", "Operation",
         "run_child", "cancel_child", "child_silence", "inbox", "wait_inbox", "wake", "post",
         "run_is_live", "store", "epoch", "runs", "RunControl", "TERMINAL", "run_stream",
-        "inbox_stream", "run_id_of",
+        "inbox_stream", "run_id_of", "run_shielded",
     }  # fmt: skip
     for name in lowlevel.__all__:
         assert getattr(lowlevel, name) is not None, name
