@@ -14,6 +14,8 @@ from .._errors import MemoryUnavailableError as MemoryUnavailableError
 from .._errors import MemoryVersionError as MemoryVersionError
 from .._errors import UnknownMemoryKeyError as UnknownMemoryKeyError
 from ._client import Memory as Memory
+from ._fulltext import PostgresFullText as PostgresFullText
+from ._fulltext import SqliteFullText as SqliteFullText
 from ._handles import Eventual as Eventual
 from ._handles import Linearizable as Linearizable
 from ._handles import Read as Read
@@ -24,10 +26,16 @@ from ._manager import Request as Request
 from ._manager import decide as decide
 from ._manager import open_memory_manager as open_memory_manager
 from ._projection import Staleness as Staleness
+from ._recall import Document as Document
+from ._recall import HashedVectors as HashedVectors
+from ._recall import Hit as Hit
+from ._recall import Recall as Recall
+from ._recall import RecallIndex as RecallIndex
 from ._state import Author as Author
 from ._state import MemoryState as MemoryState
 from ._state import Outcome as Outcome
 from ._state import Version as Version
 from ._state import memory_stream as memory_stream
 from ._state import request_stream as request_stream
+from ._tools import memory_tools as memory_tools
 from ._workflow import memory as memory

@@ -207,31 +207,41 @@ class Linearizable:
             outcome = await memory.send(
                 request_id, "put" if mode == "put" else "cas", key, value, based_on
             )
-            return await _outcome_result(memory, outcome)
+            return await outcome_result(memory, outcome)
 
         result = await memory.recorder(
             "memory_write", f"{memory.name}/{key}", "MemoryWriteAnswered", perform
         )
-        kind = result["kind"]
-        if kind == "conflict":
-            raise MemoryConflictError(
-                memory=memory.name,
-                key=key,
-                based_on=int(result["based_on"]),
-                current_version=int(result["version"]),
-                current_value=result.get("current_value"),
-            )
-        if kind == "refused":
-            raise MemoryVersionError(
-                memory=memory.name,
-                key=key,
-                based_on=int(result["based_on"]),
-                current_version=int(result["version"]),
-            )
-        return Written(key, int(result["version"]), int(result["position"]))
+        return settle(memory, key, result)
 
 
-async def _outcome_result(memory: Memory, outcome: Outcome) -> dict[str, Any]:
+def settle(memory: Memory, key: str, result: dict[str, Any]) -> Written:
+    """The acknowledged write a write's JSON result records, or the error it records.
+
+    Raises:
+        MemoryConflictError: the result is a conflict (with the current value).
+        MemoryVersionError: the result is a refusal (a version that never existed).
+    """
+    kind = result["kind"]
+    if kind == "conflict":
+        raise MemoryConflictError(
+            memory=memory.name,
+            key=key,
+            based_on=int(result["based_on"]),
+            current_version=int(result["version"]),
+            current_value=result.get("current_value"),
+        )
+    if kind == "refused":
+        raise MemoryVersionError(
+            memory=memory.name,
+            key=key,
+            based_on=int(result["based_on"]),
+            current_version=int(result["version"]),
+        )
+    return Written(key, int(result["version"]), int(result["position"]))
+
+
+async def outcome_result(memory: Memory, outcome: Outcome) -> dict[str, Any]:
     """An outcome as the JSON result journaled; a conflict carries the current value."""
     result: dict[str, Any] = {
         "kind": outcome.kind,

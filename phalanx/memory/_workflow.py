@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..durable import WorkflowContext, lowlevel
-from ._client import Memory, Perform, Recorder, Submitter
+from ._client import Memory, Perform, Recorder, Submitter, unrecorded
 
 
 def recorder(ctx: WorkflowContext) -> Recorder:
@@ -53,6 +53,22 @@ def memory(
     when it runs in this process (writes skip the request stream); without it they
     reach whichever manager holds the memory's lease.
     """
+    return in_run(ctx, name, agent=agent, manager=manager, timeout=timeout, journal=True)
+
+
+def in_run(
+    ctx: WorkflowContext,
+    name: str,
+    *,
+    agent: str | None,
+    manager: Submitter | None,
+    timeout: float,
+    journal: bool,
+) -> Memory:
+    """Memory `name` authored by `agent` in run `ctx`; its operations journaled if `journal`.
+
+    Tools run inside steps, which journal their results already: they use `journal=False`.
+    """
     return Memory(
         lowlevel.store(ctx),
         name,
@@ -61,5 +77,5 @@ def memory(
         manager=manager,
         clock=ctx.clock,
         timeout=timeout,
-        recorder=recorder(ctx),
+        recorder=recorder(ctx) if journal else unrecorded,
     )
