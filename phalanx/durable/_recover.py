@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .._clock import Clock
+from .._errors import StoreUnavailableError
 from ._history import TERMINAL, run_stream
 from ._runner import RunOutcome
 
@@ -125,7 +126,10 @@ async def until_parked(clock: Clock, resuming: asyncio.Task[Any], look: Look) ->
         await asyncio.wait([resuming], timeout=_POLL_S)
         if resuming.done():
             return ()
-        waiting, versions = await look()
+        try:
+            waiting, versions = await look()
+        except StoreUnavailableError:
+            continue  # an outage tells us nothing; the runner rides it out or stops
         now = clock.monotonic()
         if not waiting or versions != last:
             still_since, last = (now if waiting else None), versions

@@ -167,6 +167,10 @@ class Worker:
         except (FencedError, LeaseLostError) as exc:
             # Taken over (we were paused or cut off): it is the new holder's now.
             logger.warning("worker %s: stopped run %s: %s", self.worker_id, run_id, exc)
+        except StoreUnavailableError as exc:
+            # Its lease lapses if we cannot reach the store; then any worker claims it
+            # again, and one that finds it ended only marks it done.
+            logger.warning("worker %s: left run %s: %s", self.worker_id, run_id, exc)
         except PhalanxError as exc:
             # Cannot run here (the workflow does not import, the code diverged...): leave
             # it to workers that can, and never claim it again in this process.
