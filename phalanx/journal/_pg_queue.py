@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING
 import asyncpg
 
 from .._errors import LeaseHeldError
+from ._events import Lease
 from ._leases import decide_acquire
 from ._pg_connect import Conn
-from ._pg_schema import NOW
+from ._pg_schema import LEASE, NOW
 from ._queue import Claim, Submission, WorkerInfo
 
 if TYPE_CHECKING:
@@ -73,6 +74,9 @@ ORDER BY q.priority DESC, q.submitted
 LIMIT $3
 FOR UPDATE OF q SKIP LOCKED
 """
+
+
+_LEASE_SKIP_LOCKED = f"{LEASE} FOR UPDATE SKIP LOCKED"
 
 
 def _key(name: str) -> int:
@@ -143,7 +147,12 @@ class PostgresWorkQueue:
             rows = await conn.fetch(_CANDIDATES, list(queues), now, limit, list(skip))
             claims = []
             for run_id, stream_id, queue in rows:
-                current = await store._lease_row(conn, stream_id, lock=True)
+                # SKIP LOCKED here too: a holder cut off in the middle of renewing keeps
+                # this row locked until the server drops its session; take the others.
+                row = await conn.fetchrow(_LEASE_SKIP_LOCKED, stream_id)
+                if row is None:
+                    continue
+                current = Lease(stream_id, row[0], int(row[1]), float(row[2]))
                 try:
                     lease = decide_acquire(current, stream_id, owner, now, ttl, force=False)
                 except LeaseHeldError:
