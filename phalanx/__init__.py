@@ -9,6 +9,7 @@ from ._errors import ActorError as ActorError
 from ._errors import AgentError as AgentError
 from ._errors import AgentTimeoutError as AgentTimeoutError
 from ._errors import AskTimeoutError as AskTimeoutError
+from ._errors import BudgetExceededError as BudgetExceededError
 from ._errors import CircuitOpenError as CircuitOpenError
 from ._errors import ClaimLostError as ClaimLostError
 from ._errors import ConcurrencyError as ConcurrencyError
@@ -34,6 +35,7 @@ from ._errors import MemoryConflictError as MemoryConflictError
 from ._errors import MemoryStaleError as MemoryStaleError
 from ._errors import MemoryUnavailableError as MemoryUnavailableError
 from ._errors import MemoryVersionError as MemoryVersionError
+from ._errors import MessageTooLargeError as MessageTooLargeError
 from ._errors import ModelConnectionError as ModelConnectionError
 from ._errors import ModelError as ModelError
 from ._errors import ModelRateLimitedError as ModelRateLimitedError

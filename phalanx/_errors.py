@@ -44,7 +44,8 @@ The hierarchy, so callers can branch on what happened::
     ├── AgentError                  an agent loop could not reach a valid answer
     │   ├── MaxTurnsExceededError   the tool loop hit its turn limit
     │   ├── AgentTimeoutError       the agent ran past its timeout (also TimeoutError)
-    │   └── OutputValidationError   structured output stayed invalid after retries
+    │   ├── OutputValidationError   structured output stayed invalid after retries
+    │   └── BudgetExceededError     a model call would pass its budget; no action could fit it
     ├── ToolArgumentsError          a tool call's arguments are not valid JSON / break its schema
     ├── ToolFailed                  raised by a tool: this call failed (retryable? HTTP status?)
     ├── ToolError                   a reliable tool call produced no result
@@ -60,6 +61,7 @@ The hierarchy, so callers can branch on what happened::
     │   └── MCPToolError            the tool ran and reported an error (isError), not retried
     ├── PartialResultError          reading a partial fan-out without accepting it
     ├── NoConsensusError            a vote found no answer to accept and was told to fail
+    ├── MessageTooLargeError        a message between agents over its payload limit (not sent)
     ├── ConversationError           a peer conversation ended without going quiet on its own
     │   ├── RoundLimitError         a chain of messages ran past max_rounds (a loop, stopped)
     │   ├── PeerFailedError         a peer failed, was cancelled or left before the end
@@ -1230,4 +1232,51 @@ class MemoryUnavailableError(PhalanxError, TimeoutError):
             f"memory {self.memory!r}: no manager answered request {self.request!r} within "
             f"{self.timeout:g}s; start one (open_memory_manager), take over a dead one "
             "(take_over=True), or wait longer"
+        )
+
+
+@dataclass(kw_only=True, eq=False)
+class BudgetExceededError(AgentError):
+    """A model call would have gone over its budget, and no declared action could fit it.
+
+    The call was not sent. `limit` names what ran out (`context_tokens`,
+    `input_tokens`, `output_tokens`, `cost`), `needed` what the call wanted and
+    `available` what was left; `tried` the budget actions that ran first.
+    """
+
+    agent: str
+    scope: str
+    limit: str
+    needed: float
+    available: float
+    tried: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        tried = f" after {', '.join(self.tried)}" if self.tried else ""
+        return (
+            f"agent {self.agent!r}: the next model call needs {self.needed:g} {self.limit} but "
+            f"{self.scope} has {self.available:g} left{tried}; the call was not sent. Raise the "
+            "budget, or declare actions that shrink the context (compact, summarize, "
+            "final_answer)"
+        )
+
+
+@dataclass(kw_only=True, eq=False)
+class MessageTooLargeError(PhalanxError):
+    """A message between agents is over its payload limit; refused at the sender, not cut.
+
+    `unit` is `bytes` or `tokens` (tokens estimated as `phalanx.agents` does).
+    """
+
+    sender: str
+    recipient: str
+    unit: str
+    size: int
+    limit: int
+
+    def __str__(self) -> str:
+        return (
+            f"message from {self.sender!r} to {self.recipient!r} is {self.size} {self.unit}, "
+            f"over the limit of {self.limit}; it was not sent (nothing is truncated). "
+            "Summarise it, split it, or raise the limit"
         )

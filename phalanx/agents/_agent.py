@@ -39,6 +39,8 @@ from .._errors import (
 from ..durable import RetryPolicy, WorkflowContext, lowlevel
 from ..tools import Tool, ToolUnavailable, encode_result, reliable_call
 from . import _spans as spans
+from ._backpressure import Fitter
+from ._budget import UNLIMITED, Budget, BudgetLedger, run_ledger
 from ._messages import Message, ModelRequest, ModelResponse, ToolCall, Usage
 from ._model import Model
 from ._registry import model_from_env
@@ -150,6 +152,8 @@ class Agent(Generic[OutputT]):
         output_type: type[OutputT] | None = None,
         output_retries: int = 2,
         model_retry: RetryPolicy = DEFAULT_MODEL_RETRY,
+        budget: Budget | None = None,
+        summarizer: Model | None = None,
     ) -> None:
         if max_turns < 1:
             raise ValueError("max_turns must be at least 1")
@@ -167,6 +171,9 @@ class Agent(Generic[OutputT]):
         self.output_type = output_type
         self.output_retries = output_retries
         self.model_retry = model_retry
+        self.budget = budget
+        #: Condenses old turns when the budget's `summarize` action runs (default: `model`).
+        self.summarizer = summarizer if summarizer is not None else self.model
         self._output_adapter: pydantic.TypeAdapter[OutputT] | None = (
             pydantic.TypeAdapter(output_type) if output_type is not None else None
         )
@@ -181,10 +188,25 @@ class Agent(Generic[OutputT]):
             chat.response(response)
         return response.model_dump(mode="json")
 
+    async def _call_summarizer(self, request: ModelRequest) -> dict[str, Any]:
+        with spans.chat_span(self.summarizer, request, {}) as chat:
+            response = await self.summarizer.complete(request)
+            chat.response(response)
+        return response.model_dump(mode="json")
+
     async def run(
-        self, ctx: WorkflowContext, prompt: str, *, history: Sequence[Message] = ()
+        self,
+        ctx: WorkflowContext,
+        prompt: str,
+        *,
+        history: Sequence[Message] = (),
+        budget: Budget | None = None,
     ) -> AgentResult[OutputT]:
-        """Run the tool loop for `prompt` until a final (valid) answer."""
+        """Run the tool loop for `prompt` until a final (valid) answer.
+
+        `budget` (default: the agent's) bounds this run of the loop, inside the run's
+        own (`open_budget`), if it has one.
+        """
         messages: list[Message] = []
         if self.instructions:
             messages.append(Message.system(self.instructions))
@@ -199,29 +221,40 @@ class Agent(Generic[OutputT]):
             tools=self.tools,
             replaying=ctx.is_replaying,
         ) as invocation:
-            result = await self._run(ctx, messages)
+            ledger = BudgetLedger(
+                budget=budget or self.budget or UNLIMITED,
+                scope=f"agent {self.name!r}",
+                parent=run_ledger(ctx),
+            )
+            fitter = Fitter(
+                ctx=ctx, agent=self.name, ledger=ledger, summarize=self._call_summarizer
+            )
+            result = await self._run(ctx, messages, fitter)
             invocation.finish(result)
             return result
 
-    async def _run(self, ctx: WorkflowContext, messages: list[Message]) -> AgentResult[OutputT]:
+    async def _run(
+        self, ctx: WorkflowContext, messages: list[Message], fitter: Fitter
+    ) -> AgentResult[OutputT]:
         if self.timeout is None:
-            return await self._loop(ctx, messages)
+            return await self._loop(ctx, messages, fitter)
         try:
             async with asyncio.timeout(self.timeout):
-                return await self._loop(ctx, messages)
+                return await self._loop(ctx, messages, fitter)
         except TimeoutError as exc:
             raise AgentTimeoutError(agent=self.name, timeout=self.timeout) from exc
 
-    async def _loop(self, ctx: WorkflowContext, messages: list[Message]) -> AgentResult[OutputT]:
+    async def _loop(
+        self, ctx: WorkflowContext, messages: list[Message], fitter: Fitter
+    ) -> AgentResult[OutputT]:
         messages = list(messages)
         specs = tuple(t.spec() for t in self.tools.values())
         records: list[ToolCallRecord] = []
         usage = Usage()
         invalid_outputs = 0
         for turn in range(1, self.max_turns + 1):
-            request = ModelRequest(
-                messages=tuple(messages), tools=specs, output_schema=self._output_schema()
-            )
+            # Over budget, the declared actions run first; the call is sent only if it fits.
+            messages, request = await fitter.fit(turn, messages, specs, self._output_schema())
             raw = await lowlevel.step(
                 ctx,
                 f"{self.name}/model/{turn}",
@@ -231,12 +264,14 @@ class Agent(Generic[OutputT]):
                 tags={"agent": self.name, "turn": turn, "operation": "chat"},
             )
             response = ModelResponse.model_validate(raw)
+            fitter.ledger.charge(response.usage)
             usage = Usage(
                 input_tokens=usage.input_tokens + response.usage.input_tokens,
                 output_tokens=usage.output_tokens + response.usage.output_tokens,
             )
             messages.append(response.as_message())
-            if response.tool_calls:
+            # After `final_answer` the tools are gone: a call asked for anyway is ignored.
+            if response.tool_calls and request.tools:
                 for index, call in enumerate(response.tool_calls):
                     reply, record = await self._run_tool(ctx, turn, index, call)
                     messages.append(Message.tool_result(call, reply))

@@ -5,10 +5,9 @@ instructions or prompt to a sequence of turns (tool calls, then an answer); each
 turn is picked by how many assistant turns the conversation already holds, so the
 same request always gets the same answer, which is what replay after a crash needs.
 
-Latency and token counts are realistic but approximate. Tokens are estimated as one
-per four characters of text (rounded up), plus four per message and the length of the
-tool schemas: close to what BPE tokenizers give for English prose, and it needs no
-download. Faults can be injected on purpose: a hang, a slow answer, an error status,
+Latency and token counts are realistic but approximate: tokens are counted by the
+estimate budgets use before a call (`_tokens.py`), so offline the two agree exactly.
+Faults can be injected on purpose: a hang, a slow answer, an error status,
 malformed JSON, or tool calls with wrong arguments.
 """
 
@@ -28,6 +27,7 @@ from ._faults import Fault, after_call, before_call
 from ._instance import schema_instance
 from ._messages import ModelRequest, ModelResponse, StreamChunk, ToolCall, Usage
 from ._model import complete_from_stream
+from ._tokens import estimate_request, estimate_tokens
 
 #: Every scripted response carries this provider name, so nothing shows it as a real model.
 PROVIDER = "scripted"
@@ -70,26 +70,38 @@ class Script:
     default: Turn = field(default_factory=lambda: Turn(text="[scripted answer] {prompt}"))
 
     def turn_for(self, request: ModelRequest) -> Turn:
-        """The turn this request gets."""
+        """The turn this request gets.
+
+        How far the conversation got is the assistant turns it holds or, when older
+        turns were compacted or summarised away, the turn number in the latest
+        scripted tool call's id (`call_{turn}_{index}`), whichever is further. A
+        request without tools gets the next turn that calls none.
+        """
         system = " ".join(m.content or "" for m in request.messages if m.role == "system")
         prompt = next((m.content or "" for m in request.messages if m.role == "user"), "")
-        done = sum(1 for m in request.messages if m.role == "assistant")
+        done = _progress(request)
         for rule in self.rules:
             if re.search(rule.pattern, system) or re.search(rule.pattern, prompt):
-                return rule.turns[min(done, len(rule.turns) - 1)]
+                index = min(done, len(rule.turns) - 1)
+                if not request.tools:
+                    later = [t for t in rule.turns[index:] if not t.tool_calls]
+                    return later[0] if later else rule.turns[-1]
+                return rule.turns[index]
         return self.default
 
 
-def estimate_tokens(text: str) -> int:
-    """Approximate BPE token count: one token per four characters, rounded up."""
-    return math.ceil(len(text) / 4)
+def _progress(request: ModelRequest) -> int:
+    """Assistant turns so far, counting those compacted away (see `Script.turn_for`)."""
+    done = sum(1 for m in request.messages if m.role == "assistant")
+    for message in request.messages:
+        for call in message.tool_calls:
+            found = _CALL_ID.match(call.id)
+            if found:
+                done = max(done, int(found.group(1)) + 1)
+    return done
 
 
-def _input_tokens(request: ModelRequest) -> int:
-    tokens = sum(4 + estimate_tokens(m.content or "") for m in request.messages)
-    tokens += sum(estimate_tokens(c.arguments) for m in request.messages for c in m.tool_calls)
-    tokens += sum(estimate_tokens(json.dumps(t.parameters)) + 8 for t in request.tools)
-    return tokens
+_CALL_ID = re.compile(r"call_(\d+)_\d+$")
 
 
 class ScriptedModel:
@@ -135,7 +147,7 @@ class ScriptedModel:
         prompt = next((m.content or "" for m in request.messages if m.role == "user"), "")
         system = " ".join(m.content or "" for m in request.messages if m.role == "system")
         results = "; ".join(m.content or "" for m in request.messages if m.role == "tool")
-        done = sum(1 for m in request.messages if m.role == "assistant")
+        done = _progress(request)
         calls: list[ToolCall] = []
         for index, (tool_name, arguments) in enumerate(turn.tool_calls):
             raw = arguments if isinstance(arguments, str) else json.dumps(arguments)
@@ -155,7 +167,9 @@ class ScriptedModel:
             text=text,
             tool_calls=tuple(calls),
             finish_reason="tool_calls" if calls else "stop",
-            usage=Usage(input_tokens=_input_tokens(request), output_tokens=estimate_tokens(output)),
+            usage=Usage(
+                input_tokens=estimate_request(request), output_tokens=estimate_tokens(output)
+            ),
             model=self.name,
             provider=PROVIDER,
         )

@@ -55,7 +55,7 @@ ERRORS = {
     # models and agents
     "ModelError", "ModelRateLimitedError", "ModelTimeoutError", "ModelConnectionError",
     "ModelResponseError", "AgentError", "MaxTurnsExceededError", "AgentTimeoutError",
-    "OutputValidationError",
+    "OutputValidationError", "BudgetExceededError", "MessageTooLargeError",
     # tools, the dead-letter queue, MCP
     "ToolArgumentsError", "ToolFailed", "ToolError", "ToolAttemptError", "ToolTimeoutError",
     "CircuitOpenError", "ToolDeadLetteredError", "UnknownDeadLetterError",
@@ -75,7 +75,7 @@ PACKAGE_ERRORS = {
     "phalanx.agents": {
         "ModelError", "ModelRateLimitedError", "ModelTimeoutError", "ModelConnectionError",
         "ModelResponseError", "AgentError", "MaxTurnsExceededError", "AgentTimeoutError",
-        "OutputValidationError",
+        "OutputValidationError", "BudgetExceededError", "MessageTooLargeError",
     },
     "phalanx.durable": {"LeaseLostError"},
     "phalanx.patterns": {"PlanError", "NoConsensusError", "SagaDefinitionError"},
