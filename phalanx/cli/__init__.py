@@ -1,6 +1,7 @@
 """The `phalanx` command line."""
 
 from . import _demo as _demo  # registers `phalanx demo`
+from . import _demo_budget as _demo_budget  # registers `phalanx demo budget`
 from . import _demo_memory as _demo_memory  # registers `phalanx demo memory`
 from . import _demo_vote as _demo_vote  # registers `phalanx demo vote`
 from . import _fleet as _fleet  # registers `phalanx submit`, `worker` and `workers`

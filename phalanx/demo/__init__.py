@@ -1,5 +1,8 @@
 """The demos: research (a silently hanging sub-agent), memory (lost updates), vote, budget."""
 
+from ._budget import BUDGET_TOKENS as BUDGET_TOKENS
+from ._budget import budget_demo as budget_demo
+from ._budget import budget_sub_agent as budget_sub_agent
 from ._memory import memory_demo as memory_demo
 from ._memory import plan_agent as plan_agent
 from ._scenario import AGENTS as AGENTS
