@@ -19,6 +19,7 @@ from .._errors import CorruptEventError
 from ..durable import RunHistory, RunSummary, Runtime
 from ..durable.lowlevel import TERMINAL, inbox_stream, run_stream
 from ..journal import Event, EventStore
+from ..patterns import saga_views
 from ..tools import troubled_tool_calls
 from ._app import (
     JsonOption,
@@ -249,6 +250,7 @@ def describe_run(history: RunHistory) -> dict[str, Any]:
         "children": children,
         "fan_outs": fan_outs,
         "decisions": decisions,
+        "sagas": [view.to_json() for view in saga_views(history.events)],
         # Tool calls that failed, were retried or dead-lettered: never hidden by a result.
         "tool_calls": troubled_tool_calls(history.events),
     }
@@ -308,6 +310,8 @@ def show(
             stalled = " (stalled)" if branch in fan_out["stalled"] else ""
             error = f": {outcome['error']}" if outcome["error"] else ""
             out.print(f"  {branch} {outcome['status']}{stalled}{error}  run {outcome['run_id']}")
+    for saga in info["sagas"]:
+        _print_saga(saga)
     for decision in info["decisions"]:
         details = {k: v for k, v in decision.items() if k != "name"}
         out.print(f"decision {decision['name']}: {json.dumps(details, ensure_ascii=False)}")
@@ -315,3 +319,17 @@ def show(
         out.print(f"result: {json.dumps(info['result'], ensure_ascii=False)}")
     elif info["error"]:
         out.print(f"error: {info['error'].get('type')}: {info['error'].get('message')}")
+
+
+def _print_saga(saga: dict[str, Any]) -> None:
+    """A saga's status, each step's outcome, and what a waiting one waits for."""
+    out.print(f"saga {saga['name']} ({saga['style']}) {saga['status']}")
+    for step, outcome in saga["steps"].items():
+        out.print(f"  {step} {outcome}")
+    if saga["compensations"]:
+        out.print(f"  compensated, in order: {', '.join(saga['compensations'])}")
+    for step, entry in saga["waiting_on"].items():
+        out.print(
+            f"  compensation of {step} failed and waits in the dead-letter queue: "
+            f"phalanx dlq show {entry}; phalanx dlq resolve {entry} --result JSON"
+        )

@@ -1,10 +1,15 @@
-"""The demos: research (a silently hanging sub-agent), memory (lost updates), vote, budget."""
+"""The demos: research (a silently hanging sub-agent), memory (lost updates), vote, saga."""
 
 from ._budget import BUDGET_TOKENS as BUDGET_TOKENS
 from ._budget import budget_demo as budget_demo
 from ._budget import budget_sub_agent as budget_sub_agent
 from ._memory import memory_demo as memory_demo
 from ._memory import plan_agent as plan_agent
+from ._saga import STEPS as STEPS
+from ._saga import choreographed_saga_demo as choreographed_saga_demo
+from ._saga import parse_saga_faults as parse_saga_faults
+from ._saga import run_saga_demo as run_saga_demo
+from ._saga import saga_demo as saga_demo
 from ._scenario import AGENTS as AGENTS
 from ._scenario import DEFAULT_QUESTION as DEFAULT_QUESTION
 from ._scenario import parse_faults as parse_faults

@@ -36,6 +36,7 @@ from ._peers import PeerOutcome as PeerOutcome
 from ._peers import converse as converse
 from ._saga import Saga as Saga
 from ._saga import SagaResult as SagaResult
+from ._saga_choreo import Choreography as Choreography
 from ._saga_def import ForwardRecovery as ForwardRecovery
 from ._saga_def import SagaState as SagaState
 from ._saga_def import SagaStep as SagaStep

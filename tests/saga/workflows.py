@@ -18,6 +18,7 @@ from typing import Any
 
 import phalanx
 from phalanx import ForwardRecovery, RetryPolicy, Saga, SagaState, SagaStep, ToolFailed
+from phalanx.patterns import Choreography
 
 NAMES = ("a", "b", "c", "d")
 
@@ -136,3 +137,19 @@ async def run_saga(
     if fail_times is not None:
         inputs["fail_times"] = fail_times
     return (await SAGAS[saga].run(ctx, inputs)).to_json()
+
+
+#: The same four steps, choreographed: a participant per step.
+CHOREOGRAPHY = Choreography("relay", steps())
+
+
+@phalanx.workflow
+async def run_choreography(
+    ctx: phalanx.WorkflowContext,
+    ledger: str,
+    fail: str | None = None,
+    slow: str | None = None,
+) -> dict[str, Any]:
+    """Start the choreographed saga and keep its journal in this run."""
+    inputs = {"ledger": ledger, "fail": fail, "undo": {}, "slow": slow}
+    return (await CHOREOGRAPHY.run(ctx, inputs)).to_json()
