@@ -1,0 +1,41 @@
+"""`benchmarks/scale.py --quick` runs end to end; its figures are never asserted on."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_postgres
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_scale_benchmark_quick_json_measures_workers_baseline_and_takeover() -> None:
+    """Every window (baseline, 1 and 2 workers, SQLite) and the takeover ran and measured."""
+    require_postgres()
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/scale.py", "--quick", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    labels = [w["label"] for w in report["windows"]]
+    assert labels == [
+        "in-process baseline",
+        "postgres, 1 worker(s)",
+        "postgres, 2 worker(s)",
+        "sqlite, 1 worker",
+    ]
+    for window in report["windows"]:
+        assert window["runs"] == report["runs"] and window["steps_per_s"] > 0
+    assert len(report["takeover"]["seconds"]) == 1
