@@ -301,8 +301,8 @@ async def recall(directory: Path, sizes: Sizes) -> tuple[list[Figure], dict[str,
         searcher = Recall(index)
         raw = sqlite3.connect(directory / "recall.db")
         sql = (
-            "SELECT key, version, bm25(recall), substr(text, 1, 200) FROM recall "
-            "WHERE recall MATCH ? AND memory = ? ORDER BY bm25(recall) LIMIT 5"
+            "SELECT key, version, rank, substr(text, 1, 200) FROM recall "
+            "WHERE recall MATCH ? AND memory = ? ORDER BY rank LIMIT 5"
         )
 
         async def ours() -> list[float]:

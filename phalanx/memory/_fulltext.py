@@ -130,8 +130,10 @@ class SqliteFullText:
 
         def read(conn: sqlite3.Connection) -> list[Hit]:
             rows = conn.execute(
-                "SELECT key, version, bm25(recall), substr(text, 1, ?) FROM recall "
-                "WHERE recall MATCH ? AND memory = ? ORDER BY bm25(recall) LIMIT ?",
+                # `rank` is bm25 by default, and ordering by it lets FTS5 rank inside
+                # the index scan (about twice as fast as ORDER BY bm25(recall) here).
+                "SELECT key, version, rank, substr(text, 1, ?) FROM recall "
+                "WHERE recall MATCH ? AND memory = ? ORDER BY rank LIMIT ?",
                 (SNIPPET, _fts_query(query), memory, limit),
             ).fetchall()
             return [Hit(str(k), int(v), -float(score), str(s)) for k, v, score, s in rows]

@@ -141,9 +141,20 @@ class Linearizable:
         Raises:
             UnknownMemoryKeyError: the memory never held `key`.
         """
-        await self.read(key)  # journaled, and raises for an unknown key
-        state = self.memory.projection.state
-        return list(state.versions.get(key, ()))
+        memory = self.memory
+
+        async def perform(_: str | None) -> dict[str, Any]:
+            await memory.projection.catch_up()
+            versions = memory.projection.state.versions.get(key)
+            if not versions:
+                return {"error": "unknown_key", "key": key}
+            return {"versions": [v.to_json() for v in versions]}
+
+        result = await memory.recorder(
+            "memory_history", f"{memory.name}/{key}", "MemoryHistoryRead", perform
+        )
+        _raise_unknown(memory, result)
+        return [Version.from_json(v) for v in result["versions"]]
 
     async def cas(self, key: str, value: Any, *, based_on: int) -> Written:
         """Write `value` if `key` is still at version `based_on` (0: create it).

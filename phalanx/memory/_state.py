@@ -80,6 +80,33 @@ class Version:
     position: int
     recorded_at: float
 
+    def to_json(self) -> dict[str, Any]:
+        """The JSON form (journaled when a workflow reads a key's history)."""
+        return {
+            "key": self.key,
+            "version": self.version,
+            "value": self.value,
+            "based_on": self.based_on,
+            "mode": self.mode,
+            "author": self.author.to_json(),
+            "position": self.position,
+            "recorded_at": self.recorded_at,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Version:
+        """Rebuild from `to_json`."""
+        return cls(
+            key=str(data["key"]),
+            version=int(data["version"]),
+            value=data["value"],
+            based_on=int(data["based_on"]),
+            mode="put" if data.get("mode") == "put" else "cas",
+            author=Author.from_json(data.get("author")),
+            position=int(data["position"]),
+            recorded_at=float(data["recorded_at"]),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Outcome:

@@ -4,7 +4,8 @@
 (`lowlevel.claim`/`record`): a read journals `MemoryRead` with the value, version,
 position and staleness it returned; a snapshot journals `MemorySnapshotPinned` with
 its position; a write journals `MemoryWriteAnswered` with the manager's answer (a
-conflict with the current value it carried). A replay returns those records and
+conflict with the current value it carried); `history(key)` journals
+`MemoryHistoryRead` with every version. A replay returns those records and
 asks the memory nothing, so "what did the agent see at this decision point" covers
 memory too. A write's request id is the operation's (`{run_id}:{op}`): a run that
 crashed after sending it sends the same id again, and the manager answers it once.

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
+from phalanx.journal import store_from_url
+from phalanx.memory import memory_stream
 from tests.conftest import one_backend
-from tests.demo.test_demo import Cli, types
+from tests.demo.test_demo import PHALANX, Cli, hermetic_env, types
 
 pytestmark = pytest.mark.slow
 
@@ -50,3 +56,53 @@ def test_options_of_other_demos_are_usage_errors(tmp_path: Path, url: str) -> No
         assert done.returncode == 2, done.stderr
         assert "not an option of the memory demo" in done.stderr
         assert "Traceback" not in done.stderr
+
+
+def test_a_killed_memory_demo_is_finished_by_resume(tmp_path: Path, url: str) -> None:
+    """SIGKILL the demo mid-way; `phalanx resume --force` finishes it, losing nothing."""
+    cli = Cli(tmp_path, url)
+    demo = subprocess.Popen(
+        [
+            PHALANX,
+            "demo",
+            "memory",
+            "--json",
+            "--run-id",
+            "mem",
+            "--lease-ttl",
+            "3",
+            "--store",
+            url,
+        ],
+        cwd=tmp_path,
+        env=hermetic_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    async def naive_writes() -> int:
+        store = store_from_url(url)
+        await store.open()
+        try:
+            return await store.stream_version(memory_stream("demo-mem-naive"))
+        finally:
+            await store.close()
+
+    try:
+        deadline = time.monotonic() + 60
+        while asyncio.run(naive_writes()) < 3:  # the plan, and agents' first writes
+            assert demo.poll() is None, demo.communicate()
+            assert time.monotonic() < deadline, "the demo never wrote"
+            time.sleep(0.05)
+        demo.send_signal(signal.SIGKILL)
+    finally:
+        demo.communicate()
+    done = cli("resume", "mem", "--force", "--lease-ttl", "3", timeout=120)
+    assert done.returncode == 0, done.stderr
+    runs = {r["run_id"]: r for r in cli.json("runs", "--json")}
+    assert runs["mem"]["status"] == "completed"
+    [completed] = [e for e in cli.events("mem") if e["type"] == "RunCompleted"]
+    result = completed["data"]["result"]
+    assert result["phalanx"]["lost_updates"] == 0 and len(result["phalanx"]["final"]) == 6
+    assert result["naive"]["writes"] == 6

@@ -33,6 +33,7 @@ async def test_a_resumed_run_sees_what_it_saw_not_what_memory_holds_now(
         "linearizable": "before",
         "snapshot": "before",
         "eventual": "before",
+        "history": ["before"],
         "version": 1,
     }
     events = (await runtime.history("obs")).events
@@ -44,6 +45,7 @@ async def test_a_resumed_run_sees_what_it_saw_not_what_memory_holds_now(
     ]
     assert reads[3].data["result"] == {"error": "unknown_key", "key": "seen"}  # update's default
     assert [e.type for e in events].count("MemorySnapshotPinned") == 1
+    assert [e.type for e in events].count("MemoryHistoryRead") == 1
 
 
 async def test_a_write_resent_after_a_crash_is_applied_once(

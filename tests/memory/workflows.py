@@ -31,12 +31,14 @@ async def observer(ctx: phalanx.WorkflowContext, name: str) -> dict[str, Any]:
     pinned = await mem.snapshot()
     pinned_value = (await pinned.read("k")).value
     eventual = await mem.eventual().read("k")
+    versions = await plan.history("k")
     await ctx.step("crash point", crash_point, ctx.run_id)
     written = await plan.update("seen", lambda v: [*v, seen.value], default=[])
     return {
         "linearizable": seen.value,
         "snapshot": pinned_value,
         "eventual": eventual.value,
+        "history": [v.value for v in versions],
         "version": written.version,
     }
 
