@@ -146,14 +146,24 @@ class Memory:
         max_positions: int | None = None,
         max_seconds: float | None = None,
         wait: float = 0.0,
+        refresh_after: float | None = 1.0,
     ) -> Eventual:
         """Reads from this process's projection as it is, each saying how stale it was.
 
         With a bound (`max_positions` behind the head, `max_seconds` since the
         projection was last at the head), a read that would be staler waits up to
         `wait` seconds for the projection to catch up, then raises `MemoryStaleError`.
+        Without one, a read catches the projection up itself once it has been behind
+        for `refresh_after` seconds (None: never, for a projection fed by others), so
+        eventual reads do converge.
         """
-        return Eventual(self, max_positions=max_positions, max_seconds=max_seconds, wait=wait)
+        return Eventual(
+            self,
+            max_positions=max_positions,
+            max_seconds=max_seconds,
+            wait=wait,
+            refresh_after=refresh_after,
+        )
 
     async def _pin(self, _: str | None) -> dict[str, Any]:
         head = await self.store.stream_version(memory_stream(self.name))

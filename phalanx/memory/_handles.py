@@ -318,11 +318,13 @@ class Eventual:
         max_positions: int | None,
         max_seconds: float | None,
         wait: float,
+        refresh_after: float | None,
     ) -> None:
         self.memory = memory
         self.max_positions = max_positions
         self.max_seconds = max_seconds
         self.wait = wait
+        self.refresh_after = refresh_after
 
     def _within(self, staleness: Staleness) -> bool:
         return (self.max_positions is None or staleness.positions <= self.max_positions) and (
@@ -345,6 +347,9 @@ class Eventual:
             projection = memory.projection
             staleness = await projection.staleness()
             started = clock.monotonic()
+            if self.refresh_after is not None and staleness.seconds > self.refresh_after:
+                await projection.catch_up()  # behind for long enough: converge
+                staleness = await projection.staleness()
             if not self._within(staleness) and self.wait > 0:
                 try:
                     async with asyncio.timeout(self.wait):

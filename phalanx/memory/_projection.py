@@ -42,8 +42,9 @@ class Projection:
         self.clock = clock
         self.state = MemoryState(name)
         self.stream = memory_stream(name)
-        #: When the projection was last known to hold everything in the stream.
-        self.synced_at = clock.now()
+        #: When the projection was last known to hold everything in the stream (never
+        #: yet: the Unix epoch, so a projection that never caught up is as stale as can be).
+        self.synced_at = 0.0
         self._lock = asyncio.Lock()
 
     async def catch_up(self, to: int | None = None) -> int:

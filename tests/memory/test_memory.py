@@ -218,15 +218,21 @@ async def test_an_eventual_read_reports_its_lag_and_honours_max_staleness(
         assert first.staleness == phalanx.memory.Staleness(0, 0.0)
         for i in range(1, 6):
             await writer.cas("k", i, based_on=i)
-        stale = await lagging.eventual().read("k")
+        stale = await lagging.eventual(refresh_after=None).read("k")
         assert (stale.value, stale.version) == (0, 1)
         assert stale.staleness is not None and stale.staleness.positions == 5
         assert stale.staleness.seconds > 0
         with pytest.raises(phalanx.MemoryStaleError) as info:
-            await lagging.eventual(max_positions=2).read("k")
+            await lagging.eventual(max_positions=2, refresh_after=None).read("k")
         assert info.value.behind_positions == 5
         fresh = await lagging.eventual(max_positions=2, wait=10).read("k")
-    assert (fresh.value, fresh.staleness) == (5, phalanx.memory.Staleness(0, 0.0))
+        assert (fresh.value, fresh.staleness) == (5, phalanx.memory.Staleness(0, 0.0))
+        await writer.cas("k", 6, based_on=6)
+        await asyncio.sleep(0.05)
+        lagging_again = await lagging.eventual(refresh_after=None).read("k")
+        assert lagging_again.staleness is not None and lagging_again.staleness.seconds > 0
+        converged = await lagging.eventual(refresh_after=0.0).read("k")
+    assert (converged.value, converged.staleness) == (6, phalanx.memory.Staleness(0, 0.0))
 
 
 async def test_a_manager_taken_over_is_fenced_and_the_new_one_keeps_every_write(
