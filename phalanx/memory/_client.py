@@ -222,7 +222,7 @@ class Memory:
 
     async def _answer(self, request_id: str) -> Outcome:
         deadline = self.clock.monotonic() + self.timeout
-        pause = ANSWER_POLL / 20
+        pause = ANSWER_POLL / 100
         while True:
             await self.projection.catch_up()
             outcome = self.projection.state.outcomes.get(request_id)

@@ -269,6 +269,11 @@ class MemoryManager:
                     served = await self._serve_page()
                 except FencedError:
                     break  # recorded in _fenced by submit
+                except StoreUnavailableError as exc:
+                    # An outage: the requests wait in their stream; look again later
+                    # (the lease renewal decides whether we still own the memory).
+                    logger.warning("memory %s: cannot read requests: %s", self.name, exc)
+                    served = False
                 if served:
                     pause = self.poll / 10
                     continue
