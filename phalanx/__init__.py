@@ -48,6 +48,7 @@ from ._errors import PartialResultError as PartialResultError
 from ._errors import PayloadTooLargeError as PayloadTooLargeError
 from ._errors import PeerFailedError as PeerFailedError
 from ._errors import PhalanxError as PhalanxError
+from ._errors import PictureFormatError as PictureFormatError
 from ._errors import PlanError as PlanError
 from ._errors import RoundLimitError as RoundLimitError
 from ._errors import RunEndedError as RunEndedError
@@ -66,6 +67,7 @@ from ._errors import ToolDeadLetteredError as ToolDeadLetteredError
 from ._errors import ToolError as ToolError
 from ._errors import ToolFailed as ToolFailed
 from ._errors import ToolTimeoutError as ToolTimeoutError
+from ._errors import TopologyError as TopologyError
 from ._errors import UnknownDeadLetterError as UnknownDeadLetterError
 from ._errors import UnknownMemoryKeyError as UnknownMemoryKeyError
 from ._errors import UnknownRunError as UnknownRunError

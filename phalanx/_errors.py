@@ -18,7 +18,9 @@ The hierarchy, so callers can branch on what happened::
     │   ├── MemoryVersionError      a compare-and-set against a version that never existed
     │   ├── SagaDefinitionError     a saga that cannot run (no compensation, a cycle...)
     │   ├── UnknownDeadLetterError  a dead-letter entry id the store has never seen
-    │   └── DeadLetterRetryError    a dead-letter entry not retryable here (import, secrets)
+    │   ├── DeadLetterRetryError    a dead-letter entry not retryable here (import, secrets)
+    │   ├── PictureFormatError      a timeline/diagram file name with an unsupported extension
+    │   └── TopologyError           a MODULE:OBJECT whose declared topology cannot be drawn
     ├── StoreError                  the journal refused or could not do what was asked
     │   ├── StoreUnavailableError   the store cannot be reached or opened (retryable)
     │   │   └── LeaseLostError      an outage outlasted a runner's lease: it stopped, resumable
@@ -1279,4 +1281,36 @@ class MessageTooLargeError(PhalanxError):
             f"message from {self.sender!r} to {self.recipient!r} is {self.size} {self.unit}, "
             f"over the limit of {self.limit}; it was not sent (nothing is truncated). "
             "Summarise it, split it, or raise the limit"
+        )
+
+
+# -- pictures and the dashboard ---------------------------------------------------------
+
+
+@dataclass(kw_only=True, eq=False)
+class PictureFormatError(UserError):
+    """An output file whose extension no picture of this kind can be written as."""
+
+    path: str
+    picture: str
+    formats: list[str]
+
+    def __str__(self) -> str:
+        return (
+            f"cannot write a {self.picture} to {self.path!r}: give a file ending in "
+            f"{', '.join(self.formats)}"
+        )
+
+
+@dataclass(kw_only=True, eq=False)
+class TopologyError(UserError):
+    """A `MODULE:OBJECT` whose declared topology cannot be drawn."""
+
+    ref: str
+    reason: str
+
+    def __str__(self) -> str:
+        return (
+            f"cannot draw {self.ref!r}: {self.reason}. Give MODULE:OBJECT naming an Agent, a "
+            "tool, a workflow, or a list or dict of them"
         )

@@ -19,8 +19,8 @@ from .._errors import CorruptEventError
 from ..durable import RunHistory, RunSummary, Runtime
 from ..durable.lowlevel import TERMINAL, inbox_stream, run_stream
 from ..journal import Event, EventStore
+from ..observe import view_run
 from ..patterns import saga_views
-from ..tools import troubled_tool_calls
 from ._app import (
     JsonOption,
     StoreOption,
@@ -153,43 +153,33 @@ async def _read_good_rows(
 
 def describe_run(history: RunHistory) -> dict[str, Any]:
     """`phalanx show --json`: a run's steps, children, fan-outs, decisions, tool calls."""
+    # Fan-outs and decisions come from the run model the pictures and the dashboard
+    # draw, so `show` can never tell another story than they do.
+    folded = view_run(history)
+    fan_outs = [
+        {
+            "op": fan.op,
+            "name": fan.name,
+            "policy": fan.policy,
+            "partial": fan.partial,
+            "stalled": [b.name for b in fan.branches.values() if b.stalled],
+            "branches": {
+                b.name: {
+                    "status": b.status,
+                    "duration_s": b.duration_s,
+                    "error": b.error,
+                    "run_id": b.run_id,
+                }
+                for b in fan.branches.values()
+            },
+        }
+        for fan in folded.fan_outs
+    ]
+    decisions = folded.decisions
     steps = []
     children = []
-    fan_outs = []
-    decisions = []
     for op in sorted(history.operations.values(), key=lambda o: o.op):
-        if op.kind == "gather":
-            started = op.events[0].data
-            branches = {
-                e.data["branch"]: {
-                    "status": e.data["status"],
-                    "duration_s": e.data.get("duration_s"),
-                    "error": e.data.get("error"),
-                    "run_id": e.data.get("run_id"),
-                }
-                for e in op.events
-                if e.type == "BranchFinished"
-            }
-            for branch, child_id in started.get("branches", {}).items():
-                branches.setdefault(
-                    branch,
-                    {"status": "running", "duration_s": None, "error": None, "run_id": child_id},
-                )
-            done = op.last("GatherCompleted")
-            fan_outs.append(
-                {
-                    "op": op.op,
-                    "name": op.name,
-                    "policy": started.get("policy"),
-                    "partial": None if done is None else done.data.get("partial"),
-                    "stalled": [e.data["branch"] for e in op.events if e.type == "BranchStalled"],
-                    "branches": branches,
-                }
-            )
-            continue
-        if op.kind == "decision":
-            data = op.events[0].data
-            decisions.append({k: v for k, v in data.items() if k != "op"})
+        if op.kind in ("gather", "decision"):
             continue
         if op.kind == "child":
             done = op.last("ChildCompleted", "ChildFailed")
@@ -252,7 +242,7 @@ def describe_run(history: RunHistory) -> dict[str, Any]:
         "decisions": decisions,
         "sagas": [view.to_json() for view in saga_views(history.events)],
         # Tool calls that failed, were retried or dead-lettered: never hidden by a result.
-        "tool_calls": troubled_tool_calls(history.events),
+        "tool_calls": folded.tool_calls,
     }
 
 

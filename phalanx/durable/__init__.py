@@ -13,5 +13,6 @@ from ._runtime import Runtime as Runtime
 from ._runtime import open_runtime as open_runtime
 from ._worker import Worker as Worker
 from ._workflow import check_inputs as check_inputs
+from ._workflow import is_workflow as is_workflow
 from ._workflow import load_workflow as load_workflow
 from ._workflow import workflow as workflow

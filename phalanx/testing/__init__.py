@@ -5,3 +5,5 @@ from ._entropy import SeededEntropy as SeededEntropy
 from ._faults import FaultyClock as FaultyClock
 from ._faults import FaultyStore as FaultyStore
 from ._faults import sigkill_self as sigkill_self
+from ._recorded import load_recorded as load_recorded
+from ._recorded import read_recorded as read_recorded

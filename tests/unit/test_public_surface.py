@@ -68,6 +68,8 @@ ERRORS = {
     # shared memory
     "MemoryConflictError", "MemoryStaleError", "MemoryUnavailableError", "MemoryVersionError",
     "UnknownMemoryKeyError",
+    # pictures
+    "PictureFormatError", "TopologyError",
 }  # fmt: skip
 
 #: Each layer's own errors, re-exported next to the rest of its surface.
