@@ -144,7 +144,9 @@ def _takes_key(saga: str, step: SagaStep, fn: Callable[..., Any]) -> bool:
         and p.default is p.empty
         and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
     ]
-    if len(required) != 1 or required[0].kind is inspect.Parameter.KEYWORD_ONLY:
+    variadic = any(p.kind is p.VAR_POSITIONAL for p in parameters.values())
+    takes_one = len(required) == 1 and required[0].kind is not inspect.Parameter.KEYWORD_ONLY
+    if not takes_one and not (variadic and not required):
         raise _fail(
             saga,
             f"the compensation of step {step.name!r} must take exactly one argument, the "
