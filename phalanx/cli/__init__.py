@@ -10,5 +10,6 @@ from . import _inspect as _inspect  # registers `phalanx runs`, `events` and `sh
 from . import _pictures as _pictures  # registers `phalanx timeline` and `diagram`
 from . import _tools as _tools  # registers `phalanx dlq ...` and `phalanx tools ...`
 from . import _trace as _trace  # registers `phalanx trace`
+from . import _ui as _ui  # registers `phalanx ui`
 from ._app import app as app
 from ._app import main as main

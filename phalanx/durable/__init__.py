@@ -3,6 +3,7 @@
 from .._errors import LeaseLostError as LeaseLostError
 from . import lowlevel as lowlevel
 from ._context import WorkflowContext as WorkflowContext
+from ._history import STATUS_EVENTS as STATUS_EVENTS
 from ._history import RunHistory as RunHistory
 from ._history import RunStatus as RunStatus
 from ._history import RunSummary as RunSummary

@@ -61,6 +61,8 @@ _MARKS: dict[str, MarkKind] = {
     "BranchLate": "late",
     "DisagreementDetected": "disagreement",
     "RunInterrupted": "interrupted",
+    "VoteEscalated": "decision",
+    "SagaCompensating": "decision",
 }
 
 
@@ -94,6 +96,8 @@ class Span:
     ticks: list[tuple[float, str]] = field(default_factory=list)
     #: Never finished: its run ended (cancelled, failed) while it was still going.
     cut_off: bool = False
+    #: A model call's journaled response (text, tool calls, usage), as captured.
+    response: dict[str, Any] | None = None
 
     @property
     def duration_s(self) -> float | None:
@@ -228,11 +232,13 @@ def _step_span(op: Operation) -> Span:
         outcome = "retrying"
     agent = tags.get("agent")
     operation = tags.get("operation")
+    response: dict[str, Any] | None = None
     if operation == "chat":
         kind: SpanKind = "model"
         name = f"model turn {tags.get('turn', '?')}"
         done = op.last("StepCompleted")
         result = done.data.get("result") if done is not None else None
+        response = result if isinstance(result, dict) else None
         if isinstance(result, dict):
             usage = result.get("usage") or {}
             calls = [c.get("name") for c in result.get("tool_calls") or ()]
@@ -256,6 +262,7 @@ def _step_span(op: Operation) -> Span:
         agent=None if agent is None else str(agent),
         detail=detail,
         attempts=attempts,
+        response=response,
     )
 
 
@@ -382,24 +389,42 @@ def _pattern_op(op: Operation, view: RunView) -> None:
     for event in op.events:
         kind = _MARKS.get(event.type)
         if kind is not None:
-            view.marks.append(Mark(kind, event.recorded_at, f"{event.type} in {op.name}"))
+            label = f"{event.type} in {op.name}"
+            dissenters = event.data.get("dissenters")
+            if isinstance(dissenters, list) and dissenters:
+                label += f": dissenters {', '.join(map(str, dissenters))}"
+            view.marks.append(Mark(kind, event.recorded_at, label))
     if _compensations(op, view):
         return
     first, last = op.events[0], op.events[-1]
-    closing = last.type.endswith(("Failed", "Completed", "Ended", "Won", "Done"))
-    outcome = "failed" if last.type.endswith("Failed") else "completed" if closing else "running"
-    op_kind = op.kind or first.type
     view.spans.append(
         Span(
             "op",
-            f"{op_kind} {op.name}".strip(),
+            f"{op.kind or first.type} {op.name}".strip(),
             first.recorded_at,
-            last.recorded_at if closing else None,
-            outcome,
+            last.recorded_at,
+            _op_outcome(op),
             op.op,
             ticks=[(e.recorded_at, e.type) for e in op.events],
         )
     )
+
+
+def _op_outcome(op: Operation) -> str:
+    """A pattern operation's outcome: the `status` its last event states, else its type.
+
+    The span ends at its last event: a run that ends with the operation unfinished cuts
+    it off there (`_settle` does not apply), since the journal cannot say more.
+    """
+    last = op.events[-1]
+    status = last.data.get("status")
+    if isinstance(status, str) and status:
+        return status
+    if last.type.endswith("Failed"):
+        return "failed"
+    if last.type.endswith(("Escalated", "Waiting")):
+        return "waiting"
+    return "recorded"
 
 
 def _takeovers(events: list[Event], view: RunView) -> None:
