@@ -10,6 +10,10 @@ one that fails for good goes to the dead-letter queue. The saga then journals
 `discard`): the run's status is `waiting` meanwhile, and the outcome is journaled as
 `CompensationCompleted` (resolved) or `CompensationAbandoned` (discarded).
 
+`phalanx dlq retry` cannot re-import a compensation (its tool is made here, around
+the saga's function), and says so: a person resolves the entry instead, by hand or
+after undoing the step themselves.
+
 `CompensationStarted` and a successful `CompensationCompleted` are written with the
 run's next write rather than one of their own (`record_later`): undoing N steps then
 costs what running N durable steps costs. If a crash loses the deferred completion,

@@ -229,3 +229,26 @@ async def test_a_cancel_during_the_steps_compensates_what_completed(
     assert (view.status, view.compensations) == ("compensated", ["b", "a"])
     assert view.steps["d"] == "not_run"
     assert of_type(history.events, "SagaCompensating")[0].data["error"]["type"] == "Cancelled"
+
+
+async def test_stopping_the_runner_while_a_saga_waits_leaves_it_resumable(
+    open_rt: Any, tmp_path: Path
+) -> None:
+    """Ctrl-C (a cancel from outside) is not held back by the shield: the run stays
+    resumable, waiting, and finishes once resumed and resolved."""
+    given = inputs(tmp_path, fail="c", undo={"b": "always"})
+    async with open_rt() as runtime:
+        async with asyncio.TaskGroup() as group:
+            task = group.create_task(runtime.run(run_saga, given, run_id="s6"))
+            await until_status(runtime, "s6", "waiting")
+            task.cancel()  # the runner stops from outside; the saga must let go
+        assert task.cancelled()
+        history = await runtime.history("s6")
+        assert history.status == "waiting"
+        assert of_type(history.events, "RunInterrupted")
+        [entry] = await DeadLetterQueue(runtime).entries(run_id="s6")
+        await DeadLetterQueue(runtime).resolve(entry.id, "by hand", reason="test")
+        outcome = await runtime.resume("s6")
+    assert outcome.result["status"] == "compensated"
+    assert outcome.result["compensations"] == ["b", "a"]
+    assert effects(tmp_path / "ledger.jsonl")[-1] == "undo:a"
