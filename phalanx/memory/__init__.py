@@ -13,6 +13,7 @@ from .._errors import MemoryStaleError as MemoryStaleError
 from .._errors import MemoryUnavailableError as MemoryUnavailableError
 from .._errors import MemoryVersionError as MemoryVersionError
 from .._errors import UnknownMemoryKeyError as UnknownMemoryKeyError
+from ._actor import memory_manager as memory_manager
 from ._client import Memory as Memory
 from ._fulltext import PostgresFullText as PostgresFullText
 from ._fulltext import SqliteFullText as SqliteFullText

@@ -12,10 +12,12 @@ the memory stream, finds there the last request answered, and answers the rest, 
 a request made while the old manager was dying is answered by the new one, and an
 acknowledged write (one whose outcome is in the stream) is never lost or redone.
 
-Rejected: a phalanx workflow run as the manager (`actors.mailbox`). A run journals
-each message it takes and each reply it sends in streams of its own: five writes
-and two mailbox polls per compare-and-set, where this costs one write in process
-(and one request plus one write from another process).
+Run it in any process with `open_memory_manager`, or as a durable actor
+(`_actor.memory_manager`, supervised and resumed like any actor run). Rejected:
+writes through the actor's mailbox. A run journals each message it takes and each
+reply it sends in streams of its own: five writes and two mailbox polls per
+compare-and-set, where this costs one write in process (and one request plus one
+write from another process).
 """
 
 from __future__ import annotations
