@@ -212,9 +212,14 @@ class MemoryManager:
                     self._fenced = exc
                     raise
                 except ConcurrencyError:
-                    # Someone wrote beside us: only a manager that lost the lease can,
-                    # and the store fences it. Fold what is there and decide again.
+                    # The stream moved past what we folded: an append of ours whose
+                    # answer an outage lost, or (fenced by the store) a manager that
+                    # lost the lease. Fold what is there; a request already answered
+                    # there keeps that answer, anything else is decided again.
                     await self._catch_up()
+                    known = self.state.outcomes.get(request.request)
+                    if known is not None:
+                        return known
                     continue
                 recorded = Event(
                     stream_id=self._stream,

@@ -262,3 +262,30 @@ async def test_a_second_manager_waits_for_the_lease(store: EventStore) -> None:
         with pytest.raises(phalanx.LeaseHeldError):
             async with open_memory_manager(store, "plan", owner="someone else"):
                 pass
+
+
+async def test_a_write_whose_acknowledgement_was_lost_is_not_decided_twice(
+    store: EventStore,
+) -> None:
+    """The outcome landed but the manager never heard: resending gets that outcome."""
+    from phalanx.journal import NewEvent
+    from phalanx.memory import Author, Request
+
+    async with open_memory_manager(store, "plan") as manager:
+        # What the manager's own append wrote before an outage swallowed its answer.
+        landed = {
+            "request": "r1",
+            "key": "k",
+            "based_on": 0,
+            "author": {"agent": "a", "run": None},
+            "version": 1,
+            "value": "v",
+            "mode": "cas",
+        }
+        await store.append(
+            memory_stream("plan"), [NewEvent("MemoryWritten", landed)], epoch=manager.epoch
+        )
+        again = await manager.submit(Request("r1", "cas", "k", "v", 0, Author(agent="a")))
+        fresh = await manager.submit(Request("r2", "cas", "k", "w", 1, Author(agent="a")))
+    assert (again.kind, again.version) == ("written", 1)
+    assert (fresh.kind, fresh.version, fresh.position) == ("written", 2, 2)
