@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._errors import AskTimeoutError, UserError
+from ..agents import PayloadLimit
 from ..durable import WorkflowContext, lowlevel
 from . import delivery
 from ._mailbox import Message, send
@@ -26,6 +27,7 @@ async def ask(
     *,
     timeout: float | None = None,
     deadline: float | None = None,
+    limit: PayloadLimit | None = None,
 ) -> Any:
     """Send `body` to the actor at `to` and return its `reply`.
 
@@ -40,13 +42,15 @@ async def ask(
         timeout: Seconds to wait for the answer, counted from the first wait, across
             restarts; None waits for ever.
         deadline: Seconds to wait for room in a full `block` mailbox (see `tell`).
+        limit: The largest request allowed, checked here before it is sent.
 
     Raises:
         MailboxFullError: the request could not be delivered (see `tell`).
+        MessageTooLargeError: the request is over `limit`; nothing was sent.
         AskTimeoutError: no answer within `timeout`; journaled, so a replay raises
             it again. The actor may still handle the request.
     """
-    message_id = await send(ctx, to, body, deadline=deadline, reply_to=ctx.run_id)
+    message_id = await send(ctx, to, body, deadline=deadline, reply_to=ctx.run_id, limit=limit)
     op, recorded = lowlevel.claim(ctx, "reply", message_id)
     if recorded is None:
         reply_by = None if timeout is None else ctx.clock.now() + timeout

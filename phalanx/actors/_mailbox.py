@@ -36,6 +36,7 @@ from typing import Any, Literal
 
 from .._clock import Clock, SystemClock
 from .._errors import ConcurrencyError, ConfigError, MailboxFullError, UnknownRunError
+from ..agents import PayloadLimit, check_payload
 from ..durable import WorkflowContext, lowlevel
 from ..journal import Event, EventStore, Metadata, NewEvent
 from . import delivery
@@ -178,26 +179,43 @@ def _full(address: str, refusal: dict[str, Any]) -> MailboxFullError:
     )
 
 
-async def tell(ctx: WorkflowContext, to: str, body: Any, *, deadline: float | None = None) -> str:
+async def tell(
+    ctx: WorkflowContext,
+    to: str,
+    body: Any,
+    *,
+    deadline: float | None = None,
+    limit: PayloadLimit | None = None,
+) -> str:
     """Send `body` (JSON) to the actor at address `to`; return the message id.
 
     One durable operation: journaled before it is posted, posted again after a crash
     (the actor drops the copy), never sent twice by a replay. If the actor's mailbox
     is full, a `block` mailbox makes this wait for room (at most `deadline` seconds,
     counted from the first attempt, across restarts; None waits for ever) and a
-    `fail_fast` one refuses at once.
+    `fail_fast` one refuses at once. A body over `limit` is refused here, at the
+    sender, before anything is journaled or posted.
 
     Raises:
         MailboxFullError: the mailbox stayed full; the refusal is journaled, so a
             replay raises it again. Retrying sends a new message.
+        MessageTooLargeError: the body is over `limit` (journaled as `PayloadRejected`).
     """
-    return await send(ctx, to, body, deadline=deadline, reply_to=None)
+    return await send(ctx, to, body, deadline=deadline, reply_to=None, limit=limit)
 
 
 async def send(
-    ctx: WorkflowContext, to: str, body: Any, *, deadline: float | None, reply_to: str | None
+    ctx: WorkflowContext,
+    to: str,
+    body: Any,
+    *,
+    deadline: float | None,
+    reply_to: str | None,
+    limit: PayloadLimit | None = None,
 ) -> str:
     """`tell`, with the run (if any) that waits for a reply (see `_ask`)."""
+    if limit is not None:
+        await check_payload(ctx, limit, body, sender=ctx.run_id, recipient=to)
     extra = {"deadline_at": None if deadline is None else ctx.clock.now() + deadline}
 
     async def deliver(sent: dict[str, Any]) -> dict[str, Any] | None:

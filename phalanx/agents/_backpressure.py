@@ -26,7 +26,7 @@ from .._errors import BudgetExceededError
 from ..durable import lowlevel
 from ._budget import MIN_OUTPUT_TOKENS, BudgetAction, BudgetLedger, Shortfall
 from ._messages import Message, ModelRequest, ModelResponse, ToolSpec
-from ._tokens import estimate_request
+from ._tokens import TokenCache, estimate_request
 
 if TYPE_CHECKING:
     from ..durable import WorkflowContext
@@ -80,19 +80,25 @@ class Fitter:
     #: How many summaries and actions this run of the agent made.
     summaries: int = 0
     taken: list[str] = field(default_factory=list)
+    tokens: TokenCache = field(default_factory=TokenCache)
+
+    def estimate(self, messages: Sequence[Message], tools: tuple[ToolSpec, ...]) -> int:
+        """The request's estimated input tokens (cached per message)."""
+        return self.tokens.request(messages, tools)
 
     def request(
         self,
         messages: Sequence[Message],
         tools: tuple[ToolSpec, ...],
         output_schema: dict[str, Any] | None,
+        max_tokens: int | None = None,
     ) -> ModelRequest:
         """The request for `messages`, with max_tokens from the budget left."""
         return ModelRequest(
             messages=tuple(messages),
             tools=tools,
             output_schema=output_schema,
-            max_tokens=self.ledger.max_tokens(),
+            max_tokens=self.ledger.max_tokens() if max_tokens is None else max_tokens,
         )
 
     async def fit(
@@ -107,26 +113,28 @@ class Fitter:
         Raises:
             BudgetExceededError: no declared action made the call fit.
         """
-        request = self.request(messages, tools, output_schema)
-        shortfall = self.ledger.check(estimate_request(request))
+        size = self.estimate(messages, tools)
+        output = self.ledger.max_tokens()
+        shortfall = self.ledger.check(size, max_tokens=output)
         tried: list[str] = []
-        actions = list(self.ledger.actions)
+        actions = list(self.ledger.actions) if shortfall is not None else []
         while shortfall is not None:
             if not actions:
                 raise self._exceeded(shortfall, tried)
             action = actions.pop(0)
             tried.append(action)
-            before = estimate_request(request)
             if action == "fail":
-                await self._journal(turn, action, shortfall, before, before)
+                await self._journal(turn, action, shortfall, size, size)
                 raise self._exceeded(shortfall, tried)
             messages, tools = await self._apply(action, turn, messages, tools)
-            request = self.request(messages, tools, output_schema)
-            after = estimate_request(request)
-            await self._journal(turn, action, shortfall, before, after)
-            shortfall = self.ledger.check(after)
-        self.ledger.note_context(estimate_request(request))
-        return messages, request
+            after = self.estimate(messages, tools)
+            await self._journal(turn, action, shortfall, size, after)
+            size = after
+            shortfall = self.ledger.check(size)
+        self.ledger.note_context(size)
+        if tried:
+            output = self.ledger.max_tokens()  # a summary's usage was charged meanwhile
+        return messages, self.request(messages, tools, output_schema, output)
 
     async def _apply(
         self,
@@ -140,8 +148,7 @@ class Fitter:
             # Drop the oldest turns until it fits, keeping the latest turn.
             while len(units) > 1:
                 units.pop(0)
-                probe = self.request(_flat(head, units), tools, None)
-                if self.ledger.check(estimate_request(probe)) is None:
+                if self.ledger.check(self.estimate(_flat(head, units), tools)) is None:
                     break
             return _flat(head, units), tools
         if action == "summarize":
@@ -154,8 +161,8 @@ class Fitter:
                 older = [m for unit in units[:take] for m in unit]
                 summary = await self._summarize(turn, older)
                 units = [[Message.user(SUMMARY_PREFIX + summary)], *units[take:]]
-                probe = self.request(_flat(head, units), tools, None)
-                if self.ledger.check(estimate_request(probe)) is None or take == 1:
+                fits = self.ledger.check(self.estimate(_flat(head, units), tools)) is None
+                if fits or take == 1:
                     break
             return _flat(head, units), tools
         # final_answer: keep the latest turn's content, no tools, ask for the answer.

@@ -160,23 +160,38 @@ class BudgetLedger:
     #: The largest input one request of this scope carried (estimated before sending).
     largest_context: int = 0
 
+    def __post_init__(self) -> None:
+        # Per-request settings come from the innermost budget that declares them; the
+        # budgets are frozen and the parent fixed, so they are looked up once, here.
+        self._context: int | None = self._first("context_tokens")
+        self._max_tokens: int = self._first("max_tokens") or DEFAULT_MAX_TOKENS
+        self._prices: Prices | None = self._first("prices")
+
     # -- what is left -----------------------------------------------------------------
 
-    def _own_left(self, name: str, used: float) -> float | None:
-        limit = getattr(self.budget, name)
-        if limit is None:
-            return None
-        held = sum(getattr(b, name) or 0 for b in self.reserved.values())
-        return float(limit) - used - held
-
     def left(self, name: Literal["input_tokens", "output_tokens", "cost"]) -> float | None:
-        """What remains of `name` here and in every ancestor (the least); None: no limit."""
-        used = {"input_tokens": self.input_used, "output_tokens": self.output_used}
-        own = self._own_left(name, used.get(name, self.cost_used))
-        up = None if self.parent is None else self.parent.left(name)
-        if own is None or up is None:
-            return own if up is None else up
-        return min(own, up)
+        """What remains of `name` here and in every ancestor (the least); None: no limit.
+
+        Shares reserved for children count as spent. On every model call's path, so a
+        plain loop up the chain: no recursion, nothing allocated.
+        """
+        best: float | None = None
+        ledger: BudgetLedger | None = self
+        while ledger is not None:
+            limit = getattr(ledger.budget, name)
+            if limit is not None:
+                if name == "input_tokens":
+                    own = limit - ledger.input_used
+                elif name == "output_tokens":
+                    own = limit - ledger.output_used
+                else:
+                    own = limit - ledger.cost_used
+                if ledger.reserved:
+                    own -= sum(getattr(b, name) or 0 for b in ledger.reserved.values())
+                if best is None or own < best:
+                    best = own
+            ledger = ledger.parent
+        return None if best is None else float(best)
 
     def _first(self, name: str) -> Any:
         """The innermost declared value of a per-request setting (`context_tokens`...)."""
@@ -200,20 +215,22 @@ class BudgetLedger:
 
     def prices(self) -> Prices | None:
         """The innermost declared prices."""
-        prices: Prices | None = self._first("prices")
-        return prices
+        return self._prices
 
     def max_tokens(self) -> int:
         """The output-token limit for the next request: the default, lowered to what is left."""
-        cap = float(self._first("max_tokens") or DEFAULT_MAX_TOKENS)
+        cap = float(self._max_tokens)
         output = self.left("output_tokens")
         if output is not None:
             cap = min(cap, output)
         return max(0, int(cap))
 
-    def check(self, input_tokens: int) -> Shortfall | None:
-        """Whether a request of `input_tokens` (estimated) fits; None if it does."""
-        context = self._first("context_tokens")
+    def check(self, input_tokens: int, *, max_tokens: int | None = None) -> Shortfall | None:
+        """Whether a request of `input_tokens` (estimated) fits; None if it does.
+
+        `max_tokens` is `self.max_tokens()` when the caller already has it.
+        """
+        context = self._context
         if context is not None and input_tokens > context:
             return Shortfall(
                 limit="context_tokens", needed=input_tokens, available=context, scope=self.scope
@@ -223,12 +240,13 @@ class BudgetLedger:
             return Shortfall(
                 limit="input_tokens", needed=input_tokens, available=left, scope=self.scope
             )
-        output = self.max_tokens()
+        output = self.max_tokens() if max_tokens is None else max_tokens
         if output < MIN_OUTPUT_TOKENS:
             return Shortfall(
                 limit="output_tokens", needed=MIN_OUTPUT_TOKENS, available=output, scope=self.scope
             )
-        money, prices = self.left("cost"), self.prices()
+        prices = self._prices
+        money = None if prices is None else self.left("cost")
         if money is not None and prices is not None:
             needed = prices.cost(input_tokens, MIN_OUTPUT_TOKENS)
             if needed > money:
@@ -239,7 +257,7 @@ class BudgetLedger:
 
     def charge(self, usage: Usage) -> None:
         """Count a call's usage (the provider's figures) here and in every ancestor."""
-        prices = self.prices()
+        prices = self._prices
         cost = 0.0 if prices is None else prices.cost(usage.input_tokens, usage.output_tokens)
         ledger: BudgetLedger | None = self
         while ledger is not None:

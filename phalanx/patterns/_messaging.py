@@ -35,6 +35,7 @@ from typing import Any, Literal
 from .._errors import UserError
 from ..actors import delivery
 from ..actors.delivery import Receipts
+from ..agents import PayloadLimit, check_payload
 from ..durable import WorkflowContext, lowlevel
 from ..journal import Event
 
@@ -170,15 +171,18 @@ async def transmit(
     return sent
 
 
-async def send(ctx: WorkflowContext, to: str, body: Any) -> str | None:
+async def send(
+    ctx: WorkflowContext, to: str, body: Any, *, limit: PayloadLimit | None = None
+) -> str | None:
     """Send `body` (JSON) to peer `to` of the conversation whose message is being handled.
 
     Returns the message id, or None if the message would have gone past the
     conversation's `max_rounds`: it is then not sent, the coordinator is told, and it
     stops the conversation (`converse` raises `RoundLimitError`); the peer's next
-    `receive` returns None.
+    `receive` returns None. A body over `limit` is refused here, before it is sent.
 
     Raises:
+        MessageTooLargeError: the body is over `limit` (journaled as `PayloadRejected`).
         UserError: called between messages (a peer sends only while handling a
             message, which is what lets the runtime tell when the conversation is
             over), or `to` is not a peer of the conversation.
@@ -197,6 +201,8 @@ async def send(ctx: WorkflowContext, to: str, body: Any) -> str | None:
             f"run {ctx.run_id!r} sent a message to {to!r}, which is not a peer of conversation "
             f"{current['conversation']!r}; its peers are {', '.join(current['peers'])}"
         )
+    if limit is not None:
+        await check_payload(ctx, limit, body, sender=ctx.run_id, recipient=to)
     next_round = int(current["round"]) + 1
     common = {
         "conversation": current["conversation"],
@@ -219,8 +225,10 @@ async def send(ctx: WorkflowContext, to: str, body: Any) -> str | None:
     return str(sent["message_id"])
 
 
-async def reply(ctx: WorkflowContext, message: PeerMessage, body: Any) -> str | None:
-    """Send `body` back to the sender of `message` (see `send`).
+async def reply(
+    ctx: WorkflowContext, message: PeerMessage, body: Any, *, limit: PayloadLimit | None = None
+) -> str | None:
+    """Send `body` back to the sender of `message` (see `send`, also for `limit`).
 
     Raises:
         UserError: `message` is the kickoff, which no peer sent.
@@ -230,7 +238,7 @@ async def reply(ctx: WorkflowContext, message: PeerMessage, body: Any) -> str | 
             f"message {message.id!r} is the conversation's kickoff, sent by its coordinator, "
             "not by a peer: there is nobody to reply to; send() to a peer by name instead"
         )
-    return await send(ctx, message.sender, body)
+    return await send(ctx, message.sender, body, limit=limit)
 
 
 async def receive(ctx: WorkflowContext) -> PeerMessage | None:

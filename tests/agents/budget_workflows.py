@@ -181,3 +181,13 @@ async def send_report(ctx: phalanx.WorkflowContext, report: str, max_tokens: int
 
 
 PRICED = Prices(input_per_mtok=1_000_000.0, output_per_mtok=2_000_000.0)  # $1 / $2 a token
+
+
+@phalanx.workflow
+async def tell_report(ctx: phalanx.WorkflowContext, to: str, report: str, max_bytes: int) -> Any:
+    """Tell an actor a report under a payload limit; return what happened."""
+    try:
+        await phalanx.tell(ctx, to, {"report": report}, limit=PayloadLimit(max_bytes=max_bytes))
+    except phalanx.MessageTooLargeError as exc:
+        return {"sent": False, "unit": exc.unit}
+    return {"sent": True}

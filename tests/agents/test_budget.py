@@ -224,3 +224,19 @@ def test_a_child_share_is_cut_to_the_parent_remaining_and_settles_back() -> None
     assert parent.left("input_tokens") == 180
     child = BudgetLedger(budget=Budget(input_tokens=10_000), scope="agent", parent=parent)
     assert child.left("input_tokens") == 180  # an agent never gets more than the run has
+
+
+async def test_an_actor_message_over_its_limit_never_reaches_the_mailbox(
+    runtime: phalanx.Runtime,
+) -> None:
+    """tell(limit=...) refuses a large body at the sender: the mailbox stays empty."""
+    from phalanx.actors import depth
+
+    inputs = {"to": "boss", "report": bw.PAGE * 3, "max_bytes": 500}
+    outcome = await runtime.run(bw.tell_report, inputs, run_id="t")
+    assert outcome.result == {"sent": False, "unit": "bytes"}
+    assert (await depth(runtime.store, "boss"))[0] == 0
+    assert of_type(await journal(runtime, "t"), "PayloadRejected")
+    fits = {"to": "boss", "report": "short", "max_bytes": 500}
+    assert (await runtime.run(bw.tell_report, fits, run_id="t2")).result == {"sent": True}
+    assert (await depth(runtime.store, "boss"))[0] == 1
