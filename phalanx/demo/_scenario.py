@@ -22,6 +22,7 @@ from .. import workflow
 from ..agents import (
     MODEL_ENV,
     Agent,
+    Budget,
     Fault,
     FaultyModel,
     Model,
@@ -36,6 +37,8 @@ from ..patterns import Branch, Policy, gather
 from ..tools import tool
 
 AGENTS = ("vector_db", "web_search", "synthesis")
+#: Each demo model request's output-token limit (see `make_agent`).
+DEMO_MAX_TOKENS = 256
 FAULT_KINDS = ("hang", "error", "slow", "none")
 
 DEFAULT_QUESTION = (
@@ -213,6 +216,9 @@ def make_agent(name: str, faults: tuple[tuple[str, str], ...]) -> Agent[str]:
         max_turns=4,
         # Fail fast: the fan-out's deadline, not the model retry, bounds a branch.
         model_retry=RetryPolicy(max_attempts=2, initial_interval=0.2, max_interval=1.0),
+        # Brief answers, and a bound on each generation: a small local model asked with
+        # no limit once generated past the 60 s deadline (a tool call needs ~50 tokens).
+        budget=Budget(max_tokens=DEMO_MAX_TOKENS),
     )
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from phalanx.demo._scenario import INSTRUCTIONS
+from phalanx.demo._scenario import DEMO_MAX_TOKENS, INSTRUCTIONS
 from phalanx.journal import store_from_url
 from tests.conftest import BACKENDS, drop_schema_sync, fresh_store_url, one_backend
 from tests.models.fake_openai_server import FakeModelServer, start_fake_openai_server
@@ -451,6 +451,8 @@ def test_with_a_real_model_endpoint_a_hung_agent_is_reported_timed_out(
         assert body["model"] == "test-model"
         assert body["messages"][0] == {"role": "system", "content": INSTRUCTIONS[agent]}
         assert body["messages"][1]["role"] == "user"
+    # Every request bounds its generation: none is sent without an output-token limit.
+    assert {body.get("max_tokens") for body in stats["bodies"]} == {DEMO_MAX_TOKENS}
     # web_search's one request reached the server and was never answered.
     web_requests = [
         kind
