@@ -23,6 +23,7 @@ from ._errors import DeadlineExceededError as DeadlineExceededError
 from ._errors import EscalationError as EscalationError
 from ._errors import EventDataError as EventDataError
 from ._errors import FencedError as FencedError
+from ._errors import JudgeError as JudgeError
 from ._errors import LeaseHeldError as LeaseHeldError
 from ._errors import LeaseLostError as LeaseLostError
 from ._errors import MailboxFullError as MailboxFullError
@@ -51,6 +52,7 @@ from ._errors import PhalanxError as PhalanxError
 from ._errors import PictureFormatError as PictureFormatError
 from ._errors import PlanError as PlanError
 from ._errors import RoundLimitError as RoundLimitError
+from ._errors import RubricError as RubricError
 from ._errors import RunEndedError as RunEndedError
 from ._errors import RunExistsError as RunExistsError
 from ._errors import RunFailedError as RunFailedError

@@ -17,6 +17,7 @@ The hierarchy, so callers can branch on what happened::
     │   ├── UnknownMemoryKeyError   reading a key a shared memory has never held
     │   ├── MemoryVersionError      a compare-and-set against a version that never existed
     │   ├── SagaDefinitionError     a saga that cannot run (no compensation, a cycle...)
+    │   ├── RubricError             an eval rubric that cannot be used (where, what, the fix)
     │   ├── UnknownDeadLetterError  a dead-letter entry id the store has never seen
     │   ├── DeadLetterRetryError    a dead-letter entry not retryable here (import, secrets)
     │   ├── PictureFormatError      a timeline/diagram file name with an unsupported extension
@@ -71,7 +72,8 @@ The hierarchy, so callers can branch on what happened::
     ├── ClaimLostError              a claimed task was taken over while its holder was down
     ├── MemoryConflictError         a compare-and-set based on a version that is no longer current
     ├── MemoryStaleError            an eventual read staler than its bound (also TimeoutError)
-    └── MemoryUnavailableError      no memory manager answered a write in time (also TimeoutError)
+    ├── MemoryUnavailableError      no memory manager answered a write in time (also TimeoutError)
+    └── JudgeError                  an LLM judge gave no usable verdict (carries its raw output)
 
 Cancellation is not an error here: a cancelled run sees `asyncio.CancelledError`
 (a `BaseException`), runs its cleanup, and the runtime journals `RunCancelled`.
@@ -1313,4 +1315,45 @@ class TopologyError(UserError):
         return (
             f"cannot draw {self.ref!r}: {self.reason}. Give MODULE:OBJECT naming an Agent, a "
             "tool, a workflow, or a list or dict of them"
+        )
+
+
+# -- evals -------------------------------------------------------------------------------
+
+
+@dataclass(kw_only=True, eq=False)
+class RubricError(UserError):
+    """A rubric that cannot be used: unknown evaluator, threshold off the scale, ...
+
+    Raised when the rubric is loaded, before any run is scored.
+    """
+
+    source: str
+    where: str
+    problem: str
+
+    def __str__(self) -> str:
+        place = f" at {self.where}" if self.where else ""
+        return f"rubric {self.source}{place}: {self.problem}"
+
+
+@dataclass(kw_only=True, eq=False)
+class JudgeError(PhalanxError):
+    """An LLM judge gave no usable verdict: garbage after repair, a hang, a model error.
+
+    `raw_output` is what the judge last said (empty if it said nothing), so a person can
+    see why it was refused.
+    """
+
+    judge: str
+    criterion: str
+    reason: str
+    raw_output: str = ""
+
+    def __str__(self) -> str:
+        raw = self.raw_output if len(self.raw_output) <= 500 else self.raw_output[:497] + "..."
+        said = f"; its raw output: {raw!r}" if self.raw_output else ""
+        return (
+            f"judge {self.judge!r} gave no usable verdict on {self.criterion!r}: "
+            f"{self.reason}{said}"
         )

@@ -76,6 +76,14 @@ GEN_AI_TOOL_CALL_RESULT: Final = "gen_ai.tool.call.result"
 
 ERROR_TYPE: Final = "error.type"
 
+# -- GenAI evaluation results (an event; in the conventions since 1.38.0) -----------------
+
+EVENT_EVALUATION_RESULT: Final = "gen_ai.evaluation.result"
+GEN_AI_EVALUATION_NAME: Final = "gen_ai.evaluation.name"
+GEN_AI_EVALUATION_SCORE_VALUE: Final = "gen_ai.evaluation.score.value"
+GEN_AI_EVALUATION_SCORE_LABEL: Final = "gen_ai.evaluation.score.label"
+GEN_AI_EVALUATION_EXPLANATION: Final = "gen_ai.evaluation.explanation"
+
 # -- GenAI metrics (Development status) -----------------------------------------------
 
 METRIC_TOKEN_USAGE: Final = "gen_ai.client.token.usage"
@@ -87,12 +95,16 @@ METRIC_TIME_TO_FIRST_CHUNK: Final = "gen_ai.client.operation.time_to_first_chunk
 SPAN_RUN: Final = "phalanx.run"  # "phalanx.run {workflow}"
 SPAN_STEP: Final = "phalanx.step"  # "phalanx.step {step name}"
 SPAN_FANOUT: Final = "phalanx.fanout"  # "phalanx.fanout {fan-out name}"
+SPAN_EVAL: Final = "phalanx.eval"  # "phalanx.eval {rubric}"
 
 # -- phalanx attributes ------------------------------------------------------------------
 
 PHALANX_RUN_ID: Final = "phalanx.run.id"
 PHALANX_RUN_WORKFLOW: Final = "phalanx.run.workflow"
 PHALANX_RUN_PARENT_ID: Final = "phalanx.run.parent_id"
+PHALANX_EVAL_RUBRIC: Final = "phalanx.eval.rubric"
+PHALANX_EVAL_PASSED: Final = "phalanx.eval.passed"
+PHALANX_EVAL_THRESHOLD: Final = "phalanx.eval.threshold"
 PHALANX_RUN_STATUS: Final = "phalanx.run.status"
 PHALANX_RUN_RESUMED: Final = "phalanx.run.resumed"
 PHALANX_RUN_REPLAYED_OPS: Final = "phalanx.run.replayed_operations"

@@ -18,6 +18,7 @@ from rich.text import Text
 from .._errors import CorruptEventError
 from ..durable import RunHistory, RunSummary, Runtime
 from ..durable.lowlevel import TERMINAL, inbox_stream, run_stream
+from ..evals import recorded_evals
 from ..journal import Event, EventStore
 from ..observe import view_run
 from ..patterns import saga_views
@@ -254,11 +255,13 @@ def show(
 ) -> None:
     """Describe a run: status, steps with durations and attempts, errors, children."""
 
-    async def body(runtime: Runtime) -> tuple[str, RunHistory]:
-        return store_location(runtime), await runtime.history(run_id)
+    async def body(runtime: Runtime) -> tuple[str, RunHistory, list[dict[str, Any]]]:
+        history = await runtime.history(run_id)
+        return store_location(runtime), history, await recorded_evals(runtime.store, run_id)
 
-    where, history = _execute(store, 15.0, body)
+    where, history, evals = _execute(store, 15.0, body)
     info = describe_run(history)
+    info["evals"] = evals
     if as_json:
         print(json.dumps(info, ensure_ascii=False))
         return
@@ -305,6 +308,13 @@ def show(
     for decision in info["decisions"]:
         details = {k: v for k, v in decision.items() if k != "name"}
         out.print(f"decision {decision['name']}: {json.dumps(details, ensure_ascii=False)}")
+    for scored in evals:
+        failing = [c["criterion"] for c in scored["criteria"] if not c["passed"]]
+        verdict = f"FAILED {', '.join(failing)}" if failing else "passed"
+        out.print(
+            f"eval {scored['rubric']} (eval run {scored['eval_run_id']}): {verdict}, "
+            f"score {scored['score']:.2f}"
+        )
     if info["status"] == "completed":
         out.print(f"result: {json.dumps(info['result'], ensure_ascii=False)}")
     elif info["error"]:

@@ -70,6 +70,8 @@ ERRORS = {
     "UnknownMemoryKeyError",
     # pictures
     "PictureFormatError", "TopologyError",
+    # evals
+    "RubricError", "JudgeError",
 }  # fmt: skip
 
 #: Each layer's own errors, re-exported next to the rest of its surface.
@@ -85,6 +87,7 @@ PACKAGE_ERRORS = {
         "MemoryConflictError", "MemoryStaleError", "MemoryUnavailableError", "MemoryVersionError",
         "UnknownMemoryKeyError",
     },
+    "phalanx.evals": {"RubricError", "JudgeError"},
 }  # fmt: skip
 
 
