@@ -17,11 +17,10 @@ it scored, which `phalanx show RUN` lists.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from .._errors import RubricError, RunFailedError
-from ..durable import RunHistory, Runtime, WorkflowContext, load_workflow, lowlevel, workflow
+from ..durable import Runtime, WorkflowContext, load_workflow, lowlevel, workflow
 from ..journal import Event, EventStore, Metadata, NewEvent
 from . import _judge
 from ._judge_spec import JudgeParams
@@ -59,17 +58,6 @@ async def score_runs(runtime: Runtime, rubric: Rubric, run_ids: Sequence[str]) -
     return EvalReport(rubric=rubric.name, runs=tuple(scores))
 
 
-@dataclass(frozen=True)
-class _Reader:
-    """What `load_run` needs, from inside a workflow."""
-
-    store: EventStore
-    ctx: WorkflowContext
-
-    async def history(self, run_id: str) -> RunHistory:
-        return await lowlevel.runs(self.ctx).history(run_id)
-
-
 def _question(run: RecordedRun) -> str:
     inputs = run.history.inputs
     for key in ("question", "prompt", "task", "query"):
@@ -82,8 +70,7 @@ async def _score_one(ctx: WorkflowContext, rubric: Rubric, run_id: str) -> dict[
     """The deterministic results and the judges' inputs for one run (one journaled step)."""
 
     async def read() -> dict[str, Any]:
-        reader = _Reader(lowlevel.store(ctx), ctx)
-        run = await load_run(reader, run_id)  # type: ignore[arg-type]  # a Runtime's reading half
+        run = await load_run(lowlevel.store(ctx), run_id)
         checks = score_checks(rubric, run)
         texts = {}
         for criterion, result in zip(rubric.criteria, checks, strict=True):

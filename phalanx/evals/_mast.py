@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections import Counter
 from collections.abc import Iterable
 
 import pydantic
@@ -54,9 +53,10 @@ def step_repetition(run: RecordedRun, params: RepetitionParams) -> Finding:
     """No agent repeats the same tool call with the same arguments in a loop."""
     problems = []
     for each in run.walk():
-        counts = Counter(
-            (c.agent, c.tool, json.dumps(c.arguments, sort_keys=True)) for c in each.tool_calls
-        )
+        counts: dict[tuple[str, str, str], int] = {}
+        for c in each.tool_calls:
+            key = (c.agent, c.tool, json.dumps(c.arguments, sort_keys=True))
+            counts[key] = counts.get(key, 0) + 1
         for (agent, tool, args), times in counts.items():
             if times > params.max_repeats + 1:
                 problems.append(
@@ -80,9 +80,8 @@ def termination_unawareness(run: RecordedRun, params: NoParams) -> Finding:
     """Agents stop when their conversation ends and within their round bound."""
     problems = []
     for each in run.walk():
-        error = each.history.error or {}
-        kind = str(error.get("type", "")).rsplit(".", 1)[-1]
-        if kind in _BOUND_ERRORS:
+        error = each.history.error
+        if error and str(error.get("type", "")).rsplit(".", 1)[-1] in _BOUND_ERRORS:
             problems.append(f"run {each.run_id} ran into its bound: {error.get('message', '')}")
         stop = next((e.position for e in each.events if e.type in _STOP_EVENTS), None)
         ended = each.events[-1].position if each.history.terminal else None
@@ -119,7 +118,7 @@ def premature_termination(run: RecordedRun, params: NoParams) -> Finding:
     problems = []
     for each in run.walk():
         answer = _final_turn(each)
-        for op in each.operations():
+        for op in each.operations:
             if op.kind in _LOCAL_KINDS:
                 continue
             closers = _CLOSERS.get(op.kind)
@@ -151,12 +150,13 @@ def unacknowledged_partial(run: RecordedRun, params: PartialParams) -> Finding:
     """A partial fan-out is accepted by a recorded decision and its gaps are named."""
     problems = []
     for each in run.walk():
+        partial = [e for e in each.events if e.type == "GatherCompleted" and e.data.get("partial")]
         decided = {
-            str(e.data.get("name", "")): e for e in each.events if e.type == "DecisionRecorded"
+            str(e.data.get("name", ""))
+            for e in each.events
+            if partial and e.type == "DecisionRecorded"
         }
-        for event in each.events:
-            if event.type != "GatherCompleted" or not event.data.get("partial"):
-                continue
+        for event in partial:
             name = str(event.data.get("name", ""))
             statuses = event.data.get("statuses") or {}
             missing = [b for b, s in statuses.items() if s != "succeeded"]

@@ -37,7 +37,7 @@ from .._errors import RubricError
 from . import _checks as _checks  # registers the deterministic evaluators
 from . import _judge_spec as _judge_spec  # registers the judge evaluators
 from . import _mast as _mast  # registers the failure-mode detectors
-from ._registry import Evaluator, Params, evaluators, lookup
+from ._registry import Check, Evaluator, Params, evaluators, lookup
 
 _RUBRIC_KEYS = {"rubric", "description", "judge", "criteria"}
 _CRITERION_KEYS = {
@@ -74,11 +74,23 @@ class Criterion:
     good: tuple[str, ...] = ()
     bad: tuple[str, ...] = ()
 
+    _evaluator: Evaluator | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Looked up once: scoring a thousand runs asks for it at every criterion.
+        object.__setattr__(self, "_evaluator", lookup(self.evaluator))
+
     @property
     def kind(self) -> str:
         """`check`, `mast` or `judge`."""
-        found = lookup(self.evaluator)
+        found = self._evaluator
         return found.kind if found is not None else "check"
+
+    @property
+    def check(self) -> Check | None:
+        """The deterministic evaluator's function (None for a judge)."""
+        found = self._evaluator
+        return None if found is None else found.check
 
     def on_scale(self, fraction: float) -> float:
         """A score from 0 to 1 placed on this criterion's scale."""
@@ -308,7 +320,7 @@ def _params(found: Evaluator, value: Any, source: str, where: str) -> Params:
     except pydantic.ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         place = ".".join(str(p) for p in first["loc"])
-        problem = first["msg"]
+        problem = str(first["msg"]).removeprefix("Value error, ")
         if first["type"] == "missing":
             problem = "missing field"
         elif first["type"] == "extra_forbidden":

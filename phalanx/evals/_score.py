@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._recorded import RecordedRun
-from ._registry import lookup
 from ._rubric import Criterion, Rubric
 
 
@@ -261,11 +260,11 @@ def score_checks(rubric: Rubric, run: RecordedRun) -> list[CriterionResult | Non
     """Score every deterministic criterion of `rubric` on `run`; None for judge criteria."""
     results: list[CriterionResult | None] = []
     for criterion in rubric.criteria:
-        found = lookup(criterion.evaluator)
-        if found is None or found.check is None:
+        check = criterion.check
+        if check is None:
             results.append(None)
             continue
-        finding = found.check(run, criterion.params)
+        finding = check(run, criterion.params)
         results.append(
             CriterionResult.of(
                 criterion,
