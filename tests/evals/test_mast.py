@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 import phalanx
 from phalanx.evals import Rubric, score_runs
 
+from ..durable.helpers import until_status
 from . import workflows as wf
 
 
@@ -113,3 +115,34 @@ async def test_unresolved_disagreement_clean(runtime: phalanx.Runtime) -> None:
         runtime, "unresolved_disagreement", wf.disagreement, {"decide": "accepted"}
     )
     assert result.passed, result.detail
+
+
+async def test_real_vote_outvoted_dissent_is_resolved(runtime: phalanx.Runtime) -> None:
+    """`vote` with one wrong replica: dissent journaled, the majority decided: resolved."""
+    from phalanx.demo._vote import vote_demo
+
+    outcome, result = await _score(
+        runtime, "unresolved_disagreement", vote_demo, {"faults": {"replica_2": "wrong"}}
+    )
+    history = await runtime.history(outcome.run_id)
+    assert any(e.type == "DisagreementDetected" for e in history.events)
+    assert result.passed, result.detail
+
+
+async def test_real_vote_escalation_unresolved_until_a_person_answers(
+    runtime: phalanx.Runtime,
+) -> None:
+    """A split vote escalates: unresolved while it waits, resolved once a person answers."""
+    from phalanx.demo._vote import vote_demo
+
+    rubric = _rubric("unresolved_disagreement")
+    faults = {"replica_2": "wrong", "replica_3": "wrong"}
+    async with asyncio.TaskGroup() as group:
+        running = group.create_task(runtime.run(vote_demo, {"faults": faults}, run_id="split"))
+        await until_status(runtime, "split", "waiting")
+        waiting = (await score_runs(runtime, rubric, ["split"])).runs[0].results[0]
+        assert not waiting.passed and "escalated, nobody answered" in waiting.detail
+        await runtime.signal("split", "vote:capital", {"answer": "Canberra", "by": "ana"})
+    assert running.result().status == "completed"
+    report = await score_runs(runtime, rubric, ["split"])
+    assert report.runs[0].passed, report.summary()
