@@ -8,13 +8,43 @@ is exact. Wall time (`now`) stamps events and lease expiries; monotonic time
 Lease expiry on PostgreSQL is the one exception: it follows the server's clock, which
 every worker shares, unless the clock says it runs virtual time (a `virtual = True`
 attribute, as `VirtualClock` has), which no server could follow.
+
+There is one timer model: the event loop's timer heap. `sleep` and `timeout` schedule
+on it, so a deadline and the sleeps it races are on one timeline. `SystemClock` reads
+real time, except while a `SimulatedLoop` runs it: then it reads that loop's virtual
+time, which jumps only when every task waits (see `_simloop`). That check is the whole
+cost of the seam outside a simulation: one C call and an isinstance per read.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from types import TracebackType
 from typing import Protocol, runtime_checkable
+
+from ._simloop import simulated_loop
+
+
+class TimeoutScope(Protocol):
+    """What `Clock.timeout` returns: an async scope, like `asyncio.Timeout`."""
+
+    async def __aenter__(self) -> object:
+        """Start the countdown."""
+        ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        """Turn the cancel of an expired scope into `TimeoutError`."""
+        ...
+
+    def expired(self) -> bool:
+        """Whether the deadline passed and cancelled the body."""
+        ...
 
 
 @runtime_checkable
@@ -33,18 +63,35 @@ class Clock(Protocol):
         """Wait for `seconds` of this clock's time."""
         ...
 
+    def timeout(self, delay: float | None) -> TimeoutScope:
+        """A scope that cancels its body after `delay` seconds of this clock's time.
+
+        Raises `TimeoutError` at the scope's exit, as `asyncio.timeout` does (None:
+        no limit). Use it instead of `asyncio.timeout`, so a clock's time rules both.
+        """
+        ...
+
 
 class SystemClock:
-    """The real clock: `time.time`, `time.monotonic` and `asyncio.sleep`."""
+    """The real clock (`time.time`, `time.monotonic`, the loop's timers).
+
+    Virtual while a `SimulatedLoop` runs: its time, its timers.
+    """
 
     def now(self) -> float:
         """Return wall-clock seconds since the Unix epoch."""
-        return time.time()
+        sim = simulated_loop()
+        return time.time() if sim is None else sim.wall()
 
     def monotonic(self) -> float:
         """Return monotonic seconds."""
-        return time.monotonic()
+        sim = simulated_loop()
+        return time.monotonic() if sim is None else sim.time()
 
     async def sleep(self, seconds: float) -> None:
         """Sleep on the event loop."""
         await asyncio.sleep(max(0.0, seconds))
+
+    def timeout(self, delay: float | None) -> asyncio.Timeout:
+        """`asyncio.timeout`: on the loop's timer heap, like `sleep`."""
+        return asyncio.timeout(delay)

@@ -12,6 +12,8 @@ import secrets
 import uuid
 from typing import Protocol, runtime_checkable
 
+from ._simloop import simulated_loop
+
 
 @runtime_checkable
 class Entropy(Protocol):
@@ -31,19 +33,30 @@ class Entropy(Protocol):
 
 
 class SystemEntropy:
-    """The operating system's randomness."""
+    """The operating system's randomness; seeded while a `SimulatedLoop` runs.
+
+    Under simulation every draw comes from the loop's seeded generator, so the ids
+    and random numbers of a whole simulated run replay with its seed.
+    """
 
     def __init__(self) -> None:
         self._random = random.SystemRandom()
 
     def random(self) -> float:
         """Return a float in [0, 1)."""
-        return self._random.random()
+        sim = simulated_loop()
+        return self._random.random() if sim is None else sim.entropy.random()
 
     def token(self, nbytes: int = 8) -> str:
         """Return a random hex token."""
-        return secrets.token_hex(nbytes)
+        sim = simulated_loop()
+        if sim is None:
+            return secrets.token_hex(nbytes)
+        return f"{sim.entropy.getrandbits(nbytes * 8):0{nbytes * 2}x}"
 
     def uuid(self) -> str:
         """Return a random UUID4 string."""
-        return str(uuid.uuid4())
+        sim = simulated_loop()
+        if sim is None:
+            return str(uuid.uuid4())
+        return str(uuid.UUID(int=sim.entropy.getrandbits(128), version=4))

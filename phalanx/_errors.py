@@ -31,6 +31,7 @@ The hierarchy, so callers can branch on what happened::
     │   ├── FencedError             a write or renewal carried a stale lease epoch
     │   └── LeaseHeldError          someone else holds a live lease on the stream
     ├── NonDeterminismError         replay asked for another step than the journal holds
+    ├── SimulationStuckError        a simulated world where every task waits forever
     ├── StepError                   a journaled step failure whose type cannot be rebuilt
     ├── SignalTimeoutError          wait_for_signal ran past its timeout (also TimeoutError)
     ├── RunFailedError              a run (e.g. a child run) ended failed or cancelled
@@ -398,6 +399,24 @@ class NonDeterminismError(PhalanxError):
             f"the journal holds {self.expected}, the code now asks for {self.actual}; the "
             "workflow code changed under a running run. Restore the code it started with "
             "to finish it, or start a new run"
+        )
+
+
+@dataclass(kw_only=True, eq=False)
+class SimulationStuckError(PhalanxError):
+    """Under simulation, every task waited on something nobody would ever set.
+
+    Outside a simulation this would be a process that hangs silently: a model that
+    never answers with no deadline around it, a signal nobody sends. Put a deadline
+    (`fail_after`, a fan-out deadline, an agent timeout) around what may hang.
+    """
+
+    virtual_time: float
+
+    def __str__(self) -> str:
+        return (
+            f"every task waits and no timer is left (at virtual t={self.virtual_time:.3f}s): "
+            "a hang nothing would ever end; put a deadline around what may hang"
         )
 
 

@@ -19,7 +19,6 @@ failure is never presented as if every tool had worked.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -239,7 +238,7 @@ class Agent(Generic[OutputT]):
         if self.timeout is None:
             return await self._loop(ctx, messages, fitter)
         try:
-            async with asyncio.timeout(self.timeout):
+            async with ctx.clock.timeout(self.timeout):
                 return await self._loop(ctx, messages, fitter)
         except TimeoutError as exc:
             raise AgentTimeoutError(agent=self.name, timeout=self.timeout) from exc

@@ -25,6 +25,7 @@ from .._errors import (
     SignalTimeoutError,
     UserError,
 )
+from .._executor import run_sync
 from ..journal import find_problem
 from . import _spans as spans
 from ._history import Operation, RunHistory
@@ -284,7 +285,7 @@ class WorkflowContext:
                 if inspect.iscoroutinefunction(fn):
                     value = await fn(*args, **kwargs)
                 else:
-                    value = await asyncio.to_thread(fn, *args, **kwargs)
+                    value = await run_sync(fn, *args, **kwargs)
                 result = _round_trip(self._journal.stream_id, name, value)
             except Exception as exc:
                 retrying = policy.should_retry(exc, attempt)
@@ -405,7 +406,7 @@ class WorkflowContext:
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that
             # lands as the wait completes, and a cancel request must never be lost.
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(remaining):
+                async with self._clock.timeout(remaining):
                     await self._runner.inbox_changed.wait()
 
     # -- child runs ------------------------------------------------------------------

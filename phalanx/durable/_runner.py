@@ -352,7 +352,7 @@ class Runner:
         to expire, as a crash would. The workflow's own writes stopped before this one.
         """
         try:
-            async with asyncio.timeout(self.host.lease_ttl / 3):
+            async with self.host.clock.timeout(self.host.lease_ttl / 3):
                 await self.journal.write_last(
                     "RunInterrupted", {"reason": "the runner was stopped from outside"}
                 )

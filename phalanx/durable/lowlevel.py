@@ -302,7 +302,7 @@ async def wait_inbox(ctx: WorkflowContext, timeout: float | None = None) -> bool
     # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that lands
     # as the wait completes, and a cancel request must never be lost.
     try:
-        async with asyncio.timeout(timeout):
+        async with ctx.clock.timeout(timeout):
             await ctx._runner.inbox_changed.wait()
     except TimeoutError:
         return False

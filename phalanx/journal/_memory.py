@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import threading
 import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -60,7 +61,17 @@ class MemoryDatabase:
         self.indexed: dict[str, list[int]] = {}  # event type -> positions of indexed events
         self.leases: dict[str, Lease] = {}
         self.snapshots: dict[str, tuple[int, str, float]] = {}
-        self.stores: weakref.WeakSet[MemoryEventStore] = weakref.WeakSet()
+        # By joining order, not by address: wake-ups replay alike under simulation.
+        self.stores: weakref.WeakValueDictionary[int, MemoryEventStore] = (
+            weakref.WeakValueDictionary()
+        )
+        self.joined = itertools.count()
+
+    def events(self) -> list[Event]:
+        """Every event, in position order (for simulations that inspect a whole world)."""
+        with self.lock:
+            rows = list(self.rows)
+        return [decode_row(r) for r in rows]
 
 
 _named: dict[str, MemoryDatabase] = {}
@@ -137,6 +148,7 @@ class MemoryEventStore:
         self._clock: Clock = clock or SystemClock()
         self._notifier = Notifier()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._joined = next(self._db.joined)
 
     async def __aenter__(self) -> MemoryEventStore:
         await self.open()
@@ -150,14 +162,14 @@ class MemoryEventStore:
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
             with self._db.lock:
-                self._db.stores.add(self)
+                self._db.stores[self._joined] = self
 
     async def close(self) -> None:
         """Leave the database (its contents stay); idempotent."""
         if self._loop is not None:
             self._loop = None
             with self._db.lock:
-                self._db.stores.discard(self)
+                self._db.stores.pop(self._joined, None)
             self._notifier.notify()
 
     def _open_db(self) -> MemoryDatabase:
@@ -169,7 +181,7 @@ class MemoryEventStore:
         # Stores on other threads have their own loops: hand them the wake-up there.
         here = self._loop
         with self._db.lock:
-            stores = list(self._db.stores)
+            stores = list(self._db.stores.values())
         for store in stores:
             loop = store._loop
             if loop is here:
@@ -260,7 +272,12 @@ class MemoryEventStore:
 
     def subscribe(self, *, after: int = 0) -> AsyncIterator[Event]:
         """Tail the global log after `after`; see `EventStore.subscribe`."""
-        return tail(lambda pos, n: self.read_all(after=pos, limit=n), self._notifier, after=after)
+        return tail(
+            lambda pos, n: self.read_all(after=pos, limit=n),
+            self._notifier,
+            after=after,
+            clock=self._clock,
+        )
 
     # -- snapshots ------------------------------------------------------------------
 

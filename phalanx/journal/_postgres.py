@@ -336,7 +336,7 @@ class PostgresEventStore:
 
     def subscribe(self, *, after: int = 0) -> AsyncIterator[Event]:
         """Tail the global log after `after`; see `EventStore.subscribe`."""
-        return tail(self._read_page, self._notifier, after=after)
+        return tail(self._read_page, self._notifier, after=after, clock=self._clock)
 
     async def _read_page(self, after: int, limit: int) -> list[Event]:
         # LISTEN before reading, so an append committed after this read wakes us.

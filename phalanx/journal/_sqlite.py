@@ -376,7 +376,12 @@ class SqliteEventStore:
 
     def subscribe(self, *, after: int = 0) -> AsyncIterator[Event]:
         """Tail the global log after `after`; see `EventStore.subscribe`."""
-        return tail(lambda pos, n: self.read_all(after=pos, limit=n), self._notifier, after=after)
+        return tail(
+            lambda pos, n: self.read_all(after=pos, limit=n),
+            self._notifier,
+            after=after,
+            clock=self._clock,
+        )
 
     # -- snapshots ------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+from .._clock import Clock
 from ._events import Event
 
 
@@ -20,7 +21,9 @@ class Notifier:
     """Wakes every waiting subscriber of one store at once."""
 
     def __init__(self) -> None:
-        self._waiters: set[asyncio.Event] = set()
+        # A dict, not a set: waking in registration order, not in order of address,
+        # keeps a simulated run's interleaving the same on every replay.
+        self._waiters: dict[asyncio.Event, None] = {}
 
     def notify(self) -> None:
         """Wake all current waiters (safe to call from the event loop only)."""
@@ -30,12 +33,12 @@ class Notifier:
     def waiter(self) -> asyncio.Event:
         """Register a wake-up flag; pair with `discard`."""
         flag = asyncio.Event()
-        self._waiters.add(flag)
+        self._waiters[flag] = None
         return flag
 
     def discard(self, flag: asyncio.Event) -> None:
         """Unregister a wake-up flag."""
-        self._waiters.discard(flag)
+        self._waiters.pop(flag, None)
 
 
 async def tail(
@@ -43,6 +46,7 @@ async def tail(
     notifier: Notifier,
     *,
     after: int,
+    clock: Clock,
     page_size: int = 500,
     min_poll: float = 0.005,
     max_poll: float = 0.1,
@@ -66,8 +70,8 @@ async def tail(
                 poll = min_poll
                 continue
             try:
-                # asyncio.timeout, not wait_for, which on 3.11 can swallow a cancel.
-                async with asyncio.timeout(poll):
+                # A timeout scope, not wait_for, which on 3.11 can swallow a cancel.
+                async with clock.timeout(poll):
                     await flag.wait()
                 poll = min_poll
             except TimeoutError:

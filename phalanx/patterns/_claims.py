@@ -26,13 +26,13 @@ deduplicate on the task id.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from .._errors import ClaimLostError, ConcurrencyError
+from .._executor import run_sync
 from ..durable import WorkflowContext, lowlevel
 from ..journal import Event, EventStore, Metadata, NewEvent
 
@@ -271,7 +271,7 @@ class TaskBoard:
                 await self.reaffirm(ctx, claim)
             if inspect.iscoroutinefunction(fn):
                 return await fn(*args, **kwargs)
-            return await asyncio.to_thread(fn, *args, **kwargs)
+            return await run_sync(fn, *args, **kwargs)
 
         try:
             value = await ctx.step(f"{self.name}:{task}", work)

@@ -46,6 +46,7 @@ from typing import Any, cast
 from .._clock import Clock, SystemClock
 from .._entropy import Entropy, SystemEntropy
 from .._errors import ConcurrencyError, SagaDefinitionError
+from .._executor import run_sync
 from ..durable import RetryPolicy, WorkflowContext, lowlevel
 from ..journal import Event, EventStore, NewEvent, StreamAppend
 from ._saga import SagaOutcome, SagaResult
@@ -368,7 +369,7 @@ async def _attempts(
         try:
             if inspect.iscoroutinefunction(fn):
                 return await fn(*args, **kwargs)
-            value = await asyncio.to_thread(fn, *args, **kwargs)
+            value = await run_sync(fn, *args, **kwargs)
             return await value if inspect.isawaitable(value) else value
         except Exception as exc:
             if not policy.should_retry(exc, attempt):

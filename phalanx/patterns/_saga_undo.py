@@ -30,6 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .._executor import run_sync
 from ..durable import WorkflowContext, lowlevel
 from ..durable.lowlevel import Operation
 from ._saga_def import IDEMPOTENCY_PARAMETER, SagaPlan, SagaStep
@@ -51,7 +52,7 @@ def compensation_tool(plan: SagaPlan, step: SagaStep) -> Tool:
         kwargs = {IDEMPOTENCY_PARAMETER: key} if keyed else {}
         if threaded:
             # A sync compensation runs in a thread so it cannot stall the run.
-            value = await asyncio.to_thread(fn, result, **kwargs)
+            value = await run_sync(fn, result, **kwargs)
         else:
             value = fn(result, **kwargs)
         if inspect.isawaitable(value):  # an async function, or a lambda returning a coroutine

@@ -1,5 +1,7 @@
 """Fakes for tests and simulations: real behaviour, controllable inputs."""
 
+from .._simloop import SimulatedLoop as SimulatedLoop
+from .._simloop import run_simulated as run_simulated
 from ._clock import VirtualClock as VirtualClock
 from ._entropy import SeededEntropy as SeededEntropy
 from ._faults import FaultyClock as FaultyClock

@@ -29,7 +29,7 @@ import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
-from .._clock import Clock
+from .._clock import Clock, TimeoutScope
 from ..durable.lowlevel import run_id_of
 from ..journal import (
     AppendResult,
@@ -247,6 +247,10 @@ class FaultyClock:
     def monotonic(self) -> float:
         """Forwarded."""
         return self.inner.monotonic()
+
+    def timeout(self, delay: float | None) -> TimeoutScope:
+        """Forwarded."""
+        return self.inner.timeout(delay)
 
     async def sleep(self, seconds: float) -> None:
         """Sleep on the inner clock, crashing halfway through if this is the one."""

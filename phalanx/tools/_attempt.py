@@ -14,7 +14,6 @@ journal records it and the runtime's clock paces the back-off. Outside one,
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import traceback as tb
 from collections.abc import Callable, Mapping
@@ -28,6 +27,7 @@ from .._errors import (
     ToolFailed,
     ToolTimeoutError,
 )
+from .._executor import run_sync
 from .._telemetry import REDACTED
 from ..durable import RetryPolicy
 from . import _spans as spans
@@ -109,7 +109,7 @@ async def _invoke(tool: Tool, kwargs: Mapping[str, Any]) -> Any:
     if inspect.iscoroutinefunction(tool.fn):
         return await tool.fn(**kwargs)
     # A sync tool runs in a thread; a timeout abandons the thread, it cannot stop it.
-    return await asyncio.to_thread(tool.fn, **kwargs)
+    return await run_sync(tool.fn, **kwargs)
 
 
 def _failure(
@@ -185,7 +185,7 @@ async def attempt_once(
                 key=key,
             )
     call_kwargs = {**kwargs, IDEMPOTENCY_PARAMETER: key} if tool.idempotent else kwargs
-    scope = None if tool.timeout is None else asyncio.timeout(tool.timeout)
+    scope = None if tool.timeout is None else clock.timeout(tool.timeout)
     try:
         with spans.tool_span(tool, call_id, kwargs) as traced:
             if scope is None:

@@ -9,7 +9,6 @@ that raises is logged and skipped.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -21,6 +20,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from .._clock import Clock, SystemClock
 from .._errors import EscalationError
+from .._executor import run_sync
 
 logger = logging.getLogger("phalanx")
 
@@ -137,7 +137,7 @@ class WebhookNotifier:
         for attempt in range(1, self.attempts + 1):
             try:
                 # urllib blocks: a worker thread keeps the event loop (and the run) going.
-                status = await asyncio.to_thread(self._post, body)
+                status = await run_sync(self._post, body)
             except urllib.error.HTTPError as exc:
                 last = f"HTTP {exc.code}"
                 exc.close()

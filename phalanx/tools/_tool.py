@@ -9,7 +9,6 @@ fails for good (its dead-letter policy).
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import json
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_type_hints, overload
 import pydantic
 
 from .._errors import ToolArgumentsError
+from .._executor import run_sync
 from ..durable import RetryPolicy
 from ._breaker import CircuitBreaker
 
@@ -154,7 +154,7 @@ class Tool:
             kwargs[IDEMPOTENCY_PARAMETER] = idempotency_key
         if inspect.iscoroutinefunction(self.fn):
             return await self.fn(**kwargs)
-        return await asyncio.to_thread(self.fn, **kwargs)
+        return await run_sync(self.fn, **kwargs)
 
     def redact(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
         """The arguments with declared secrets replaced, for journals and traces."""

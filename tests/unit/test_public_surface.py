@@ -47,7 +47,7 @@ ERRORS = {
     "LeaseHeldError",
     # durable runs
     "WorkflowImportError", "UnknownRunError", "RunExistsError", "RunEndedError",
-    "WorkflowInputError", "NonDeterminismError",
+    "WorkflowInputError", "NonDeterminismError", "SimulationStuckError",
     "StepError", "SignalTimeoutError", "RunFailedError",
     # actors
     "DeadlineExceededError", "ActorError", "MailboxFullError", "AskTimeoutError",
