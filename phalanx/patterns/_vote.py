@@ -11,9 +11,9 @@ Disagreement is surfaced, never averaged away: when the replicas that answered d
 all agree, `DisagreementDetected` is journaled with every replica's answer. When the
 rule finds no winner (or the dissent is above `max_disagreement`), an optional judge
 (a function or a model call, run as a journaled step) may pick the answer; otherwise,
-by policy, the vote escalates to a person (the run parks `waiting` on a signal, the
-human path every waiting run uses: `phalanx signal RUN vote:NAME --data
-'{"answer": ...}'`) or fails with `NoConsensusError`.
+by policy, the vote escalates to a person (people hear of it through the notifiers of
+the dead-letter path, and the run parks `waiting` on a signal: `phalanx signal RUN
+vote:NAME --data '{"answer": ...}'`) or fails with `NoConsensusError`.
 
 A vote's events (in its run's stream, each with `op` and `name`; its replicas' fan-out
 is the `gather` named `vote:NAME` right after it):
@@ -31,12 +31,13 @@ is the `gather` named `vote:NAME` right after it):
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .._errors import ConfigError, NoConsensusError
 from ..durable import WorkflowContext, lowlevel
+from ..tools import Escalation, Notifier, escalate
 from . import _spans as spans
 from ._fanout_state import Branch, BranchOutcome, Policy
 from ._gather import gather
@@ -239,6 +240,7 @@ async def vote(
     deadline: float | None = None,
     confidence: Callable[[Any], float | None] | None = None,
     min_confidence: float | None = None,
+    notifiers: Sequence[Notifier] | None = None,
 ) -> VoteResult:
     """Ask every replica, compare their answers, decide by `rule`, surface dissent.
 
@@ -265,6 +267,8 @@ async def vote(
             (default: a numeric `confidence` key of a mapping answer). Compare such
             answers with `fields(...)`, or the confidence splits the groups.
         min_confidence: Answers reporting less count as abstentions.
+        notifiers: Who hears of an escalation (as of a dead-lettered tool call: the
+            log, and a webhook if `PHALANX_ESCALATION_WEBHOOK` names one, by default).
 
     Raises:
         ConfigError: no replicas, a rule, normaliser or judge that is not callable, a
@@ -315,7 +319,7 @@ async def vote(
         return result
     if on_no_consensus == "fail":
         raise NoConsensusError(vote=name, reason=result.reason, votes=result.votes)
-    return await _ask_person(ctx, op, name, result, recorded, counting)
+    return await _ask_person(ctx, op, name, result, recorded, counting, notifiers)
 
 
 async def _decide(
@@ -419,6 +423,7 @@ async def _ask_person(
     result: VoteResult,
     recorded: Any,
     counting: _Counting,
+    notifiers: Sequence[Notifier] | None,
 ) -> VoteResult:
     """Park the run until a person answers the vote's signal; journal their answer."""
     signal = vote_signal(name)
@@ -436,6 +441,23 @@ async def _ask_person(
                 '\'{"answer": ..., "by": "NAME"}\'',
             },
         )
+    how = f'phalanx signal {ctx.run_id} {signal} --data \'{{"answer": ..., "by": "NAME"}}\''
+    # People hear of it as of a dead-lettered call: the same notifiers, once (a step).
+    await lowlevel.step(
+        ctx,
+        f"vote:{name}/escalate",
+        _notify,
+        notifiers,
+        Escalation(
+            "vote_escalated",
+            signal,
+            f"vote {name!r} of run {ctx.run_id} found no answer to accept ({result.reason}); "
+            f"the run waits for a person: {how}",
+            ctx.clock.now(),
+            {"votes": result.votes, "distribution": result.distribution},
+            run_id=ctx.run_id,
+        ),
+    )
     reply = await ctx.wait_for_signal(signal)
     data = reply if isinstance(reply, Mapping) else {"answer": reply}
     by = str(data.get("by") or "a person")
@@ -460,6 +482,11 @@ async def _ask_person(
             "resolved_by": by,
         }
     )
+
+
+async def _notify(notifiers: Sequence[Notifier] | None, escalation: Escalation) -> list[Any]:
+    """Tell people (the tools' notifiers: the log, a webhook); how each delivery went."""
+    return [d.to_json() for d in await escalate(notifiers, escalation)]
 
 
 def _key_of(counting: _Counting, group: Mapping[str, Any]) -> str | None:

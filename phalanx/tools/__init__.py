@@ -18,6 +18,7 @@ from ._notify import Escalation as Escalation
 from ._notify import LogNotifier as LogNotifier
 from ._notify import Notifier as Notifier
 from ._notify import WebhookNotifier as WebhookNotifier
+from ._notify import escalate as escalate
 from ._report import troubled_tool_calls as troubled_tool_calls
 from ._schema import schema_model as schema_model
 from ._tool import Tool as Tool

@@ -1,4 +1,4 @@
-"""Escalation: telling people when a call is dead-lettered or a tool's breaker opens.
+"""Escalation: telling people when a call is dead-lettered, a breaker opens or a vote splits.
 
 A notifier is anything with `async def notify(escalation)`. Two are built in: the log
 (always on by default) and an HTTP webhook (a JSON POST, retried with back-off). A
@@ -27,7 +27,9 @@ logger = logging.getLogger("phalanx")
 #: The environment variable naming a webhook every tool notifies by default.
 WEBHOOK_ENV = "PHALANX_ESCALATION_WEBHOOK"
 
-EscalationKind = Literal["dead_lettered", "breaker_opened"]
+#: `vote_escalated`: a vote found no answer to accept and waits for a person
+#: (`phalanx.patterns.vote`; `tool` is then `vote:NAME`, the signal that answers it).
+EscalationKind = Literal["dead_lettered", "breaker_opened", "vote_escalated"]
 
 
 @dataclass(frozen=True)

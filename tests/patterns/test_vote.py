@@ -69,6 +69,8 @@ async def test_no_majority_escalates_to_a_person_and_resumes_with_their_answer(
     assert set(detected.data["votes"].values()) == {"Paris", "Lyon", "Nice"}
     [escalated] = of_type(events, "VoteEscalated")
     assert escalated.data["signal"] == phalanx.patterns.vote_signal("q")
+    [told] = vw.NOTIFIED  # people were told once, through the dead-letter notifiers
+    assert told.kind == "vote_escalated" and "phalanx signal v vote:q" in told.summary
     await runtime.signal("v", "vote:q", {"answer": "Paris", "by": "ada"})
     outcome = await task
     assert outcome.status == "completed", outcome.error

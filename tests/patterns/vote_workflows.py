@@ -17,6 +17,15 @@ from phalanx.patterns import fields, majority, quorum, text, unanimous, validate
 
 RAN: Counter[str] = Counter()
 JUDGED: Counter[str] = Counter()
+#: Every escalation the vote sent people, as the notifier received it.
+NOTIFIED: list[Any] = []
+
+
+class Recorder:
+    """A notifier that keeps what it is told (a person's inbox, in a test)."""
+
+    async def notify(self, escalation: Any) -> None:
+        NOTIFIED.append(escalation)
 #: Labels whose step after the vote raises `Crash` once.
 CRASH_AFTER: set[str] = set()
 
@@ -30,6 +39,7 @@ def reset() -> None:
     RAN.clear()
     JUDGED.clear()
     CRASH_AFTER.clear()
+    NOTIFIED.clear()
 
 
 async def _answer(label: str, spec: dict[str, Any]) -> Any:
@@ -104,6 +114,7 @@ async def ask(
         judge=_judge if judge else None,
         max_disagreement=max_disagreement,
         min_confidence=min_confidence,
+        notifiers=[Recorder()],
     )
     await ctx.step("after", _after, "after")
     return result.to_json()
