@@ -26,6 +26,8 @@ class Recorder:
 
     async def notify(self, escalation: Any) -> None:
         NOTIFIED.append(escalation)
+
+
 #: Labels whose step after the vote raises `Crash` once.
 CRASH_AFTER: set[str] = set()
 
