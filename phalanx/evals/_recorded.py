@@ -24,7 +24,9 @@ from ..journal import Event, EventStore, safe_text, text_problem
 ToolOutcome = Literal["ok", "failed", "unavailable", "running"]
 
 
-@dataclass(frozen=True, kw_only=True)
+# The two below are made for every model and tool call of every run read back: slots,
+# not frozen (whose __init__ costs three times as much). Treat them as read-only.
+@dataclass(kw_only=True, slots=True)
 class ToolCallSeen:
     """One tool call an agent asked for, and what became of it."""
 
@@ -40,7 +42,7 @@ class ToolCallSeen:
     position: int = 0
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True, slots=True)
 class ModelTurn:
     """One model call of an agent: its answer text or its tool calls, and its usage."""
 

@@ -17,7 +17,9 @@ from ._recorded import RecordedRun
 from ._rubric import Criterion, Rubric
 
 
-@dataclass(frozen=True, kw_only=True)
+# Not frozen: a frozen dataclass's __init__ costs 6 us here against under 2 us with
+# slots, and scoring a thousand runs makes twelve thousand of these. Treat as read-only.
+@dataclass(kw_only=True, slots=True)
 class CriterionResult:
     """How one run did on one criterion. `score` is None when it could not be scored."""
 
