@@ -20,23 +20,33 @@ from .._errors import RubricError
 from ..durable import Runtime
 from ..evals import EvalReport, evaluate, junit_xml, load_rubric
 from ._app import JsonOption, StoreOption, _execute, _fail, app, out
+from ._table import Column, fit_table
 
 
 def _print(report: EvalReport) -> None:
     for run in report.runs:
         verdict = "PASSED" if run.passed else "FAILED"
         out.print(f"run {run.run_id} ({run.status}): {verdict}  score {run.score:.2f}")
-        table = Table("criterion", "evaluator", "score", "threshold", "result", "detail")
-        for r in run.results:
-            score = "-" if r.score is None else f"{r.score:g}"
-            table.add_row(
+        columns = [
+            Column("criterion", whole=True),
+            Column("result", whole=True),
+            Column("score", whole=True),
+            Column("needs", whole=True, drop=2),
+            Column("evaluator", whole=True, drop=1),
+            Column("detail"),
+        ]
+        rows = [
+            (
                 r.criterion,
-                r.evaluator,
-                score,
-                f"{r.threshold:g}",
                 "pass" if r.passed else "FAIL",
+                "-" if r.score is None else f"{r.score:g}",
+                f"{r.threshold:g}",
+                r.evaluator,
                 r.detail,
             )
+            for r in run.results
+        ]
+        table = fit_table(out, columns, rows)
         out.print(table)
     for a in report.agreement:
         kappa = "undefined" if a.kappa is None else f"{a.kappa:.2f}"

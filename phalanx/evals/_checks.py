@@ -27,7 +27,7 @@ def _as_text(value: Any) -> str | None:
 
 
 def _missing(target: TextTarget) -> Finding:
-    return Finding(score=0.0, detail=f"no {target.describe()} in the run")
+    return Finding(score=0.0, detail=f"{target.describe()}: not found in the run")
 
 
 class SchemaParams(TextTarget):

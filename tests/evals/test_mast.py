@@ -52,6 +52,21 @@ async def test_termination_unawareness_clean(runtime: phalanx.Runtime) -> None:
     assert result.passed, result.detail
 
 
+async def test_peer_going_on_after_the_conversation_ended_caught(runtime: phalanx.Runtime) -> None:
+    """A peer that keeps working after its conversation told it to stop is caught."""
+    _, result = await _score(runtime, "termination_unawareness", wf.lingering, {"linger": True})
+    assert not result.passed
+    assert "went on after its conversation was told to stop (2 step(s): afterthought/0" in (
+        result.detail
+    )
+
+
+async def test_peers_that_stop_when_told_are_clean(runtime: phalanx.Runtime) -> None:
+    """Peers that return when their conversation ends are not flagged."""
+    _, result = await _score(runtime, "termination_unawareness", wf.lingering, {"linger": False})
+    assert result.passed, result.detail
+
+
 async def test_premature_termination_caught(runtime: phalanx.Runtime) -> None:
     """An answer asked for while the fan-out still runs is premature."""
     _, result = await _score(runtime, "premature_termination", wf.premature, {"wait": False})

@@ -13,7 +13,7 @@ import phalanx
 from phalanx.agents import Agent, Rule, Script, ScriptedModel, Turn
 from phalanx.demo import sub_agent
 from phalanx.durable import RetryPolicy, lowlevel
-from phalanx.patterns import Branch, Policy, gather
+from phalanx.patterns import Branch, Peer, Policy, converse, gather, messages, send
 from phalanx.tools import tool
 
 
@@ -147,3 +147,36 @@ async def disagreement(ctx: phalanx.WorkflowContext, decide: str | None) -> dict
     if decide is not None:
         await lowlevel.record(ctx, "VoteDecided", {**base, "decision": decide, "answer": "Paris"})
     return {"answer": "Paris"}
+
+
+def _note(index: int) -> str:
+    return f"afterthought {index}"
+
+
+@phalanx.workflow
+async def chatty(ctx: phalanx.WorkflowContext, other: str, limit: int, linger: bool) -> int:
+    """A peer volleying numbers; with `linger`, it goes on working after being told to stop."""
+    count = 0
+    async for message in messages(ctx):
+        count += 1
+        if message.body < limit:
+            await send(ctx, other, message.body + 1)
+    if linger:  # the conversation is over, and this peer has not noticed
+        for index in range(2):
+            await ctx.step(f"afterthought/{index}", _note, index)
+    return count
+
+
+@phalanx.workflow
+async def lingering(ctx: phalanx.WorkflowContext, linger: bool) -> dict[str, Any]:
+    """Two peers; one of them (if `linger`) keeps working after the conversation ended."""
+    result = await converse(
+        ctx,
+        "volley",
+        {
+            "ping": Peer(chatty, {"other": "pong", "limit": 3, "linger": False}),
+            "pong": Peer(chatty, {"other": "ping", "limit": 3, "linger": linger}),
+        },
+        start={"ping": 0},
+    )
+    return result.to_json()
