@@ -51,6 +51,9 @@ async def test_research_rubric_passes_demo_and_fails_unmarked_partial(
     assert shown.returncode == 0, shown.stderr
     evals = json.loads(shown.stdout)["evals"]
     assert evals and evals[-1]["rubric"] == "research" and evals[-1]["passed"] is True
+    text = cli("show", bad)
+    assert text.returncode == 0, text.stderr
+    assert "eval research (eval run eval-" in text.stdout and "FAILED partial_named" in text.stdout
 
 
 def test_eval_usage_errors(url: str, tmp_path: Path) -> None:
