@@ -28,6 +28,7 @@ from ._graph import to_dot as to_dot
 from ._graph import to_mermaid as to_mermaid
 from ._model import Lane as Lane
 from ._model import RunModel as RunModel
+from ._model import ViewCache as ViewCache
 from ._model import build_run_model as build_run_model
 from ._model import short_workflow as short_workflow
 from ._render import DIAGRAM_FORMATS as DIAGRAM_FORMATS

@@ -11,14 +11,16 @@ run says `cancelled`). `phalanx timeline`, `phalanx diagram`, the dashboard and
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from .._errors import UnknownRunError
+from ..durable.lowlevel import run_stream
 from ._runview import FanOutView, Mark, RunView, view_run
 
 if TYPE_CHECKING:
-    from ..durable import Runtime
+    from ..durable import RunHistory, RunSummary, Runtime
 
 LaneRole = Literal["run", "branch", "child"]
 
@@ -143,38 +145,102 @@ class RunModel:
         }
 
 
-async def _children_index(runtime: Runtime) -> dict[str, list[str]]:
-    """Parent run id to its child runs' ids, from every run's `RunStarted`."""
-    index: dict[str, list[str]] = {}
+async def _children_index(runtime: Runtime) -> dict[str, list[RunSummary]]:
+    """Parent run id to its child runs' summaries, from every run's status events."""
+    index: dict[str, list[RunSummary]] = {}
     for summary in await runtime.runs():
         if summary.parent_run_id is not None:
-            index.setdefault(summary.parent_run_id, []).append(summary.run_id)
+            index.setdefault(summary.parent_run_id, []).append(summary)
     return index
 
 
-async def build_run_model(runtime: Runtime, run_id: str) -> RunModel:
+class ViewCache:
+    """Runs' views kept between reads, refreshed from the events appended since.
+
+    A long-lived reader (the dashboard) asks for the same runs again and again: each
+    ask costs one `stream_version` query, and a run that grew is brought up to date by
+    reading only its new events. At most `size` runs are kept (least recently used
+    first out).
+    """
+
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
+        self._runs: OrderedDict[str, tuple[RunHistory, RunView]] = OrderedDict()
+
+    async def view(self, runtime: Runtime, run_id: str) -> RunView:
+        """The view of `run_id` as the journal holds it now.
+
+        Raises:
+            UnknownRunError: no such run.
+        """
+        cached = self._runs.pop(run_id, None)
+        stream = run_stream(run_id)
+        if cached is None:
+            history = await runtime.history(run_id)
+        else:
+            history, view = cached
+            if await runtime.store.stream_version(stream) == history.version:
+                self._runs[run_id] = cached
+                return view
+            for event in await runtime.store.read_stream(stream, from_seq=history.version + 1):
+                history.apply(event)
+        view = view_run(history)
+        self._runs[run_id] = (history, view)
+        while len(self._runs) > self.size:
+            self._runs.popitem(last=False)
+        return view
+
+
+async def build_run_model(
+    runtime: Runtime, run_id: str, *, deep: bool = True, cache: ViewCache | None = None
+) -> RunModel:
     """Read run `run_id` and its child runs (recursively) into a `RunModel`.
+
+    With `deep=False` only the run's own journal is read: its children are lanes with
+    the outcome the run (or the run index) records, and no spans of their own. That is
+    what a page listing the run needs, at a cost independent of the children's size;
+    pictures read everything. A `cache` keeps the run's view between calls.
 
     Raises:
         UnknownRunError: no such run.
     """
-    root = view_run(await runtime.history(run_id))
+    if cache is not None:
+        root = await cache.view(runtime, run_id)
+    else:
+        root = view_run(await runtime.history(run_id))
     index = await _children_index(runtime)
     lanes = [Lane(short_workflow(root.workflow), "run", 0, root.status, root)]
-    await _add_children(runtime, lanes[0], index, lanes, {run_id})
+    await _add_children(runtime, lanes[0], index, lanes, {run_id}, deep)
     return RunModel(lanes)
+
+
+def _summary_view(summary: RunSummary) -> RunView:
+    """A child run known only by its summary (`deep=False`): status and times, no spans."""
+    terminal = summary.status in ("completed", "failed", "cancelled")
+    return RunView(
+        summary.run_id,
+        summary.workflow,
+        summary.status,
+        summary.parent_run_id,
+        summary.started_at,
+        summary.updated_at if terminal else None,
+        None,
+        None,
+    )
 
 
 async def _add_children(
     runtime: Runtime,
     parent: Lane,
-    index: dict[str, list[str]],
+    index: dict[str, list[RunSummary]],
     lanes: list[Lane],
     seen: set[str],
+    deep: bool,
 ) -> None:
     view = parent.view
     named = dict(view.children)
-    for child in index.get(view.run_id, ()):
+    known = {summary.run_id: summary for summary in index.get(view.run_id, ())}
+    for child in known:
         named.setdefault(child, "")
     branches = {b.run_id: b for fan in view.fan_outs for b in fan.branches.values()}
     children: list[Lane] = []
@@ -182,10 +248,15 @@ async def _add_children(
         if child_id in seen or len(seen) >= MAX_RUNS:
             continue
         seen.add(child_id)
-        try:
-            child_view = view_run(await runtime.history(child_id))
-        except UnknownRunError:
-            continue  # never started (the parent crashed first, or the fan-out ended)
+        if deep:
+            try:
+                child_view = view_run(await runtime.history(child_id))
+            except UnknownRunError:
+                continue  # never started (the parent crashed first, or the fan-out ended)
+        elif child_id in known:
+            child_view = _summary_view(known[child_id])
+        else:
+            continue  # never started
         branch = branches.get(child_id)
         role: LaneRole = "branch" if branch is not None else "child"
         named_as = name or child_view.workflow
@@ -204,4 +275,5 @@ async def _add_children(
     children.sort(key=lambda lane: (lane.view.start or 0.0, lane.run_id))
     for lane in children:
         lanes.append(lane)
-        await _add_children(runtime, lane, index, lanes, seen)
+        if deep:
+            await _add_children(runtime, lane, index, lanes, seen, deep)

@@ -34,7 +34,7 @@ from .._errors import (
 )
 from ..durable import STATUS_EVENTS, Runtime
 from ..durable.lowlevel import TERMINAL, run_id_of
-from ..observe import build_run_model, diagram_bytes, render_timeline_svg, run_graph
+from ..observe import ViewCache, build_run_model, diagram_bytes, render_timeline_svg, run_graph
 from ..tools import DeadLetterQueue, tool_stats
 from ._pages import compact, outcome_word, redact, run_page, run_rows
 from ._security import TokenGuard, check_post
@@ -62,6 +62,7 @@ class Dashboard:
     def __init__(self, runtime: Runtime, *, token: str | None, csrf: str) -> None:
         self.runtime = runtime
         self.csrf = csrf
+        self.views = ViewCache()
         self.env = _templates()
         self.script = resources.files("phalanx.web").joinpath("static", "app.js").read_text()
         routes = [
@@ -136,7 +137,7 @@ class Dashboard:
         except ValueError:
             after = 0
         try:
-            page = await run_page(self.runtime, run_id, after=after)
+            page = await run_page(self.runtime, run_id, after=after, cache=self.views)
         except UnknownRunError:
             return self.page(
                 "error.html", 404, title="No such run", detail=f"no run {run_id!r} in this store"

@@ -17,10 +17,12 @@ from .._telemetry import REDACTED
 from ..durable import RunSummary, Runtime
 from ..durable.lowlevel import run_stream
 from ..journal import Event
-from ..observe import RunModel, Span, build_run_model, narrate, outcome_word
+from ..observe import RunModel, Span, ViewCache, build_run_model, narrate, outcome_word
 
 #: Events shown per page of a run's journal (the rest are a link away).
 EVENTS_PER_PAGE = 100
+#: Model calls listed on a run page (the timeline draws every one).
+MODEL_CALLS_SHOWN = 100
 _SECRET_KEYS = ("api_key", "apikey", "password", "secret", "token", "authorization")
 
 
@@ -102,27 +104,35 @@ class RunPage:
     events: list[Event]
     next_seq: int | None
     model_calls: list[ModelCall]
+    model_call_count: int
     spans: list[tuple[str, Span]]
 
 
-async def run_page(runtime: Runtime, run_id: str, *, after: int = 0) -> RunPage:
+async def run_page(
+    runtime: Runtime, run_id: str, *, after: int = 0, cache: ViewCache | None = None
+) -> RunPage:
     """The run page of `run_id`: its model, story, one page of events, its model calls.
+
+    Only the run's own journal is read (its children by their summaries), through
+    `cache` when given, so the page costs the same however large the run tree.
 
     Raises:
         UnknownRunError: no such run.
     """
-    model = await build_run_model(runtime, run_id)
+    model = await build_run_model(runtime, run_id, deep=False, cache=cache)
     page = await runtime.store.read_stream(
         run_stream(run_id), from_seq=after + 1, limit=EVENTS_PER_PAGE + 1
     )
     more = len(page) > EVENTS_PER_PAGE
     events = page[:EVENTS_PER_PAGE]
+    calls = _model_calls(model)
     return RunPage(
         model,
         narrate(model),
         events,
         events[-1].seq if more else None,
-        _model_calls(model),
+        calls[:MODEL_CALLS_SHOWN],
+        len(calls),
         [(lane.name, s) for lane in model.lanes for s in lane.view.spans if s.kind == "tool"],
     )
 

@@ -209,3 +209,30 @@ async def test_model_json_summarises_lanes_and_fan_outs(url: str) -> None:
     assert lanes["research"]["agents"] == ["orchestrator"]
     (fan,) = summary["fan_outs"]
     assert fan["branches"] == BRANCHES and fan["status"] == "partial"
+
+
+async def test_view_cache_reads_only_what_was_appended_since(runtime: phalanx.Runtime) -> None:
+    """A cached view is reused while the run is unchanged and updated when it grows."""
+    from phalanx.durable.lowlevel import run_stream
+    from phalanx.journal import NewEvent
+    from phalanx.observe import ViewCache
+
+    await runtime.run(workflows.fan_out, {}, run_id="vc-1")
+    cache = ViewCache(size=1)
+    first = await cache.view(runtime, "vc-1")
+    assert await cache.view(runtime, "vc-1") is first
+    stream = run_stream("vc-1")
+    version = await runtime.store.stream_version(stream)
+    lease = await runtime.store.get_lease(stream)
+    await runtime.store.append(
+        stream,
+        [NewEvent("OperatorNote", {"text": "looked at it"})],
+        expected_version=version,
+        epoch=None if lease is None else lease.epoch,
+    )
+    updated = await cache.view(runtime, "vc-1")
+    assert updated is not first and updated.event_count == first.event_count + 1
+    assert [m.label for m in updated.marks if m.kind == "event"] == ["OperatorNote"]
+    model = await build_run_model(runtime, "vc-1", deep=False, cache=cache)
+    assert model.outcomes() == {"good": "succeeded", "bad": "failed"}
+    assert all(not lane.view.spans for lane in model.lanes[1:])  # children not read
