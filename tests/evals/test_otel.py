@@ -10,10 +10,10 @@ from tests.observe.receiver import start_receiver
 RUBRIC = str(ROOT / "examples" / "rubrics" / "research.yaml")
 
 
-def test_eval_results_exported_as_genai_evaluation_events(tmp_path: Path) -> None:
+def test_eval_results_exported_as_genai_evaluation_events(tmp_path: Path, url: str) -> None:
     """`phalanx eval` exports one evaluation event per criterion, with score and label."""
     with start_receiver() as receiver:
-        env = otel_env(tmp_path, receiver)
+        env = {**otel_env(tmp_path, receiver), "PHALANX_STORE": url}
         run_workflow("tests.evals.workflows:looping", "loops", env, loop=True)
         done = phalanx_cli("eval", RUBRIC, "--run", "loops", env=env)
         assert done.returncode == 1, done.stderr  # the looping run fails the rubric
