@@ -10,8 +10,11 @@ shared machine hits both sides alike:
 2. appending 100-event batches (target: at least 0.70x raw rows/s);
 3. reading one 10,000-event stream (target: at most 2x raw time);
 4. the same three on PostgreSQL ($PHALANX_BENCH_POSTGRES, default
-   postgresql://postgres@127.0.0.1:5432/test), reported without targets, or skipped
-   with the reason when the server or the backend is not there.
+   postgresql://postgres@127.0.0.1:5432/test), or skipped with the reason when the
+   server or the backend is not there; one-event appends with a target (at most 1.5x
+   raw asyncpg latency);
+5. 4 writers appending to different PostgreSQL streams at once, against 1 writer in
+   the same run (target: at least 3x the appends/s): appends are not serialised.
 
 The raw baselines do the least any journal on the same table must do: encode the data
 as JSON, insert it under the same pragmas and UNIQUE (stream_id, seq) index, and decode
@@ -459,6 +462,51 @@ async def pg_append_latency(store: EventStore, conn: asyncpg.Connection, sizes: 
         "us/append",
         samples,
         better="lower",
+        limit=1.5,
+    )
+
+
+async def pg_concurrent_writers(url: str, sizes: Sizes, writers: int = 4) -> Figure:
+    """Appends/s of `writers` stores on different streams at once, against one alone.
+
+    Each writer has its own store (its own connections) and its own stream, one event
+    per append with `expected_version`, as runners do. The baseline is the same work
+    by one writer, in the same run: the ratio is how far appends run in parallel.
+    """
+    stores = [store_from_url(url) for _ in range(writers)]
+    n = max(sizes.pg_appends // 2, 20)
+    streams = itertools.count()
+    data = [payload(i) for i in range(n)]
+
+    async def write(store: EventStore) -> None:
+        stream_id, version = f"writer-{next(streams)}", 0
+        for item in data:
+            batch = [NewEvent(EVENT_TYPE, item)]
+            version = (await store.append(stream_id, batch, expected_version=version)).version
+        check_count("concurrent writer", version, n)
+
+    async def rate(k: int) -> float:
+        with stopwatch() as elapsed:
+            await asyncio.gather(*(write(store) for store in stores[:k]))
+        return k * n / elapsed()
+
+    try:
+        for store in stores:
+            await store.open()
+        samples = await interleaved(
+            {"phalanx": lambda: rate(writers), "raw": lambda: rate(1)}, sizes.repeats
+        )
+    finally:
+        for store in stores:
+            with suppress(Exception):
+                await store.close()
+    return Figure.from_samples(
+        "postgres.concurrent_writers",
+        f"postgres {writers} writers vs 1 (appends/s)",
+        "appends/s",
+        samples,
+        better="higher",
+        limit=3.0,
     )
 
 
@@ -578,6 +626,8 @@ async def postgres_figures(dsn: str, sizes: Sizes) -> PostgresResult:
         ):
             progress(f"postgres {name}")
             result.figures.append(await measure(store, conn, sizes))
+        progress("postgres concurrent writers")
+        result.figures.append(await pg_concurrent_writers(with_schema(dsn, schema), sizes))
     except Exception as exc:
         # The backend may be unfinished or the server may go away: report what was
         # measured and why the rest was not, rather than lose the SQLite figures.

@@ -212,9 +212,8 @@ class PostgresWorkQueue:
         ]
 
     async def notify(self) -> None:
-        """NOTIFY every worker on this schema."""
-        sql = "SELECT pg_notify($1, $2)"
-        await self.store._run(lambda c: c.execute(sql, CHANNEL, self.store.schema or ""))
+        """NOTIFY every worker on this schema, soon (see `_pg_notify`)."""
+        self.store._announcer.poke(CHANNEL)
 
     async def wait(self, timeout: float) -> None:
         """Until a NOTIFY for this schema or `timeout`; LISTENs on first use."""

@@ -5,8 +5,8 @@ DDL and the PL/pgSQL of `phalanx_append` define the data's layout and the append
 on the server, versioned by `MIGRATIONS`, while the store class is about pools,
 timeouts and outages. The SQLSTATEs `phalanx_append` raises and the translation of
 them into `ConcurrencyError` / `FencedError` live here, next to the function that
-raises them, so the two cannot drift apart. The reasoning behind the counter lock is
-in `_postgres.py`'s docstring.
+raises them, so the two cannot drift apart. The reasoning behind positions and the
+readers' watermark is in `_postgres.py`'s docstring.
 """
 
 from __future__ import annotations
@@ -117,9 +117,126 @@ MIGRATIONS: tuple[str, ...] = (
     END
     $fn$;
     """,
+    # 2: appends no longer serialised store-wide (see `_postgres.py`): positions are
+    # (xid << 20) + k, readers stop below the oldest in-flight appender's xid, and the
+    # NOTIFY leaves the append's transaction (its commit lock is cluster-wide).
+    """
+    CREATE OR REPLACE FUNCTION phalanx_append(
+        p_stream_id text,
+        p_expected_version bigint,
+        p_epoch bigint,
+        p_recorded_at double precision,
+        p_types text[],
+        p_datas text[],
+        p_run_ids text[],
+        p_agent_ids text[],
+        p_parent_ids text[],
+        p_trace_ids text[],
+        p_span_ids text[],
+        p_indexed boolean[],
+        OUT new_version bigint,
+        OUT last_position bigint
+    ) LANGUAGE plpgsql AS $fn$
+    DECLARE
+        n integer := cardinality(p_types);
+        lease_epoch bigint;
+        old_version bigint;
+        base bigint;
+        done bigint;
+    BEGIN
+        -- One appender per stream at a time (the version check and seq numbers need
+        -- it); a first lease takes the same lock, as there is no lease row to lock.
+        PERFORM pg_advisory_xact_lock(hashtextextended(current_schema() || '/' || p_stream_id, 0));
+        -- A take-over (FOR UPDATE on this row) and an append are strictly ordered.
+        SELECT l.epoch INTO lease_epoch FROM leases AS l
+            WHERE l.stream_id = p_stream_id FOR KEY SHARE;
+        IF lease_epoch IS DISTINCT FROM p_epoch THEN
+            RAISE EXCEPTION 'fenced out of stream %', p_stream_id
+                USING ERRCODE = 'PX002', DETAIL = coalesce(lease_epoch::text, '');
+        END IF;
+        SELECT coalesce(max(e.seq), 0) INTO old_version FROM events AS e
+            WHERE e.stream_id = p_stream_id;
+        IF p_expected_version IS NOT NULL AND p_expected_version <> old_version THEN
+            RAISE EXCEPTION 'stream % is at another version', p_stream_id
+                USING ERRCODE = 'PX001', DETAIL = old_version::text;
+        END IF;
+        -- Positions: this transaction's id, then a counter local to the transaction
+        -- (several appends in one transaction: append_many).
+        base := pg_current_xact_id()::text::bigint << 20;
+        done := coalesce(nullif(current_setting('phalanx.appended', true), ''), '0')::bigint;
+        IF done + n >= 1048576 THEN
+            RAISE EXCEPTION 'more than 1048575 events in one transaction';
+        END IF;
+        PERFORM set_config('phalanx.appended', (done + n)::text, true);
+        INSERT INTO events (position, stream_id, seq, type, data, epoch, recorded_at,
+                            run_id, agent_id, parent_id, trace_id, span_id, indexed)
+        SELECT base + done + i, p_stream_id, old_version + i, p_types[i], p_datas[i],
+               p_epoch, p_recorded_at, p_run_ids[i], p_agent_ids[i], p_parent_ids[i],
+               p_trace_ids[i], p_span_ids[i], p_indexed[i]
+        FROM generate_series(1, n) AS i;
+        new_version := old_version + n;
+        last_position := base + done + n;
+    END
+    $fn$;
+
+    -- The first position no reader may pass yet: below every xid still in flight in
+    -- this schema's sessions (their application_name), and below the next xid.
+    -- A 32-bit backend_xid is widened with the epoch of the snapshot's xmax (one
+    -- assigned since that snapshot may be at or past xmax: least() then ignores it).
+    CREATE FUNCTION phalanx_watermark() RETURNS bigint LANGUAGE sql VOLATILE AS $w$
+        WITH s AS (SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax)
+        SELECT least(s.xmax, coalesce(min(
+                   CASE WHEN ((s.xmax >> 32) << 32) + a.backend_xid::text::bigint
+                             > s.xmax + 2147483648
+                        THEN ((s.xmax >> 32) << 32) + a.backend_xid::text::bigint - 4294967296
+                        ELSE ((s.xmax >> 32) << 32) + a.backend_xid::text::bigint END),
+                   s.xmax)) << 20
+        FROM s LEFT JOIN pg_stat_activity AS a
+            ON a.application_name = current_setting('application_name')
+           AND a.backend_xid IS NOT NULL
+        GROUP BY s.xmax
+    $w$;
+
+    -- Readers: the watermark first, then the rows, each statement with a snapshot of
+    -- its own (VOLATILE plpgsql), so the rows' snapshot is taken after the watermark.
+    CREATE FUNCTION phalanx_read_all(p_after bigint, p_limit integer)
+    RETURNS SETOF events LANGUAGE plpgsql VOLATILE AS $r$
+    DECLARE w bigint;
+    BEGIN
+        w := phalanx_watermark();
+        RETURN QUERY SELECT * FROM events AS e
+            WHERE e.position > p_after AND e.position < w ORDER BY e.position LIMIT p_limit;
+    END
+    $r$;
+
+    CREATE FUNCTION phalanx_read_indexed(p_types text[], p_after bigint, p_limit integer)
+    RETURNS SETOF events LANGUAGE plpgsql VOLATILE AS $r$
+    DECLARE w bigint;
+    BEGIN
+        w := phalanx_watermark();
+        RETURN QUERY SELECT * FROM events AS e
+            WHERE e.indexed AND e.type = ANY(p_types) AND e.position > p_after
+              AND e.position < w ORDER BY e.position LIMIT p_limit;
+    END
+    $r$;
+
+    CREATE FUNCTION phalanx_head() RETURNS bigint LANGUAGE plpgsql VOLATILE AS $h$
+    DECLARE w bigint;
+    BEGIN
+        w := phalanx_watermark();
+        RETURN (SELECT coalesce(max(e.position), 0) FROM events AS e WHERE e.position < w);
+    END
+    $h$;
+    """,
 )
 
 SELECT = f"SELECT {EVENT_COLUMNS} FROM events"
+READ_ALL = f"SELECT {EVENT_COLUMNS} FROM phalanx_read_all($1, $2)"
+READ_INDEXED = f"SELECT {EVENT_COLUMNS} FROM phalanx_read_indexed($1::text[], $2, $3)"
+HEAD = "SELECT phalanx_head()"
+#: The lock `phalanx_append` takes per stream, for a first lease acquisition to take too.
+STREAM_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || '/' || $1, 0))"
+NOTIFY = "SELECT pg_notify($1, $2)"
 APPEND = (
     "SELECT new_version, last_position"
     " FROM phalanx_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"

@@ -1,23 +1,30 @@
 """The shared journal: PostgreSQL, for many worker processes on many machines.
 
-Commit order equals position order, by construction. Every append allocates its
-positions from a one-row counter (`phalanx_position`) with `UPDATE ... SET value =
-value + n` inside its transaction. The row lock that takes is held until COMMIT, so
-appends are serialised store-wide and no later position can become visible before an
-earlier one; a subscriber reading "position > last seen" therefore never skips an
-event. The rejected alternative, a sequence, lets appends run in parallel but commit
-out of order: a reader that saw position N+1 while N was still uncommitted would skip
-N for good, and closing that gap means readers tracking in-flight transactions.
-The price: one append commits at a time, store-wide, so throughput is bounded by the
-server's commit (WAL flush) latency, hundreds to a few thousand appends a second.
-That suits agent workloads, whose appends are few next to model calls. Each append
-is one round trip (the `phalanx_append` function, holding the lock only from its
-counter update to its COMMIT), and appending several events at once amortises it.
+Appends to different streams run in parallel; subscribers still never skip an event.
+A position is `(xid << 20) + k`: the appending transaction's id, then its k-th event
+(a transaction may append to several streams, `append_many`). Commits happen in any
+order, so readers stop at a watermark: below the oldest transaction id still in flight
+in this schema's sessions (they carry `application_name` `phalanx:SCHEMA`; see
+`phalanx_watermark`). Every event a reader returns was written by a transaction that
+had ended when the reader looked, and every transaction that ends later has a larger
+id than the watermark, hence larger positions: a reader of "position > last seen"
+never skips a late commit. The price: an event becomes visible to `read_all`,
+`read_indexed`, `head_position` and subscriptions only once every appender that
+started before it ended (milliseconds; a transaction of this schema left open stalls
+readers, never loses events). `read_stream` is not affected. Positions are sparse.
+Rejected: a counter row locked per append (the former design: commit order equals
+position order, but one append commits at a time, store-wide), and a sequence alone
+(a reader that saw N+1 while N was in flight skips N for good). For the watermark to
+see every appender, all processes on a store use the same database role (another
+role's `backend_xid` is hidden from `pg_stat_activity` without `pg_read_all_stats`).
 
-The same lock settles lease races. An append takes the counter, then a key-share lock
-on the stream's lease row, so a take-over (FOR UPDATE on that row) and an append are
-strictly ordered and the fencing check cannot go stale before COMMIT. A stream's first
-lease has no row to lock yet, so its acquirers take the counter lock instead.
+Appends to one stream are serialised by a transaction-scoped advisory lock on the
+stream, which a stream's first lease acquisition takes too (it has no lease row to
+lock yet). An append also takes a key-share lock on the stream's lease row, so a
+take-over (FOR UPDATE on that row) and an append are strictly ordered and the fencing
+check cannot go stale before COMMIT. NOTIFY is sent after the append, once per burst
+(`_pg_notify`), never inside it: a NOTIFYing transaction holds a cluster-wide lock
+through its commit, which would serialise every append again.
 
 Event timestamps come from the store's `Clock`, as in every store; lease expiry comes
 from the server's clock (see `_lease_now`), so workers on many machines agree on it. If the
@@ -55,7 +62,20 @@ from ._events import (
 from ._leases import check_holder, decide_acquire
 from ._pg_connect import Conn as _Conn
 from ._pg_connect import keep_session, split_dsn, unavailable, with_connection
-from ._pg_schema import APPEND, CHANNEL, LEASE, SELECT, SERVER_NOW, migrate, refuse
+from ._pg_notify import Announcer
+from ._pg_schema import (
+    APPEND,
+    CHANNEL,
+    HEAD,
+    LEASE,
+    READ_ALL,
+    READ_INDEXED,
+    SELECT,
+    SERVER_NOW,
+    STREAM_LOCK,
+    migrate,
+    refuse,
+)
 from ._rows import Row, batch_rows, decode_row, decode_snapshot, event_rows
 from ._subscription import Notifier, tail
 from ._url import url_error
@@ -129,6 +149,9 @@ class PostgresEventStore:
         }
         if self.schema is not None:
             self._settings["search_path"] = f'"{self.schema}"'
+        # How `phalanx_watermark` finds this schema's appenders among all sessions.
+        self._settings["application_name"] = f"phalanx:{self.schema or ''}"[:63]
+        self._announcer = Announcer(self)
         self._pool: asyncpg.Pool[asyncpg.Record] | None = None
         self._open_lock = asyncio.Lock()
         self._notifier = Notifier()
@@ -175,6 +198,7 @@ class PostgresEventStore:
 
     async def close(self) -> None:
         """Close the pool and the LISTEN connection; idempotent, never hangs."""
+        await self._announcer.stop()
         async with self._open_lock:
             pool, self._pool = self._pool, None
             listener, self._listener = self._listener, None
@@ -246,7 +270,7 @@ class PostgresEventStore:
             return result
 
         result = await self._run(op)
-        self._notifier.notify()
+        self._appended()
         return result
 
     async def append_many(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
@@ -273,7 +297,7 @@ class PostgresEventStore:
             return results
 
         results = await self._run(op)
-        self._notifier.notify()
+        self._appended()
         return results
 
     async def _call_append(
@@ -297,6 +321,11 @@ class PostgresEventStore:
             raise StoreUnavailableError(store=self.url, reason="phalanx_append returned nothing")
         return AppendResult(int(row[0]), int(row[1]))
 
+    def _appended(self) -> None:
+        """Wake this store's subscribers now, and other processes' by a NOTIFY soon."""
+        self._notifier.notify()
+        self._announcer.poke(CHANNEL)
+
     async def read_stream(
         self, stream_id: str, *, from_seq: int = 1, limit: int | None = None
     ) -> list[Event]:
@@ -306,22 +335,17 @@ class PostgresEventStore:
         return [decode_row(tuple(r)) for r in rows]
 
     async def read_all(self, *, after: int = 0, limit: int = 1000) -> list[Event]:
-        """A page of the global log after `after`."""
-        sql = f"{SELECT} WHERE position > $1 ORDER BY position LIMIT $2"
-        rows = await self._run(lambda c: c.fetch(sql, after, limit))
+        """A page of the global log after `after`, below the watermark (see the module)."""
+        rows = await self._run(lambda c: c.fetch(READ_ALL, after, limit))
         return [decode_row(tuple(r)) for r in rows]
 
     async def read_indexed(
         self, types: Sequence[str], *, after: int = 0, limit: int = 1000
     ) -> list[Event]:
-        """A page of the indexed events of `types`."""
+        """A page of the indexed events of `types`, below the watermark."""
         if not types:
             return []
-        sql = (
-            f"{SELECT} WHERE indexed AND type = ANY($1::text[]) AND position > $2"
-            " ORDER BY position LIMIT $3"
-        )
-        rows = await self._run(lambda c: c.fetch(sql, list(types), after, limit))
+        rows = await self._run(lambda c: c.fetch(READ_INDEXED, list(types), after, limit))
         return [decode_row(tuple(r)) for r in rows]
 
     async def stream_version(self, stream_id: str) -> int:
@@ -330,9 +354,8 @@ class PostgresEventStore:
         return int(await self._run(lambda c: c.fetchval(sql, stream_id)))
 
     async def head_position(self) -> int:
-        """The largest committed position."""
-        sql = "SELECT coalesce(max(position), 0) FROM events"
-        return int(await self._run(lambda c: c.fetchval(sql)))
+        """The largest position a reader may pass now (below the watermark)."""
+        return int(await self._run(lambda c: c.fetchval(HEAD)))
 
     def subscribe(self, *, after: int = 0) -> AsyncIterator[Event]:
         """Tail the global log after `after`; see `EventStore.subscribe`."""
@@ -442,10 +465,10 @@ class PostgresEventStore:
         async def txn(conn: _Conn) -> Lease:
             current = await self._lease_row(conn, stream_id, lock=True)
             if current is None:
-                # No row to lock yet. The counter lock orders this first lease against
-                # other first acquirers (who then see our row) and against appends
-                # (which take it before reading the lease), as the row lock would.
-                await conn.execute("SELECT value FROM phalanx_position FOR UPDATE")
+                # No row to lock yet. The stream's advisory lock orders this first lease
+                # against other first acquirers (who then see our row) and against
+                # appends (which take it before reading the lease), as the row lock would.
+                await conn.execute(STREAM_LOCK, stream_id)
                 current = await self._lease_row(conn, stream_id, lock=True)
             now = await self._lease_now(conn)  # after the lock: no stale "now"
             lease = decide_acquire(current, stream_id, owner, now, ttl, force=force)

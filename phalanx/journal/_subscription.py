@@ -4,8 +4,9 @@ A subscriber reads pages of the global log after its last position; when it has
 caught up it waits for a wake-up (an append in this process, a PostgreSQL NOTIFY) or
 a poll timeout that backs off, so appends from other processes are seen even when no
 wake-up can reach us. Correctness never rests on the wake-up: it only shortens the
-wait. Both stores guarantee that positions become visible in commit order, so
-reading "after the last position seen" never skips an event.
+wait. Both stores guarantee that no reader sees a position while a lower one may
+still commit (SQLite: positions in commit order; PostgreSQL: a watermark below the
+oldest append in flight), so reading "after the last position seen" never skips one.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from tests.chaos.harness import poll_until, wait_exit, workspace
 from tests.conftest import PrivatePostgres
 from tests.fleet.harness import Fleet, workers_listed
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 
 #: Workers renew every third of it; takeovers wait for it to lapse.
 LEASE_TTL = 2.0

@@ -20,7 +20,7 @@ from tests.chaos.harness import poll_until, wait_exit, workspace
 from tests.fleet.harness import Fleet
 from tests.fleet.netns import cluster_on, links
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(400)]
 
 LEASE_TTL = 2.0
 RUNS = 3

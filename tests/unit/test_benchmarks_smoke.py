@@ -22,6 +22,7 @@ POSTGRES_FIGURES = {
     "postgres.append_latency",
     "postgres.batch_throughput",
     "postgres.read_stream",
+    "postgres.concurrent_writers",
 }
 
 
