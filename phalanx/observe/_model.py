@@ -93,7 +93,12 @@ class RunModel:
                 if value is not None and value > latest:
                     latest = value
             for mark in view.marks:
-                latest = max(latest, mark.at)
+                if mark.kind != "deadline":  # a deadline never reached does not stretch time
+                    latest = max(latest, mark.at)
+        if self.root.end is None:  # still running: a deadline ahead is part of the picture
+            for lane in self.lanes:
+                for mark in lane.view.marks:
+                    latest = max(latest, mark.at)
         return latest
 
     @property

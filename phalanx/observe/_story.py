@@ -28,6 +28,10 @@ def seconds(value: float) -> str:
     return f"{value:.0f}s"
 
 
+#: Failed steps told per lane (the timeline draws every one).
+_FAILURES_TOLD = 3
+
+
 def narrate(model: RunModel) -> list[str]:
     """The run in order: fan-outs and their branches, stalls, deadlines, decisions, end."""
     origin = model.start
@@ -56,6 +60,20 @@ def narrate(model: RunModel) -> list[str]:
         if fan.decision:
             lines.append(f"  Decision: {fan.decision}.")
     for lane in model.lanes:
+        failed = [
+            s
+            for s in lane.view.spans
+            if s.outcome in ("failed", "timed_out") and s.kind in ("step", "tool", "model", "op")
+        ]
+        for span in failed[:_FAILURES_TOLD]:
+            cause = next((a.error for a in reversed(span.attempts) if a.error), None)
+            said = f": {cause}" if cause else ""
+            lines.append(
+                f"{lane.name}: {span.name} {outcome_word(span.outcome)} at "
+                f"+{seconds((span.end or span.start) - origin)}{said}."
+            )
+        if len(failed) > _FAILURES_TOLD:
+            lines.append(f"{lane.name}: {len(failed) - _FAILURES_TOLD} more failed steps.")
         for mark in lane.view.marks:
             if mark.kind in ("takeover", "dead_letter", "disagreement", "interrupted"):
                 lines.append(f"{lane.name}: {mark.label} at +{seconds(mark.at - origin)}.")

@@ -124,7 +124,10 @@ def _span_label(span: Span, lane: Lane) -> str:
     return label
 
 
-def _draw_span(out: list[str], span: Span, lane: Lane, axis: _Axis, y: float, end: float) -> None:
+def _draw_span(
+    out: list[str], span: Span, lane: Lane, axis: _Axis, y: float, end: float, room: float
+) -> None:
+    """Draw one bar; a label that does not fit inside goes right of it if `room` allows."""
     x0 = axis.x(span.start)
     x1 = max(axis.x(span.end if span.end is not None else end), x0 + 3)
     tip = f"{_span_label(span, lane)} ({span.kind}, {span.outcome}"
@@ -143,7 +146,9 @@ def _draw_span(out: list[str], span: Span, lane: Lane, axis: _Axis, y: float, en
     label = _span_label(span, lane)
     if _fits(label, x1 - x0):
         out.append(_text(x0 + 3, y + 15, label))
-    elif span.outcome in TROUBLE or span.kind in ("fanout", "op", "compensation"):
+    elif (span.outcome in TROUBLE or span.kind in ("fanout", "op", "compensation")) and (
+        x1 + 4 + len(label) * CHAR_W <= room
+    ):
         out.append(_text(x1 + 4, y + 15, label, extra='font-weight="bold"'))
     for at, _type in span.ticks:
         tx = axis.x(at)
@@ -302,8 +307,10 @@ def render_timeline_svg(model: RunModel) -> str:
         end = view.end if view.end is not None else model.end
         for row_index, row in enumerate(rows):
             row_y = y + 14 + row_index * ROW_H
-            for span in row:
-                _draw_span(body, span, lane, axis, row_y, end)
+            for index, span in enumerate(row):
+                later = row[index + 1].start if index + 1 < len(row) else None
+                room = axis.x(later) - 4 if later is not None else WIDTH - 4
+                _draw_span(body, span, lane, axis, row_y, end, room)
         for mark in view.marks:
             target = by_branch.get((lane.run_id, mark.branch or ""), lane)
             target_y, target_h, _ = layout[target.run_id]
@@ -360,8 +367,8 @@ def _deadlines(model: RunModel, axis: _Axis, top: float, bottom: float) -> list[
     out: list[str] = []
     for lane in model.lanes:
         for mark in lane.view.marks:
-            if mark.kind != "deadline":
-                continue
+            if mark.kind != "deadline" or mark.at > axis.origin + axis.span_s:
+                continue  # a deadline the run never reached is in the header, not drawn
             x = axis.x(mark.at)
             at = seconds(mark.at - model.start)
             out.append(f'<g class="mark deadline"><title>{escape(mark.label)}</title>')

@@ -183,6 +183,10 @@ async def test_dead_letters_and_failed_branches_are_marked(runtime: phalanx.Runt
     assert model.outcomes() == {"good": "succeeded", "bad": "failed"}
     graph = run_graph(model)
     assert [n.label.split("\n")[0] for n in graph.nodes if n.trouble] == ["bad"]
+    story = "\n".join(narrate(model))
+    assert "bad: broken ✗ failed at +" in story and "no source for fencing" in story
+    svg = render_timeline_svg(model)
+    assert "DEADLINE +" not in svg  # a 30 s deadline the run never reached is not drawn
 
 
 async def test_a_lease_takeover_is_a_mark_on_the_run(url: str) -> None:
