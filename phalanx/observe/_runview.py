@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from ..tools import troubled_tool_calls
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ..durable import RunHistory
     from ..durable.lowlevel import Operation
     from ..journal import Event
@@ -36,6 +38,7 @@ MarkKind = Literal[
     "takeover",
     "disagreement",
     "interrupted",
+    "budget",
     "event",
 ]
 
@@ -54,6 +57,31 @@ _LIFECYCLE = frozenset(
         "SignalTimedOut",
     }
 )
+
+
+def _budget_label(event: Event) -> str:
+    """Words for the agents' backpressure events (`phalanx.agents`: budgets, payloads)."""
+    data = event.data
+    if event.type == "ContextSummarized":
+        replaced = len(data.get("replaced") or ())
+        return f"{data.get('agent')}: context summarised ({replaced} messages replaced)"
+    if event.type == "BudgetActionTaken":
+        return (
+            f"{data.get('agent')}: budget action {data.get('action')} "
+            f"({data.get('limit')}: needed {data.get('needed')}, {data.get('available')} left)"
+        )
+    return (
+        f"payload {data.get('sender')} → {data.get('recipient')} rejected: "
+        f"{data.get('size')} {data.get('unit')} over {data.get('limit')}"
+    )
+
+
+#: One-event operations that are instants, not spans: drawn as marks with these words.
+_INSTANTS: dict[str, Callable[[Event], str]] = {
+    "ContextSummarized": _budget_label,
+    "BudgetActionTaken": _budget_label,
+    "PayloadRejected": _budget_label,
+}
 
 #: Pattern events shown as marks wherever they appear, with the kind of mark.
 _MARKS: dict[str, MarkKind] = {
@@ -463,6 +491,9 @@ def view_run(history: RunHistory) -> RunView:
             _decision(op, view)
         elif opening in ("TimerStarted", "SignalWaiting"):
             view.spans.append(_wait_span(op))
+        elif opening in _INSTANTS and len(op.events) == 1:
+            event = op.events[0]
+            view.marks.append(Mark("budget", event.recorded_at, _INSTANTS[opening](event)))
         elif opening == "ChildStarted":
             child = op.events[0].data.get("child_run_id")
             if child is not None:

@@ -75,7 +75,7 @@ def narrate(model: RunModel) -> list[str]:
         if len(failed) > _FAILURES_TOLD:
             lines.append(f"{lane.name}: {len(failed) - _FAILURES_TOLD} more failed steps.")
         for mark in lane.view.marks:
-            if mark.kind in ("takeover", "dead_letter", "disagreement", "interrupted"):
+            if mark.kind in ("takeover", "dead_letter", "disagreement", "interrupted", "budget"):
                 lines.append(f"{lane.name}: {mark.label} at +{seconds(mark.at - origin)}.")
         for span in lane.view.spans:
             if span.kind == "compensation":

@@ -56,6 +56,7 @@ MARK_GLYPH = {
     "takeover": "⇄",
     "disagreement": "≠",
     "interrupted": "‖",
+    "budget": "Σ",
     "event": "•",
 }
 
@@ -174,7 +175,19 @@ def _bar(out: list[str], x0: float, x1: float, y: float, fill: str, outcome: str
         )
 
 
-def _draw_mark(out: list[str], mark: Mark, axis: _Axis, y: float, lane_h: float) -> None:
+def _draw_mark(
+    out: list[str],
+    mark: Mark,
+    axis: _Axis,
+    y: float,
+    lane_h: float,
+    taken: list[tuple[float, float]],
+) -> None:
+    """Draw a mark's glyph, and its words where no other mark's words on the lane are.
+
+    `taken` holds the horizontal extents of the words already written on this lane: a
+    label that would overlap one is left to the tooltip and the story below the chart.
+    """
     if mark.kind == "deadline":
         return  # drawn across the whole chart
     x = axis.x(mark.at)
@@ -183,9 +196,14 @@ def _draw_mark(out: list[str], mark: Mark, axis: _Axis, y: float, lane_h: float)
     out.append(
         _text(x - 5, y + lane_h - 6, glyph, size=13, extra='font-weight="bold" fill="#b00020"')
     )
-    if mark.kind != "event":
-        short = mark.label if len(mark.label) < 60 else mark.label[:57] + "..."
-        if x > WIDTH * 0.6:  # near the right edge: the words go to the left of the mark
+    short = mark.label if len(mark.label) < 60 else mark.label[:57] + "..."
+    width = len(short) * 5.8
+    left = x > WIDTH * 0.6  # near the right edge: the words go to the left of the mark
+    extent = (x - 8 - width, x - 8) if left else (x + 8, x + 8 + width)
+    free = all(extent[1] < a or extent[0] > b for a, b in taken)
+    if mark.kind != "event" and free:
+        taken.append(extent)
+        if left:
             extra = 'fill="#b00020" text-anchor="end"'
             out.append(_text(x - 8, y + lane_h - 6, short, size=10, extra=extra))
         else:
@@ -250,6 +268,7 @@ def _legend(y: float) -> tuple[list[str], float]:
         "◆ decision",
         "✕ dead-lettered",
         "⇄ lease takeover",
+        "Σ budget action",
     ]
     x += 18
     for item in items:
@@ -264,6 +283,7 @@ def render_timeline_svg(model: RunModel) -> str:
     axis = _Axis(origin, max(model.end - origin, 1e-3) * 1.04)
     body: list[str] = []
     marks: list[str] = []  # drawn over every lane's background
+    labelled: dict[str, list[tuple[float, float]]] = {lane.run_id: [] for lane in model.lanes}
     chart_top = float(HEADER_H)
     layout: dict[str, tuple[float, float, list[list[Span]]]] = {}
     y = chart_top
@@ -314,7 +334,7 @@ def render_timeline_svg(model: RunModel) -> str:
         for mark in view.marks:
             target = by_branch.get((lane.run_id, mark.branch or ""), lane)
             target_y, target_h, _ = layout[target.run_id]
-            _draw_mark(marks, mark, axis, target_y, target_h)
+            _draw_mark(marks, mark, axis, target_y, target_h, labelled[target.run_id])
     y = chart_top + sum(h for _, h, _ in layout.values())
     chart_bottom = y
     body.append(

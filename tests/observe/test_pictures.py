@@ -240,3 +240,18 @@ async def test_view_cache_reads_only_what_was_appended_since(runtime: phalanx.Ru
     model = await build_run_model(runtime, "vc-1", deep=False, cache=cache)
     assert model.outcomes() == {"good": "succeeded", "bad": "failed"}
     assert all(not lane.view.spans for lane in model.lanes[1:])  # children not read
+
+
+async def test_budget_summaries_and_rejected_payloads_are_marks(runtime: phalanx.Runtime) -> None:
+    """The budget demo's summarisation, budget action and rejected payload are drawn and told."""
+    from phalanx.demo import budget_demo
+
+    outcome = await runtime.run(budget_demo, {}, run_id="budget-1")
+    assert outcome.status == "completed"
+    model = await build_run_model(runtime, "budget-1")
+    labels = [m.label for lane in model.lanes for m in lane.view.marks if m.kind == "budget"]
+    assert any("context summarised" in label for label in labels)
+    assert any("budget action summarize" in label for label in labels)
+    assert any("rejected" in label for label in labels)
+    assert "Σ" in render_timeline_svg(model)
+    assert any("context summarised" in line for line in narrate(model))
