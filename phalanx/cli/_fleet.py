@@ -3,8 +3,9 @@
 `submit` records a run for the workers and exits at once (0, its id on stdout);
 `worker` claims and runs submitted runs until SIGTERM or Ctrl-C, which drain it (no
 new claims; running runs get `--grace` seconds, then are handed back, journaled), and
-exits 0; `workers` lists the live ones. All three work on SQLite (workers on one
-machine) and PostgreSQL (workers on many).
+exits 0; `workers` lists the live ones; `queue-limit` caps a queue's runs at once
+across every worker. All work on SQLite (workers on one machine) and PostgreSQL
+(workers on many).
 """
 
 from __future__ import annotations
@@ -155,3 +156,39 @@ def workers(store: StoreOption = None, as_json: JsonOption = False) -> None:
         for w in found
     ]
     out.print(fit_table(out, columns, rows) if rows else "no live workers")
+
+
+@app.command("queue-limit")
+def queue_limit(
+    queue: Annotated[
+        str | None, typer.Argument(help="The queue (leave out to list every limit).")
+    ] = None,
+    max_running: Annotated[
+        int | None, typer.Argument(metavar="N", help="At most N of its runs at once.")
+    ] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="Remove the queue's limit.")] = False,
+    store: StoreOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Limit how many runs of a queue run at once, across every worker; or list limits."""
+    if queue is not None and not queue.strip():
+        raise _fail("the queue name must not be empty", 2)
+    if queue is not None and (max_running is None) == (not clear):
+        raise _fail("give the queue a limit N, or --clear, not both", 2)
+    if max_running is not None and max_running < 1:
+        raise _fail(f"N must be at least 1, got {max_running} (--clear removes a limit)", 2)
+
+    async def body(runtime: Runtime) -> dict[str, int]:
+        work = await runtime.work_queue()
+        if queue is not None:
+            await work.set_limit(queue, None if clear else max_running)
+        return await work.limits()
+
+    limits = _execute(store, 15.0, body)
+    if as_json:
+        print(json.dumps(limits, sort_keys=True))
+    else:
+        for name, limit in sorted(limits.items()):
+            out.print(f"{name}: at most {limit} at once")
+        if not limits:
+            out.print("no queue limits")

@@ -24,7 +24,7 @@ from ._events import Lease
 from ._leases import decide_acquire
 from ._pg_connect import Conn
 from ._pg_schema import LEASE, NOW
-from ._queue import Claim, Submission, WorkerInfo
+from ._queue import Claim, Submission, WorkerInfo, check_limit, within_limits
 
 if TYPE_CHECKING:
     from ._postgres import PostgresEventStore
@@ -48,6 +48,10 @@ CREATE TABLE IF NOT EXISTS work_queue (
 );
 CREATE INDEX IF NOT EXISTS work_queue_open ON work_queue (queue, priority DESC, submitted)
     WHERE NOT done;
+CREATE TABLE IF NOT EXISTS queue_limits (
+    queue       TEXT PRIMARY KEY,
+    max_running INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS workers (
     worker_id TEXT PRIMARY KEY,
     host      TEXT NOT NULL,
@@ -77,6 +81,20 @@ FOR UPDATE OF q SKIP LOCKED
 
 
 _LEASE_SKIP_LOCKED = f"{LEASE} FOR UPDATE SKIP LOCKED"
+
+
+# Claimers of one limited queue take turns on its limit row. The room is counted by
+# a later statement: one that waited for the lock would count with its old snapshot,
+# blind to the leases the claimer before it just took.
+_LOCK_LIMITS = """
+SELECT queue FROM queue_limits WHERE queue = ANY($1::text[]) ORDER BY queue FOR UPDATE
+"""
+_ROOM = """
+SELECT ql.queue, ql.max_running - (
+    SELECT count(*) FROM work_queue AS q JOIN leases AS l ON l.stream_id = q.stream_id
+    WHERE q.queue = ql.queue AND NOT q.done AND l.owner <> '' AND l.expires_at > $2)
+FROM queue_limits AS ql WHERE ql.queue = ANY($1::text[])
+"""
 
 
 def _key(name: str) -> int:
@@ -144,9 +162,13 @@ class PostgresWorkQueue:
 
         async def txn(conn: Conn) -> list[Claim]:
             now = await store._lease_now(conn)
+            room: dict[str, int] = {}
+            if await conn.fetch(_LOCK_LIMITS, list(queues)):
+                now = await store._lease_now(conn)  # after the wait for the lock
+                room = {r[0]: int(r[1]) for r in await conn.fetch(_ROOM, list(queues), now)}
             rows = await conn.fetch(_CANDIDATES, list(queues), now, limit, list(skip))
             claims = []
-            for run_id, stream_id, queue in rows:
+            for run_id, stream_id, queue in within_limits([tuple(r) for r in rows], room):
                 # SKIP LOCKED here too: a holder cut off in the middle of renewing keeps
                 # this row locked until the server drops its session; take the others.
                 row = await conn.fetchrow(_LEASE_SKIP_LOCKED, stream_id)
@@ -174,6 +196,27 @@ class PostgresWorkQueue:
         """Mark the run done."""
         sql = "UPDATE work_queue SET done = TRUE WHERE run_id = $1"
         await self.store._run(lambda c: c.execute(sql, run_id))
+
+    async def set_limit(self, queue: str, max_running: int | None) -> None:
+        """Set or clear the queue's global limit."""
+        check_limit(max_running)
+        args: tuple[object, ...]
+        if max_running is None:
+            sql, args = "DELETE FROM queue_limits WHERE queue = $1", (queue,)
+        else:
+            sql = (
+                "INSERT INTO queue_limits (queue, max_running) VALUES ($1, $2)"
+                " ON CONFLICT (queue) DO UPDATE SET max_running = excluded.max_running"
+            )
+            args = (queue, max_running)
+        await self.store._run(lambda c: c.execute(sql, *args))
+
+    async def limits(self) -> dict[str, int]:
+        """Every queue's limit."""
+        rows = await self.store._run(
+            lambda c: c.fetch("SELECT queue, max_running FROM queue_limits")
+        )
+        return {r[0]: int(r[1]) for r in rows}
 
     async def park(self, run_id: str, inbox_version: int) -> None:
         """Leave the run until its inbox grows."""

@@ -15,6 +15,10 @@ not see other workers' live leases as expired. On SQLite (`_sqlite_queue.py`) th
 protocol runs inside `BEGIN IMMEDIATE` (one writer at a time is SQLite's own rule),
 on the one machine's clock.
 
+A queue may have a global limit (`set_limit`): at most that many of its runs hold a
+live lease at once, whichever workers hold them; claimers of a limited queue take
+turns on its limit row, count its live leases and claim only what is left.
+
 A run is claimable when it is not done, its `RunStarted` is in the journal, its lease
 is free or expired, and, if a worker parked it (it waits for a signal, so it holds no
 worker slot), its inbox has grown since. Workers register themselves in `workers`
@@ -114,6 +118,14 @@ class WorkQueue(Protocol):
         """Mark the run done: it ended, no worker claims it again."""
         ...
 
+    async def set_limit(self, queue: str, max_running: int | None) -> None:
+        """Allow at most `max_running` runs of `queue` to run at once (None: no limit)."""
+        ...
+
+    async def limits(self) -> dict[str, int]:
+        """Every queue's limit."""
+        ...
+
     async def park(self, run_id: str, inbox_version: int) -> None:
         """Leave the run until its inbox grows past `inbox_version` (a signal, a cancel)."""
         ...
@@ -137,6 +149,32 @@ class WorkQueue(Protocol):
     async def wait(self, timeout: float) -> None:
         """Return when woken by `notify` (anywhere) or after `timeout` seconds."""
         ...
+
+
+def within_limits(
+    candidates: Sequence[tuple[str, str, str]], room: dict[str, int]
+) -> list[tuple[str, str, str]]:
+    """The (run_id, stream_id, queue) candidates that fit their queue's room, in order.
+
+    `room` holds, for each limited queue, how many more of its runs may run now;
+    queues not in it are unlimited.
+    """
+    left = dict(room)
+    kept = []
+    for candidate in candidates:
+        queue = candidate[2]
+        if queue in left:
+            if left[queue] <= 0:
+                continue
+            left[queue] -= 1
+        kept.append(candidate)
+    return kept
+
+
+def check_limit(max_running: int | None) -> None:
+    """Refuse a limit that would stop a queue for good or means nothing."""
+    if max_running is not None and max_running < 1:
+        raise ValueError(f"a queue's limit must be at least 1 (or None), got {max_running}")
 
 
 def open_queue(store: EventStore) -> WorkQueue:

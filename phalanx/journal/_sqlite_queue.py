@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from .._errors import LeaseHeldError
 from ._leases import decide_acquire
-from ._queue import Claim, Submission, WorkerInfo
+from ._queue import Claim, Submission, WorkerInfo, check_limit, within_limits
 
 if TYPE_CHECKING:
     from ._sqlite import SqliteEventStore
@@ -38,6 +38,10 @@ _TABLES = (
     )""",
     """CREATE INDEX IF NOT EXISTS work_queue_open
         ON work_queue (queue, priority DESC, submitted) WHERE done = 0""",
+    """CREATE TABLE IF NOT EXISTS queue_limits (
+        queue       TEXT PRIMARY KEY,
+        max_running INTEGER NOT NULL
+    )""",
     """CREATE TABLE IF NOT EXISTS workers (
         worker_id TEXT PRIMARY KEY,
         host      TEXT NOT NULL,
@@ -63,6 +67,15 @@ def _candidates(queues: int, skip: int) -> str:
            (SELECT coalesce(max(e.seq), 0) FROM events AS e WHERE e.stream_id = q.inbox_id))
     ORDER BY q.priority DESC, q.submitted
     LIMIT ?
+    """
+
+
+def _room(queues: int) -> str:
+    return f"""
+    SELECT ql.queue, ql.max_running - (
+        SELECT count(*) FROM work_queue AS q JOIN leases AS l ON l.stream_id = q.stream_id
+        WHERE q.queue = ql.queue AND q.done = 0 AND l.owner <> '' AND l.expires_at > ?)
+    FROM queue_limits AS ql WHERE ql.queue IN ({",".join("?" * queues)})
     """
 
 
@@ -118,8 +131,13 @@ class SqliteWorkQueue:
         args = (*queues, *skip, now, limit)
 
         def txn(conn: sqlite3.Connection) -> list[Claim]:
+            room = {
+                str(r[0]): int(r[1])
+                for r in conn.execute(_room(len(queues)), (now, *queues)).fetchall()
+            }
+            candidates = [tuple(r) for r in conn.execute(sql, args).fetchall()]
             claims = []
-            for run_id, stream_id, queue in conn.execute(sql, args).fetchall():
+            for run_id, stream_id, queue in within_limits(candidates, room):
                 current = store._lease_row(conn, stream_id)
                 try:
                     lease = decide_acquire(current, stream_id, owner, now, ttl, force=False)
@@ -139,6 +157,26 @@ class SqliteWorkQueue:
         await self.store._db.write(
             lambda c: c.execute("UPDATE work_queue SET done = 1 WHERE run_id = ?", (run_id,))
         )
+
+    async def set_limit(self, queue: str, max_running: int | None) -> None:
+        """Set or clear the queue's global limit."""
+        check_limit(max_running)
+        args: tuple[object, ...]
+        if max_running is None:
+            sql, args = "DELETE FROM queue_limits WHERE queue = ?", (queue,)
+        else:
+            sql = (
+                "INSERT INTO queue_limits (queue, max_running) VALUES (?, ?)"
+                " ON CONFLICT (queue) DO UPDATE SET max_running = excluded.max_running"
+            )
+            args = (queue, max_running)
+        await self.store._db.write(lambda c: c.execute(sql, args))
+
+    async def limits(self) -> dict[str, int]:
+        """Every queue's limit."""
+        sql = "SELECT queue, max_running FROM queue_limits"
+        rows = await self.store._db.read(lambda c: c.execute(sql).fetchall())
+        return {str(r[0]): int(r[1]) for r in rows}
 
     async def park(self, run_id: str, inbox_version: int) -> None:
         """Leave the run until its inbox grows."""

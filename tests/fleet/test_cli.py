@@ -78,3 +78,16 @@ def test_a_worker_process_runs_submissions_lists_itself_and_drains_on_sigterm(
         assert "Traceback" not in worker.stderr
         assert json.loads(ws.cli("workers", "--json").stdout) == []
     assert len(read_ledger(ledger)) == 9
+
+
+def test_queue_limit_sets_lists_clears_and_refuses_nonsense(tmp_path: Path, url: str) -> None:
+    """queue-limit QUEUE N sets, no argument lists (--json), --clear removes; N < 1 is exit 2."""
+    with workspace(tmp_path, url) as ws:
+        assert ws.cli("queue-limit", "gpu", "2").returncode == 0
+        listed = ws.cli("queue-limit", "--json")
+        assert listed.returncode == 0 and json.loads(listed.stdout) == {"gpu": 2}
+        for bad in (("gpu", "0"), ("gpu",), ("gpu", "2", "--clear")):
+            done = ws.cli("queue-limit", *bad)
+            assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        assert ws.cli("queue-limit", "gpu", "--clear").returncode == 0
+        assert json.loads(ws.cli("queue-limit", "--json").stdout) == {}

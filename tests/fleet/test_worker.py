@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -197,3 +198,37 @@ async def test_a_memory_like_store_cannot_hold_a_queue(tmp_path: Path) -> None:
 
     with pytest.raises(phalanx.ConfigError, match="cannot hold a work queue"):
         open_queue(Elsewhere())  # type: ignore[arg-type]  # deliberately not a store
+
+
+async def test_a_queue_limit_holds_across_workers(open_rt: OpenRuntime, tmp_path: Path) -> None:
+    """Limit 1: two workers with room for 3 each still run the queue's runs one at a time."""
+    ledger = str(tmp_path / "ledger")
+    async with open_rt() as one, open_rt() as two:
+        await (await one.work_queue()).set_limit("default", 1)
+        ids = [
+            await one.submit(wf.steps, {"ledger": ledger, "count": 2, "seconds": 0.1})
+            for _ in range(4)
+        ]
+        async with working(one, concurrency=3, grace=60), working(two, concurrency=3, grace=60):
+            for run_id in ids:
+                assert await until_status(one, run_id, "completed") == "completed"
+        spans = []
+        for run_id in ids:
+            events = (await one.history(run_id)).events
+            spans.append((events[1].recorded_at, events[-1].recorded_at))
+    spans.sort()
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        assert start >= end, spans  # never two at once
+
+
+async def test_queue_limits_are_set_listed_and_cleared(runtime: phalanx.Runtime) -> None:
+    """set_limit stores a queue's limit, None clears it, and a limit below 1 is refused."""
+    work = await runtime.work_queue()
+    await work.set_limit("gpu", 2)
+    await work.set_limit("gpu", 3)
+    await work.set_limit("cpu", 1)
+    assert await work.limits() == {"gpu": 3, "cpu": 1}
+    await work.set_limit("cpu", None)
+    assert await work.limits() == {"gpu": 3}
+    with pytest.raises(ValueError, match="at least 1"):
+        await work.set_limit("gpu", 0)
