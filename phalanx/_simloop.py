@@ -12,10 +12,15 @@ agents sleep for minutes finishes in milliseconds. If nothing is ready and no ti
 is due, the world is stuck for good (every task waits on something nobody will set):
 the loop stops and says so (`stuck`), instead of blocking forever.
 
-With a seed, the order in which ready callbacks run is a seeded shuffle of the ready
-queue, so one seed is one interleaving of the tasks, and it replays exactly. Tasks
-made on this loop hash by creation order (not by address), so the sets of tasks
-asyncio keeps (a TaskGroup's, say) iterate the same way on every replay.
+A seed makes everything drawn on the loop reproducible (`entropy`, and whatever the
+simulated world draws: I/O latencies, faults), so one seed is one interleaving, and it
+replays exactly. With `shuffle`, the ready queue itself is shuffled on every turn.
+That explores schedules asyncio never produces (it runs ready callbacks first in,
+first out, and phalanx numbers a workflow's operations in the order its tasks first
+run, which FIFO keeps stable), so `phalanx simulate` leaves it off and varies the
+interleaving the way real runs vary it: by seeded I/O latencies. Tasks made on this
+loop hash by creation order (not by address), so the sets of tasks asyncio keeps (a
+TaskGroup's, say) iterate the same way on every replay.
 
 The rejected alternative, patching `VirtualClock.sleep` to wait for "everyone else",
 cannot know when every task is blocked: only the loop knows that.
@@ -43,6 +48,10 @@ class FaultSource(Protocol):
 
     def model_fault(self, agent: str) -> str | None:
         """The fault kind this model call meets, or None; drawn from the seed."""
+        ...
+
+    def tool_fault(self, tool: str) -> str | None:
+        """The fault this tool call meets (`error`, `slow`, `hang`), or None."""
         ...
 
 
@@ -115,9 +124,9 @@ class SimulatedLoop(asyncio.SelectorEventLoop):
             loop.close()
 
     Args:
-        seed: Shuffles the ready queue with `random.Random(seed)` on every turn of
-            the loop; None keeps asyncio's FIFO order. Also seeds `rng`, which the
-            runtime's `SystemEntropy` draws from while this loop runs.
+        seed: Seeds `entropy`, which the runtime's `SystemEntropy` draws from while
+            this loop runs, and the shuffle.
+        shuffle: Run ready callbacks in a seeded random order, not asyncio's FIFO.
         start: The virtual wall-clock time at monotonic 0.
 
     While it runs, `SystemClock` reads `wall()` and `time()`, `SystemEntropy` draws
@@ -125,11 +134,13 @@ class SimulatedLoop(asyncio.SelectorEventLoop):
     make the order of events depend on the OS scheduler).
     """
 
-    def __init__(self, seed: int | None = None, *, start: float = EPOCH) -> None:
+    def __init__(
+        self, seed: int | None = None, *, shuffle: bool = False, start: float = EPOCH
+    ) -> None:
         super().__init__()
         self._now = 0.0
         self._start = start
-        self.rng: random.Random | None = None if seed is None else random.Random(seed)
+        self.rng: random.Random | None = random.Random(seed) if shuffle else None
         #: Draws ids and random numbers for the code that runs on this loop.
         self.entropy = random.Random(f"entropy:{seed}")
         #: Set when the loop stopped because every task waited with no timer left.
@@ -171,13 +182,15 @@ def simulated_loop() -> SimulatedLoop | None:
     return loop if isinstance(loop, SimulatedLoop) else None
 
 
-def run_simulated(main: Coroutine[Any, Any, T], *, seed: int | None = None) -> T:
+def run_simulated(
+    main: Coroutine[Any, Any, T], *, seed: int | None = None, shuffle: bool = False
+) -> T:
     """Run `main` to completion on a fresh `SimulatedLoop` and close the loop.
 
     Raises:
         SimulationStuckError: every task waited forever with no timer left.
     """
-    loop = SimulatedLoop(seed)
+    loop = SimulatedLoop(seed, shuffle=shuffle)
     try:
         task = loop.create_task(main)
         try:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._clock import Clock, SystemClock
+from .._simloop import simulated_loop
 from ._faults import Fault, after_call, before_call
 from ._instance import schema_instance
 from ._messages import ModelRequest, ModelResponse, StreamChunk, ToolCall, Usage
@@ -182,7 +183,7 @@ class ScriptedModel:
         """Stream the scripted answer in a few chunks, ending with the full response."""
         started = self._clock.monotonic()
         turn = self.script.turn_for(request)
-        fault = turn.fault
+        fault = turn.fault or _simulated_fault(request)
         rng = self._rng(request)
         await before_call(fault, PROVIDER, self._clock)
         await self._clock.sleep(self.latency * (0.8 + 0.4 * rng.random()))
@@ -197,6 +198,16 @@ class ScriptedModel:
             update={"latency_s": self._clock.monotonic() - started, "time_to_first_token_s": ttft}
         )
         yield StreamChunk(response=final)
+
+
+def _simulated_fault(request: ModelRequest) -> Fault | None:
+    """The fault a simulation's world injects into this call (see `testing._sim_world`)."""
+    sim = simulated_loop()
+    if sim is None or sim.world is None:
+        return None
+    system = next((m.content or "" for m in request.messages if m.role == "system"), "")
+    kind = sim.world.model_fault(" ".join(system.split()[:3]))
+    return None if kind is None else Fault(kind)  # type: ignore[arg-type]  # the world draws FaultKind values
 
 
 def _split(text: str, parts: int) -> Sequence[str]:

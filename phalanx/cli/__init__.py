@@ -9,6 +9,7 @@ from . import _eval as _eval  # registers `phalanx eval`
 from . import _fleet as _fleet  # registers `phalanx submit`, `worker` and `workers`
 from . import _inspect as _inspect  # registers `phalanx runs`, `events` and `show`
 from . import _pictures as _pictures  # registers `phalanx timeline` and `diagram`
+from . import _simulate as _simulate  # registers `phalanx simulate`
 from . import _tools as _tools  # registers `phalanx dlq ...` and `phalanx tools ...`
 from . import _trace as _trace  # registers `phalanx trace`
 from . import _ui as _ui  # registers `phalanx ui`

@@ -119,6 +119,7 @@ def _data(name: str) -> Any:
     return json.loads(resources.files("phalanx.demo").joinpath("data", name).read_text("utf-8"))
 
 
+@functools.lru_cache(maxsize=256)
 def _words(text: str) -> Counter[str]:
     return Counter(re.findall(r"[a-z]+", text.lower()))
 
@@ -219,6 +220,9 @@ def make_agent(name: str, faults: tuple[tuple[str, str], ...]) -> Agent[str]:
         # Brief answers, and a bound on each generation: a small local model asked with
         # no limit once generated past the 60 s deadline (a tool call needs ~50 tokens).
         budget=Budget(max_tokens=DEMO_MAX_TOKENS),
+        # The fan-out bounds the sub-agents; this bounds the final answer, which a
+        # hanging model would otherwise hold forever (found by `phalanx simulate`).
+        timeout=(50.0 if real_model_configured() else 20.0) if name == "orchestrator" else None,
     )
 
 

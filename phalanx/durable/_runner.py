@@ -281,6 +281,11 @@ class Runner:
         except NonDeterminismError as exc:
             return Diverged(exc)
         except Exception as exc:
+            outage = _outage(exc)
+            if outage is not None:
+                # The store went away under the workflow (starting a child, say): that
+                # is no failure of the workflow's. Stop, resumable, as a lost lease does.
+                return Stopped(outage)
             return Failed(exc)
         leftover = self.ctx._unclaimed_operations()
         if leftover:
@@ -379,7 +384,7 @@ class Runner:
                 if self.state.phase is Phase.CANCELLING:
                     # Our parent's cancellation reached us too; ours is already under
                     # way: let the workflow's cleanup finish, then journal the outcome.
-                    ending = await self._task
+                    ending = await self._cancelled_ending()
                 elif self.state.phase is Phase.RUNNING:
                     # Cancelled from outside: leave the run resumable. The workflow is
                     # cancelled next (by the TaskGroup) and its cleanup must journal
@@ -403,6 +408,20 @@ class Runner:
                 if deliverer is not None:
                     deliverer.cancel()
         return await self._finish(ending)
+
+    async def _cancelled_ending(self) -> Ending:
+        """The workflow's ending once our own cancel is under way."""
+        task = self._task
+        assert task is not None
+        try:
+            return await task
+        except asyncio.CancelledError:
+            if not task.cancelled():
+                raise
+            # Cancelled before its first line ran: the cancel can win the race with the
+            # task's start (the seeded scheduler found it, a child resumed past its
+            # deadline), so `_call_workflow` never made it an ending. Ours all the same.
+            return Cancelled(str(self.state.reason))
 
     def _stopped(self) -> Stopped:
         error = self.state.error
@@ -474,3 +493,30 @@ class Runner:
             await self.host.store.release_lease(self.state.lease)
         except (FencedError, StoreUnavailableError):
             logger.warning("run %s: could not release its lease; it will expire", self.run_id)
+
+
+def _outage(error: BaseException) -> StoreUnavailableError | None:
+    """The store outage `error` is (alone or as every leaf of a group), else None.
+
+    Not one a step raised: a step's failure is journaled (`StepFailed`) and replays as
+    the same failure, so stopping on it would stop every resume again.
+    """
+    if isinstance(error, StoreUnavailableError):
+        return None if _raised_by_a_step(error) else error
+    if isinstance(error, BaseExceptionGroup):
+        leaves = [_outage(e) for e in error.exceptions]
+        if all(leaves):
+            return leaves[0]
+    return None
+
+
+_STEP_CODE = (WorkflowContext._step.__code__, WorkflowContext._attempts.__code__)
+
+
+def _raised_by_a_step(error: BaseException) -> bool:
+    tb = error.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code in _STEP_CODE:
+            return True
+        tb = tb.tb_next
+    return False

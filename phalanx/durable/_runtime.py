@@ -166,7 +166,14 @@ class Runtime:
         try:
             lease = await self.store.acquire_lease(stream, self.owner, self.lease_ttl)
         except LeaseHeldError as exc:
-            raise RunExistsError(run_id=run_id) from exc
+            if parent is None:
+                raise RunExistsError(run_id=run_id) from exc
+            # Only the parent's runner starts its children: once we know we still hold
+            # the parent (renewing raises FencedError if not), a lease on the empty child
+            # stream is a predecessor's, crashed between taking it and writing RunStarted.
+            # Waiting it out would fail the parent (found by simulation).
+            await parent.journal.renew(self.lease_ttl)
+            lease = await self.store.take_over_lease(stream, self.owner, self.lease_ttl)
         started = NewEvent(
             "RunStarted",
             {
@@ -434,15 +441,25 @@ class _Host:
         """Start a child run, or resume it if a crashed parent had started it."""
         runtime = self._runtime
         if await self.store.stream_version(run_stream(child_id)) == 0:
-            return await runtime._start(
-                workflow,
-                inputs,
-                run_id=child_id,
-                parent_run_id=parent.run_id,
-                force=force,
-                deadline_at=deadline_at,
-                parent=parent,
-            )
+            try:
+                return await runtime._start(
+                    workflow,
+                    inputs,
+                    run_id=child_id,
+                    parent_run_id=parent.run_id,
+                    force=force,
+                    deadline_at=deadline_at,
+                    parent=parent,
+                )
+            except RunExistsError:
+                # A runner of the parent before us (taken over, still running) started
+                # it meanwhile: it is ours, if the parent still is (checked below).
+                force = True
+        if force:
+            # Taking a child over fences its runner: only the parent's current runner
+            # may, not one taken over itself that has not noticed yet (renewing the
+            # parent's lease raises FencedError then). Found by simulation.
+            await parent.journal.renew(self.lease_ttl)
         return await runtime._resume(child_id, force=force, workflow=workflow, parent=parent)
 
     async def end_cancelled(self, run_id: str, *, reason: str, force: bool) -> None:

@@ -66,6 +66,8 @@ class MemoryDatabase:
             weakref.WeakValueDictionary()
         )
         self.joined = itertools.count()
+        #: Subscriptions open on this database (appends wake subscribers only if any).
+        self.tailing = 0
 
     def events(self) -> list[Event]:
         """Every event, in position order (for simulations that inspect a whole world)."""
@@ -178,6 +180,8 @@ class MemoryEventStore:
         return self._db
 
     def _wake_subscribers(self) -> None:
+        if not self._db.tailing:
+            return  # nobody subscribed: the common case, kept to one attribute read
         # Stores on other threads have their own loops: hand them the wake-up there.
         here = self._loop
         with self._db.lock:
@@ -272,12 +276,23 @@ class MemoryEventStore:
 
     def subscribe(self, *, after: int = 0) -> AsyncIterator[Event]:
         """Tail the global log after `after`; see `EventStore.subscribe`."""
-        return tail(
-            lambda pos, n: self.read_all(after=pos, limit=n),
-            self._notifier,
-            after=after,
-            clock=self._clock,
-        )
+        return self._tail(after)
+
+    async def _tail(self, after: int) -> AsyncIterator[Event]:
+        db = self._db
+        with db.lock:
+            db.tailing += 1
+        try:
+            async for event in tail(
+                lambda pos, n: self.read_all(after=pos, limit=n),
+                self._notifier,
+                after=after,
+                clock=self._clock,
+            ):
+                yield event
+        finally:
+            with db.lock:
+                db.tailing -= 1
 
     # -- snapshots ------------------------------------------------------------------
 

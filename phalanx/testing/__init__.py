@@ -9,3 +9,8 @@ from ._faults import FaultyStore as FaultyStore
 from ._faults import sigkill_self as sigkill_self
 from ._recorded import load_recorded as load_recorded
 from ._recorded import read_recorded as read_recorded
+from ._sim_checks import Invariant as Invariant
+from ._sim_checks import invariant as invariant
+from ._simulate import SimulationFailure as SimulationFailure
+from ._simulate import SimulationReport as SimulationReport
+from ._simulate import simulate as simulate

@@ -14,6 +14,7 @@ journal records it and the runtime's clock paces the back-off. Outside one,
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import traceback as tb
 from collections.abc import Callable, Mapping
@@ -28,6 +29,7 @@ from .._errors import (
     ToolTimeoutError,
 )
 from .._executor import run_sync
+from .._simloop import simulated_loop
 from .._telemetry import REDACTED
 from ..durable import RetryPolicy
 from . import _spans as spans
@@ -106,10 +108,23 @@ def scrub(text: str, secrets: list[str]) -> str:
 
 
 async def _invoke(tool: Tool, kwargs: Mapping[str, Any]) -> Any:
+    await _simulated_fault(tool)
     if inspect.iscoroutinefunction(tool.fn):
         return await tool.fn(**kwargs)
     # A sync tool runs in a thread; a timeout abandons the thread, it cannot stop it.
     return await run_sync(tool.fn, **kwargs)
+
+
+async def _simulated_fault(tool: Tool) -> None:
+    """The fault a simulation's world injects into this call (see `testing._sim_world`)."""
+    sim = simulated_loop()
+    kind = None if sim is None or sim.world is None else sim.world.tool_fault(tool.name)
+    if kind == "error":
+        raise ToolFailed("injected fault (simulation)", status=503)
+    if kind == "slow":
+        await asyncio.sleep(5.0)
+    if kind == "hang":
+        await asyncio.Event().wait()  # never set: a tool that silently hangs
 
 
 def _failure(

@@ -9,6 +9,7 @@ fails for good (its dead-letter policy).
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -99,9 +100,11 @@ class Tool:
         return schema
 
     def spec(self) -> ToolSpec:
-        """The tool as a model sees it."""
-        # Imported here: `phalanx.agents` imports this package, and importing it from
-        # here first would make `import phalanx.tools` a circular import.
+        """The tool as a model sees it (built once: a JSON schema takes ~1 ms to make)."""
+        return self._spec
+
+    @functools.cached_property
+    def _spec(self) -> ToolSpec:
         return ToolSpec(name=self.name, description=self.description, parameters=self.parameters)
 
     def parse(self, arguments: str | Mapping[str, Any]) -> pydantic.BaseModel:

@@ -43,6 +43,7 @@ json_values = st.recursive(
 #: Exceptions raised and caught inside one module, never seen by a caller.
 INTERNAL = {
     "phalanx.journal._json.Unjournalable",  # becomes EventDataError in journal/_events.py
+    "phalanx.testing._sim_world.ProcessCrash",  # a simulated SIGKILL, never leaves simulate()
 }
 
 
