@@ -189,6 +189,11 @@ class Runtime:
         try:
             await self.store.append(stream, [started], expected_version=0, epoch=lease.epoch)
         except ConcurrencyError as exc:
+            if parent is not None:
+                # The predecessor's RunStarted landed before our take-over: continue it.
+                return await self._resume(
+                    run_id, force=force, workflow=workflow, parent=parent, lease=lease
+                )
             await self.store.release_lease(lease)
             raise RunExistsError(run_id=run_id) from exc
         except EventDataError:

@@ -43,6 +43,37 @@ async def test_a_parent_crashed_during_its_child_resumes_without_rerunning_steps
     assert len(of_type(child_events, "StepCompleted", "c1")) == 1
 
 
+async def test_a_child_lease_left_by_a_runner_that_died_before_run_started_is_taken_over(
+    runtime: phalanx.Runtime,
+) -> None:
+    """A child lease held over an empty stream (its starter died) is taken over on resume."""
+    wf.CRASH_AT.add("p1")
+    await crashes(runtime.run(wf.parent, {"n": 5}, run_id="p"))
+    # The dead runner's last act: the child's lease, taken before its RunStarted.
+    await runtime.store.acquire_lease("run:p.2", "dead-runner", 60.0)
+
+    outcome = await runtime.resume("p", force=True)
+
+    assert outcome.ok and outcome.result == 1007, outcome.error
+    child_events = await journal(runtime, "p.2")
+    assert len(of_type(child_events, "RunStarted")) == 1
+    assert (child_events[0].epoch or 0) >= 2  # the dead runner's epoch is fenced
+
+
+async def test_without_force_a_childs_dead_lease_is_taken_over_too(
+    runtime: phalanx.Runtime,
+) -> None:
+    """Without force too: holding the parent's lease proves the child's is a dead one."""
+    wf.CRASH_AT.add("p1")
+    await crashes(runtime.run(wf.parent, {"n": 5}, run_id="p"))
+    await runtime.store.acquire_lease("run:p.2", "dead-runner", 60.0)
+
+    outcome = await runtime.resume("p")
+
+    assert outcome.ok and outcome.result == 1007, outcome.error
+    assert await status(runtime, "p.2") == "completed"
+
+
 async def test_a_completed_child_is_replayed_not_rerun(runtime: phalanx.Runtime) -> None:
     """A child that completed before the parent crashed returns its journaled result."""
     wf.CRASH_AT.add("p2")
