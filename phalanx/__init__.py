@@ -59,6 +59,7 @@ from ._errors import RunFailedError as RunFailedError
 from ._errors import SagaDefinitionError as SagaDefinitionError
 from ._errors import SignalTimeoutError as SignalTimeoutError
 from ._errors import SimulationStuckError as SimulationStuckError
+from ._errors import StepCrashLoopError as StepCrashLoopError
 from ._errors import StepError as StepError
 from ._errors import StoreCorruptError as StoreCorruptError
 from ._errors import StoreError as StoreError

@@ -33,6 +33,7 @@ The hierarchy, so callers can branch on what happened::
     ├── NonDeterminismError         replay asked for another step than the journal holds
     ├── SimulationStuckError        a simulated world where every task waits forever
     ├── StepError                   a journaled step failure whose type cannot be rebuilt
+    ├── StepCrashLoopError          a step's process died on every start: failed, not re-run
     ├── SignalTimeoutError          wait_for_signal ran past its timeout (also TimeoutError)
     ├── RunFailedError              a run (e.g. a child run) ended failed or cancelled
     ├── DeadlineExceededError       a fail_after scope ran past its deadline (also TimeoutError)
@@ -430,6 +431,32 @@ class StepError(PhalanxError):
 
     def __str__(self) -> str:
         return f"step {self.step!r} failed with {self.error_type}: {self.message}"
+
+
+@dataclass(kw_only=True, eq=False)
+class StepCrashLoopError(PhalanxError):
+    """A step's process died on each of its last `crashes` starts, so it was not re-run.
+
+    A step in flight at a crash runs again on resume; one that kills its process every
+    time (a native crash, the OOM killer, `os._exit`) would loop for ever. Its starts
+    are journaled and counted, and past the runtime's `crash_limit` the step fails with
+    this error instead (not retried).
+    """
+
+    run_id: str
+    step: str
+    op: int
+    attempt: int
+    crashes: int
+
+    def __str__(self) -> str:
+        return (
+            f"step {self.step!r} (operation {self.op} of run {self.run_id!r}) started "
+            f"{self.crashes} times on attempt {self.attempt} and its process died each "
+            "time before it finished, so it was failed instead of run again. Find what "
+            "kills the process (a native crash, the OOM killer, os._exit), then start a "
+            "new run; Runtime(crash_limit=...) sets how many starts are allowed"
+        )
 
 
 @dataclass(kw_only=True, eq=False)

@@ -7,6 +7,7 @@ from ._history import STATUS_EVENTS as STATUS_EVENTS
 from ._history import RunHistory as RunHistory
 from ._history import RunStatus as RunStatus
 from ._history import RunSummary as RunSummary
+from ._history import occurred_at as occurred_at
 from ._recover import Recovery as Recovery
 from ._retry import RetryPolicy as RetryPolicy
 from ._runner import RunOutcome as RunOutcome

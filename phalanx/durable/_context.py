@@ -23,10 +23,11 @@ from .._errors import (
     NonDeterminismError,
     RunFailedError,
     SignalTimeoutError,
+    StepCrashLoopError,
     UserError,
 )
 from .._executor import run_sync
-from ..journal import find_problem
+from ..journal import NewEvent, find_problem
 from . import _spans as spans
 from ._history import Operation, RunHistory
 from ._journal import RunJournal
@@ -64,6 +65,11 @@ def _round_trip(stream: str, name: str, value: Any) -> Any:
         ) from exc
 
 
+def _plain_text(name: str) -> bool:
+    """Whether every store takes `name` as is (checked at C speed: this is per step)."""
+    return type(name) is str and name.isascii() and "\x00" not in name
+
+
 class WorkflowContext:
     """What a workflow sees of the world; passed as `ctx` to `async def wf(ctx, ...)`.
 
@@ -86,6 +92,8 @@ class WorkflowContext:
         journal: RunJournal,
         clock: Clock,
         entropy: Entropy,
+        *,
+        resumed: bool = False,
     ) -> None:
         self._runner = runner
         self._history = history
@@ -99,6 +107,8 @@ class WorkflowContext:
         self._unopened: dict[int, str] = {}
         #: How many `lowlevel.run_shielded` scopes are open: a pending cancel waits.
         self._shielded = 0
+        #: Whether a step's StepStarted is written before the step runs (see `_attempts`).
+        self._eager_starts = resumed
 
     # -- bookkeeping -----------------------------------------------------------------
 
@@ -252,6 +262,9 @@ class WorkflowContext:
                 # In flight at the crash: run it again, same attempt, same key.
                 attempt = int(recorded.events[-1].data.get("attempt", 1))
         self._deliver_pending_cancel()
+        if recorded is not None and recorded.events[-1].type == "StepStarted":
+            # ...unless its process died on every one of its last `crash_limit` starts.
+            await self._check_crash_loop(recorded, attempt)
         # Only executed steps get a span: the replayed ones returned above.
         with spans.step_span(self.run_id, op, name, attempt) as span:
             return await self._attempts(
@@ -274,10 +287,26 @@ class WorkflowContext:
         """Run a step's attempts, journaling each, until one succeeds or retries end."""
         # Tags only where given: an untagged step's events stay as small as before.
         tagged = {"tags": tags} if tags else {}
+        journal = self._journal
+        holdable = _plain_text(name) and (not tags or find_problem(tags) is None)
         while True:
-            await self._journal.append(
-                "StepStarted", {"op": op, "name": name, "attempt": attempt, "key": key, **tagged}
-            )
+            data = {"op": op, "name": name, "attempt": attempt, "key": key, **tagged}
+            now = self._clock.now()
+            if self._eager_starts or not holdable or now >= journal.lease.expires_at:
+                # A lease past its expiry may have been taken over: a write checks the
+                # fencing token before the step's effect, as it did before holding.
+                await journal.append("StepStarted", data)
+            else:
+                # One commit per step: StepStarted rides in StepCompleted's transaction
+                # (or is written alone once the step ran `HOLD_S`), stamped with when
+                # the step really started. A crash before that commit leaves no trace
+                # of the attempt: resume runs it again with the same key, as it would
+                # an attempt journaled as started. A resumed runner writes its starts
+                # eagerly (`_eager_starts`) until a step completes, so a step that
+                # kills its process every time is counted (`_check_crash_loop`).
+                journal.check_open()  # a stopped or fenced runner starts nothing
+                data["started_at"] = now
+                journal.hold(NewEvent("StepStarted", data, journal.metadata))
             started = self._clock.monotonic()
             token = _current_key.set(key)
             attempt_token = _current_attempt.set(attempt)
@@ -305,7 +334,7 @@ class WorkflowContext:
                 _current_key.reset(token)
                 _current_attempt.reset(attempt_token)
             try:
-                await self._journal.append(
+                await journal.append(
                     "StepCompleted",
                     {
                         "op": op,
@@ -316,6 +345,7 @@ class WorkflowContext:
                         **tagged,
                     },
                 )
+                self._eager_starts = False  # progress: the next crash is counted anew
             except EventDataError as exc:
                 # The store refused the result (too large, a lone surrogate...): nothing
                 # was written, and it is this step's failure, not the store's. Journal
@@ -323,6 +353,27 @@ class WorkflowContext:
                 await self._fail_step(op, name, attempt, exc, started, None)
                 raise
             return result
+
+    async def _check_crash_loop(self, recorded: Operation, attempt: int) -> None:
+        """Fail an in-flight step, instead of re-running it, if it is a crash loop.
+
+        Raises:
+            StepCrashLoopError: the attempt's journaled starts reached `crash_limit`.
+        """
+        starts = sum(
+            1
+            for e in recorded.events
+            if e.type == "StepStarted" and e.data.get("attempt", 1) == attempt
+        )
+        if starts < self._runner.host.crash_limit:
+            return
+        error = StepCrashLoopError(
+            run_id=self.run_id, step=recorded.name, op=recorded.op, attempt=attempt, crashes=starts
+        )
+        await self._fail_step(
+            recorded.op, recorded.name, attempt, error, self._clock.monotonic(), None
+        )
+        raise error
 
     async def _fail_step(
         self,

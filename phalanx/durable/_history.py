@@ -46,6 +46,17 @@ STATUS_EVENTS: dict[str, RunStatus] = {
 }
 
 
+def occurred_at(event: Event) -> float:
+    """When what `event` records happened (Unix seconds).
+
+    That is when it was recorded, except for an event held back to share a later
+    commit (a quick step's `StepStarted` rides in its `StepCompleted`'s transaction):
+    such an event carries the time it happened in `data["started_at"]`.
+    """
+    at = event.data.get("started_at")
+    return float(at) if isinstance(at, int | float) else event.recorded_at
+
+
 def run_stream(run_id: str) -> str:
     """The stream holding a run's journal (leased by its runner)."""
     return f"run:{run_id}"

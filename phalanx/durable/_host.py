@@ -48,6 +48,7 @@ class RunHost(RunControl, Protocol):
     entropy: Entropy
     lease_ttl: float
     inbox_poll: float
+    crash_limit: int
 
     async def run_child(
         self,

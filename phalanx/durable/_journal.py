@@ -13,6 +13,12 @@ events there are ours (our epoch, our types, right where we wrote them). Past th
 lease's expiry another runner may take the run over, so the pen gives up with
 `LeaseLostError`, writes nothing more, and the run stays resumable. The outage is
 reported once, in one line, and its end once more.
+
+Events can be held back to share the next append's commit (`defer`, `hold`): a
+step's `StepStarted` rides in the same transaction as its `StepCompleted`, so a
+quick step costs one commit, not two. Held events are written before any effect
+that follows them could be journaled, and `write_held` writes them on their own once
+they waited `HOLD_S` (a long step shows as running while it runs).
 """
 
 from __future__ import annotations
@@ -34,6 +40,10 @@ T = TypeVar("T")
 #: Back-off between tries while the store is unavailable: first and longest wait.
 FIRST_RETRY = 0.05
 LONGEST_RETRY = 1.0
+#: How long a held event waits for an append to ride in before it is written alone.
+#: Shorter shows a running step sooner; each step longer than it pays a second
+#: commit (~40 µs here), under 0.1% of a 50 ms step.
+HOLD_S = 0.05
 
 
 class RunJournal:
@@ -62,6 +72,9 @@ class RunJournal:
         self._clock: Clock = clock or SystemClock()
         self._outage_since: float | None = None
         self._pending: list[NewEvent] = []
+        #: Set while events are held; `_held_since` is when the oldest was.
+        self._holding = asyncio.Event()
+        self._held_since = 0.0
         #: (version, deferred events) of an append cancelled in flight, until settled.
         self._unsure: tuple[int, int] | None = None
         self._lock = asyncio.Lock()
@@ -72,7 +85,30 @@ class RunJournal:
         A deferred event reaches the journal before any effect that could depend on
         it, because every effect is journaled by an append that flushes it first.
         """
-        self._pending.append(NewEvent(event_type, data, self.metadata))
+        self.hold(NewEvent(event_type, data, self.metadata))
+
+    def hold(self, event: NewEvent) -> None:
+        """Queue `event` for the next append's commit, or alone after `HOLD_S`."""
+        if not self._pending:
+            self._held_since = self._clock.monotonic()
+            self._holding.set()
+        self._pending.append(event)
+
+    async def write_held(self) -> None:
+        """Forever: write held events that waited `HOLD_S` for an append in vain.
+
+        Run by the runner beside the workflow. Wakes about twice per `HOLD_S` while
+        steps keep coming, never per step.
+        """
+        while True:
+            await self._holding.wait()
+            wait = self._held_since + HOLD_S - self._clock.monotonic()
+            if wait > 0:
+                await self._clock.sleep(wait)
+                continue
+            if self.fenced or self.lost or self.closed:
+                return  # nothing more is written: the pending events die with the runner
+            await self.flush()
 
     def close(self, reason: str) -> None:
         """Refuse every later write: the runner was stopped and must write nothing more.
@@ -96,18 +132,26 @@ class RunJournal:
             LeaseLostError: the store stayed unavailable until the lease expired.
         """
         async with self._lock:
-            self._check_open()
+            self.check_open()
+            held = len(self._pending)
             batch = [*self._pending, *extra]
             if not batch:
                 return
             if self._unsure is not None:
                 unsure = self._unsure
                 await self._ride_out(lambda _: self._settle(*unsure))
+                held = len(self._pending)
                 batch = [*self._pending, *extra]
                 if not batch:
                     return
             try:
-                result = await self._ride_out(lambda retry: self._append(batch, retry))
+                try:
+                    # The first try directly: a coroutine less on the hottest path.
+                    result = await self._append(batch, False)
+                except LeaseLostError:
+                    raise
+                except StoreUnavailableError as exc:
+                    result = await self._ride_out(lambda retry: self._append(batch, retry), exc)
             except FencedError as exc:
                 self.fenced = exc
                 raise
@@ -115,11 +159,20 @@ class RunJournal:
                 # Cancelled mid-append (a deadline scope, a cancel request): the write
                 # may have committed without us learning the new version. The next
                 # write finds out first, so it is not refused as a conflict.
-                self._unsure = (self.version, len(self._pending))
+                self._unsure = (self.version, held)
                 raise
-            self._pending.clear()
+            # Only what was written: events held during the await wait for the next.
+            self._written(held)
             self.version = result.version
             self.writes += 1
+
+    def _written(self, held: int) -> None:
+        """Drop the first `held` held events: they are in the journal now."""
+        del self._pending[:held]
+        if self._pending:
+            self._held_since = self._clock.monotonic()
+        else:
+            self._holding.clear()
 
     async def write_last(self, event_type: str, data: Mapping[str, Any]) -> None:
         """Write the runner's note that it stopped, once the journal is closed.
@@ -150,7 +203,7 @@ class RunJournal:
         if now > version:
             # It did: its deferred events are in the journal, its own event with them
             # (whose writer saw the cancel instead of the success).
-            del self._pending[:deferred]
+            self._written(deferred)
             self.version = now
             self.writes += 1
         self._unsure = None
@@ -165,7 +218,8 @@ class RunJournal:
         self.lease = await self._ride_out(lambda _: self.store.renew_lease(self.lease, ttl))
         return self.lease
 
-    def _check_open(self) -> None:
+    def check_open(self) -> None:
+        """Raise as the next write would if this pen may write no more (see `flush`)."""
         if self.fenced is not None:
             raise self.fenced
         if self.lost is not None:
@@ -190,24 +244,29 @@ class RunJournal:
                 raise
             return AppendResult(landed[-1].seq, landed[-1].position)
 
-    async def _ride_out(self, call: Callable[[bool], Awaitable[T]]) -> T:
-        """Run `call(retry)`, trying again through an outage until the lease expires."""
+    async def _ride_out(
+        self, call: Callable[[bool], Awaitable[T]], failed: StoreUnavailableError | None = None
+    ) -> T:
+        """Run `call(retry)`, trying again through an outage until the lease expires.
+
+        `failed` is the outage a first try (made by the caller) already met.
+        """
         delay = FIRST_RETRY
-        retry = False
         while True:
+            if failed is not None:
+                self.check_open()
+                if self._clock.now() + delay >= self.lease.expires_at:
+                    self.lost = self.lost or self._give_up(failed)
+                    raise self.lost from failed
+                self._report_outage(failed)
+                await self._clock.sleep(delay)
+                delay = min(delay * 2, LONGEST_RETRY)
             try:
-                result = await call(retry)
+                result = await call(failed is not None)
             except LeaseLostError:
                 raise
             except StoreUnavailableError as exc:
-                self._check_open()
-                if self._clock.now() + delay >= self.lease.expires_at:
-                    self.lost = self.lost or self._give_up(exc)
-                    raise self.lost from exc
-                self._report_outage(exc)
-                await self._clock.sleep(delay)
-                delay = min(delay * 2, LONGEST_RETRY)
-                retry = True
+                failed = exc
                 continue
             if self._outage_since is not None:
                 logger.warning(

@@ -83,6 +83,7 @@ class Runner:
         *,
         force: bool,
         parent: Runner | None = None,
+        resumed: bool = False,
     ) -> None:
         self.host = host
         self.parent = parent
@@ -100,7 +101,9 @@ class Runner:
         self.force = force
         metadata = Metadata(run_id=self.run_id, parent_id=history.parent_run_id)
         self.journal = RunJournal(host.store, lease, history.version, metadata, clock=host.clock)
-        self.ctx = WorkflowContext(self, history, self.journal, host.clock, host.entropy)
+        self.ctx = WorkflowContext(
+            self, history, self.journal, host.clock, host.entropy, resumed=resumed
+        )
         self._inbox: list[Event] = []
         #: Set when the inbox grew or a child run ended; waits on the inbox clear it.
         self.inbox_changed = asyncio.Event()
@@ -208,6 +211,15 @@ class Runner:
                 # The journal reports an outage once; polling on is all there is to do.
                 logger.debug("run %s: cannot read its inbox (%s); will retry", self.run_id, exc)
 
+    async def _write_held(self) -> None:
+        try:
+            await self.journal.write_held()
+        except (FencedError, LeaseLostError) as exc:
+            self._stop(exc)
+        except PhalanxError as exc:
+            # The workflow's next write meets the same refusal and ends the run with it.
+            logger.debug("run %s: held events not written early: %s", self.run_id, exc)
+
     async def _keep_lease(self) -> None:
         ttl = self.host.lease_ttl
         clock = self.host.clock
@@ -262,6 +274,10 @@ class Runner:
         # answer. A workflow that, caught up, awaits anything else (an outside future,
         # a hang, a fan-out resuming its branches) would never see it, and the run would
         # never end: deliver it to the task once replay is over.
+        # It waits one poll first even with nothing to replay: a step in flight at the
+        # crash may have left no trace (its start rides in its completion's commit), and
+        # the workflow's first operations must get the chance to raise it themselves.
+        await self.host.clock.sleep(self.host.inbox_poll)
         while self.state.pending_cancel is not None and self.ctx.is_replaying:
             await self.host.clock.sleep(self.host.inbox_poll)
         reason = self.state.pending_cancel
@@ -372,6 +388,7 @@ class Runner:
             self._task = group.create_task(self._call_workflow())
             keeper = group.create_task(self._keep_lease())
             watcher = group.create_task(self._watch_inbox())
+            holder = group.create_task(self._write_held())
             timer = None
             if self.history.deadline_at is not None:
                 timer = group.create_task(self._enforce_deadline(self.history.deadline_at))
@@ -403,6 +420,7 @@ class Runner:
             finally:
                 keeper.cancel()
                 watcher.cancel()
+                holder.cancel()
                 if timer is not None:
                     timer.cancel()
                 if deliverer is not None:

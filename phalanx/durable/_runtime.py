@@ -14,6 +14,7 @@ from .._clock import Clock, SystemClock
 from .._entropy import Entropy, SystemEntropy
 from .._errors import (
     ConcurrencyError,
+    ConfigError,
     EventDataError,
     FencedError,
     LeaseHeldError,
@@ -64,8 +65,10 @@ class Runtime:
             print(outcome.status, outcome.result)
 
     `lease_ttl` bounds how long a crashed runner blocks a plain `resume` (a live
-    runner renews every third of it). The runtime does not own the store's lifecycle
-    unless made by `open_runtime`.
+    runner renews every third of it). `crash_limit` bounds crash loops: a step whose
+    process died that many times in a row on one attempt (counted from its journaled
+    starts) fails with `StepCrashLoopError` instead of running again. The runtime
+    does not own the store's lifecycle unless made by `open_runtime`.
     """
 
     def __init__(
@@ -77,12 +80,20 @@ class Runtime:
         lease_ttl: float = 15.0,
         inbox_poll: float = 0.05,
         owner: str | None = None,
+        crash_limit: int = 10,
     ) -> None:
         self.store = store
         self.clock: Clock = clock or SystemClock()
         self.entropy: Entropy = entropy or SystemEntropy()
         self.lease_ttl = lease_ttl
         self.inbox_poll = inbox_poll
+        if crash_limit < 1:
+            raise ConfigError(
+                setting="crash_limit",
+                value=str(crash_limit),
+                reason="it must be at least 1 (the starts of a step before it is failed)",
+            )
+        self.crash_limit = crash_limit
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{self.entropy.token(4)}"
         self._host = _Host(self)
         self._work_queue: WorkQueue | None = None
@@ -250,7 +261,9 @@ class Runtime:
         if history.terminal:
             await self.store.release_lease(lease)
             return RunOutcome.of(history)
-        return await Runner(self._host, history, lease, fn, force=force, parent=parent).execute()
+        return await Runner(
+            self._host, history, lease, fn, force=force, parent=parent, resumed=True
+        ).execute()
 
     async def _take_lease(self, run_id: str, *, force: bool) -> Lease:
         stream = run_stream(run_id)
@@ -420,6 +433,7 @@ class _Host:
         self.entropy = runtime.entropy
         self.lease_ttl = runtime.lease_ttl
         self.inbox_poll = runtime.inbox_poll
+        self.crash_limit = runtime.crash_limit
 
     async def history(self, run_id: str) -> RunHistory:
         """See `Runtime.history`."""

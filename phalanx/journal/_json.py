@@ -41,6 +41,11 @@ class Unjournalable(ValueError):
         self.reason = reason
 
 
+#: One encoder for every event: `json.dumps` with options builds a new one per call,
+#: which costs about as much as encoding a step's event.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
 def encode_json(value: Any) -> tuple[str, int]:
     """Encode `value` as compact JSON text and its UTF-8 size in bytes.
 
@@ -48,7 +53,7 @@ def encode_json(value: Any) -> tuple[str, int]:
         Unjournalable: the first value that cannot be journaled, with its path.
     """
     try:
-        text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        text = _ENCODER.encode(value)
     except (TypeError, ValueError, RecursionError) as exc:
         raise _located(value, f"not JSON-serialisable: {exc}") from exc
     if text.isascii():

@@ -24,6 +24,7 @@ commit and survives those too, at the cost of one fsync per append.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
@@ -89,6 +90,16 @@ _INSERT = (
     " run_id, agent_id, parent_id, trace_id, span_id, indexed)"
     " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
 )
+#: Appends of up to this many events use one INSERT of that many rows.
+_MULTI_ROWS = 8
+
+
+@functools.cache
+def _insert_rows(n: int) -> str:
+    """An INSERT of `n` event rows (one prepared statement per n, cached by sqlite3)."""
+    return _INSERT + ",(?,?,?,?,?,?,?,?,?,?,?,?)" * (n - 1)
+
+
 _CHECKS = (
     "SELECT (SELECT epoch FROM leases WHERE stream_id = ?1),"
     " (SELECT max(seq) FROM events WHERE stream_id = ?1)"
@@ -130,9 +141,19 @@ def _write_stream(
         row = rows[0]
         cursor = conn.execute(_INSERT, (row[0], version + 1, *row[2:]))
         return AppendResult(version + 1, cursor.lastrowid or 0)
-    conn.executemany(_INSERT, [(r[0], version + 1 + i, *r[2:]) for i, r in enumerate(rows)])
-    last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
-    return AppendResult(version + len(rows), last)
+    # One multi-row INSERT for a few rows (a step's append is two): a statement fewer
+    # than a row at a time, and executemany would need one more to learn the last
+    # rowid. SQLite assigns the rowids in VALUES order.
+    params: list[Any] = []
+    for i, row in enumerate(rows, start=1):
+        params += (row[0], version + i, *row[2:])
+    if len(rows) <= _MULTI_ROWS:
+        cursor = conn.execute(_insert_rows(len(rows)), params)
+    else:
+        width = len(rows[0])
+        for i in range(len(rows)):
+            cursor = conn.execute(_INSERT, params[i * width : (i + 1) * width])
+    return AppendResult(version + len(rows), cursor.lastrowid or 0)
 
 
 class _SqliteExecutor:
@@ -147,7 +168,7 @@ class _SqliteExecutor:
         self.corrupt: str | None = None
 
     async def _retrying(self, attempt: Callable[[], T]) -> T:
-        deadline = self._clock.monotonic() + self._busy_timeout
+        deadline: float | None = None  # read the clock only once the database is busy
         delay = 0.0005
         while True:
             try:
@@ -164,7 +185,9 @@ class _SqliteExecutor:
                 )
                 if not busy:
                     raise StoreUnavailableError(store=self._url, reason=message) from exc
-                if self._clock.monotonic() >= deadline:
+                if deadline is None:
+                    deadline = self._clock.monotonic() + self._busy_timeout
+                elif self._clock.monotonic() >= deadline:
                     raise StoreUnavailableError(
                         store=self._url,
                         reason=f"the database stayed locked for {self._busy_timeout:g}s",

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from .._errors import UnknownRunError
+from ..durable import occurred_at
 from ..journal import Event
 
 if TYPE_CHECKING:
@@ -132,7 +133,7 @@ def _step_node(op: Operation) -> TraceNode:
         "step",
         f"phalanx.step {op.name}",
         status,
-        start=op.events[0].recorded_at,
+        start=occurred_at(op.events[0]),
         end=None if ended is None else ended.recorded_at,
         attributes=attributes,
     )

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._errors import CircuitOpenError, ConcurrencyError, ToolAttemptError, ToolError
-from ..durable import lowlevel
+from ..durable import lowlevel, occurred_at
 from ..durable.lowlevel import run_stream
 from ..journal import Event, EventStore, Metadata, NewEvent
 from . import _spans as spans
@@ -44,7 +44,7 @@ def _attempts_of(events: Sequence[Event], failure: ToolError, step: str) -> tupl
         if event.data.get("op") != op:
             continue
         if event.type == "StepStarted":
-            started[event.data.get("attempt")] = event.recorded_at
+            started[event.data.get("attempt")] = occurred_at(event)
         elif event.type == "StepFailed":
             error = event.data.get("error") or {}
             fields = error.get("fields") or {}

@@ -66,29 +66,22 @@ class KillPoint:
     force: bool = True
 
 
-# StepStarted appends: fetch 1, check 2 (attempt 1) and 3 (attempt 2), publish 4.
-# StepCompleted appends: fetch 1, check 2, publish 3.
+# A quick step is one append: its StepStarted rides with its StepCompleted (or, for
+# check's failed first attempt, its StepFailed). StepCompleted appends: fetch 1, check
+# 2, publish 3. Dying before such an append leaves no trace of the step, whose effect
+# happened: it runs again on resume under the same key (`twice`).
 POINTS = [
     KillPoint("after-RunStarted", "RunStarted", after("RunStarted"), force=False),
-    KillPoint("before-StepStarted-fetch", "RunStarted", before("StepStarted", 1)),
-    KillPoint("after-StepStarted-fetch", "StepStarted:fetch", after("StepStarted", 1)),
     KillPoint(
-        "before-StepCompleted-fetch",
-        "StepStarted:fetch",
-        before("StepCompleted", 1),
-        twice="fetch",
+        "before-StepCompleted-fetch", "RunStarted", before("StepCompleted", 1), twice="fetch"
     ),
     KillPoint("after-StepCompleted-fetch", "StepCompleted:fetch", after("StepCompleted", 1)),
-    KillPoint("before-StepStarted-check-1", "StepCompleted:fetch", before("StepStarted", 2)),
-    KillPoint("after-StepStarted-check-1", "StepStarted:check", after("StepStarted", 2)),
-    KillPoint("before-StepFailed-check", "StepStarted:check", before("StepFailed")),
+    KillPoint("before-StepFailed-check", "StepCompleted:fetch", before("StepFailed")),
     KillPoint("after-StepFailed-check", "StepFailed:check", after("StepFailed"), force=False),
     KillPoint("in-retry-backoff", "StepFailed:check", clock={"kill_in_sleep": 1, **IN_BACKOFF}),
-    KillPoint("before-StepStarted-check-2", "StepFailed:check", before("StepStarted", 3)),
-    KillPoint("after-StepStarted-check-2", "StepStarted:check", after("StepStarted", 3)),
     KillPoint(
         "before-StepCompleted-check",
-        "StepStarted:check",
+        "StepFailed:check",
         before("StepCompleted", 2),
         twice="check",
     ),
@@ -99,15 +92,18 @@ POINTS = [
     KillPoint("while-waiting-for-signal", "SignalWaiting", when_waiting=True, force=False),
     KillPoint("before-SignalReceived", "SignalWaiting", before("SignalReceived")),
     KillPoint("after-SignalReceived", "SignalReceived", after("SignalReceived")),
-    KillPoint("before-StepStarted-publish", "SignalReceived", before("StepStarted", 4)),
-    KillPoint(
-        "after-StepStarted-publish", "StepStarted:publish", after("StepStarted", 4), force=False
-    ),
     KillPoint(
         "before-StepCompleted-publish",
-        "StepStarted:publish",
+        "SignalReceived",
         before("StepCompleted", 3),
         twice="publish",
+    ),
+    KillPoint(
+        "before-StepCompleted-publish-lease-expires",
+        "SignalReceived",
+        before("StepCompleted", 3),
+        twice="publish",
+        force=False,
     ),
     KillPoint("after-StepCompleted-publish", "StepCompleted:publish", after("StepCompleted", 3)),
     # The first renewal comes ttl/3 into the run; where the run is then is timing.
@@ -210,10 +206,13 @@ def test_sigkill_then_resume(point: KillPoint, tmp_path: Path, url: str, referen
         assert crashed, "the run must exist once RunStarted is journaled"
         if point.died_after is not None:
             assert describe(crashed[-1]) == point.died_after, [describe(e) for e in crashed]
+        # A step may run twice if the journal shows it started (a long step) or if
+        # it ran with its start held for a commit that never came (`twice`).
         flying = in_flight(crashed)
         assert len(flying) <= 1, flying
         if point.twice is not None:
-            assert flying == {point.twice}
+            assert flying <= {point.twice}
+            flying |= {point.twice}
 
         args = ["resume", RUN_ID, "--json", "--lease-ttl", str(LEASE_TTL)]
         resumer = ws.spawn_cli(*args, *(["--force"] if point.force else []), label="resume")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import time
 from typing import Any
 
@@ -111,3 +112,26 @@ async def slow_pipeline(
     return [
         await ctx.step(f"s{i}", slow_effect, ctx, ledger, f"s{i}", seconds) for i in range(steps)
     ]
+
+
+# -- the step that kills its own process every time ------------------------------------
+
+
+def first(ctx: WorkflowContext, ledger: str) -> str:
+    """A step that completes: it must never run again."""
+    record(ledger, "first", ctx.idempotency_key)
+    return "first done"
+
+
+def fatal(ctx: WorkflowContext, ledger: str) -> str:
+    """Record the attempt, then SIGKILL this process (a native crash, the OOM killer)."""
+    record(ledger, "fatal", ctx.idempotency_key)
+    os.kill(os.getpid(), signal.SIGKILL)
+    return "unreachable"
+
+
+@phalanx.workflow
+async def crash_loop(ctx: WorkflowContext, ledger: str) -> str:
+    """A completed step, then a step whose process dies on every start."""
+    done = await ctx.step("first", first, ctx, ledger)
+    return done + await ctx.step("fatal", fatal, ctx, ledger)

@@ -91,7 +91,8 @@ async def test_outside_cancellation_writes_nothing_so_resume_finishes_normally(
         await gate.entered.wait()
         task.cancel()
     events = await journal(runtime, "r")
-    assert [e.type for e in events] == ["RunStarted", "StepStarted", "RunInterrupted"]
+    # The step in flight left no start: it rides in the commit of the step's end.
+    assert [e.type for e in events] == ["RunStarted", "RunInterrupted"]
     lease = await runtime.store.get_lease("run:r")
     assert lease is not None and lease.expires_at <= runtime.clock.now(), "handed back"
 

@@ -132,4 +132,5 @@ async def test_a_crash_between_attempts_resumes_with_the_next_attempt(
 
     assert outcome.result == "flaky ok"
     started = of_type(await journal(runtime, "r"), "StepStarted", "flaky")
-    assert [e.data["attempt"] for e in started] == [1, 1, 2]
+    # The crashed first try left no start (it rides in its end's commit); resumed: 1, 2.
+    assert [e.data["attempt"] for e in started] == [1, 2]

@@ -48,7 +48,7 @@ ERRORS = {
     # durable runs
     "WorkflowImportError", "UnknownRunError", "RunExistsError", "RunEndedError",
     "WorkflowInputError", "NonDeterminismError", "SimulationStuckError",
-    "StepError", "SignalTimeoutError", "RunFailedError",
+    "StepError", "StepCrashLoopError", "SignalTimeoutError", "RunFailedError",
     # actors
     "DeadlineExceededError", "ActorError", "MailboxFullError", "AskTimeoutError",
     "SupervisorEscalationError",
