@@ -19,6 +19,9 @@ Run it as `.venv/bin/python benchmarks/durable.py [--quick] [--json] [--steps N]
    step is one commit: its StepStarted rides in its StepCompleted's transaction);
    phalanx at NORMAL (its default) >= 10x faster than LangGraph with SqliteSaver as it
    ships. The equal-durability pairs (phalanx FULL against the FULL peers) are reported.
+   Sync steps: the same run with a plain `def` step function (run in a worker thread),
+   next to a loop of `await asyncio.to_thread(noop)`; target: the `def` step costs at
+   most the async step plus 1.2 raw thread hops.
 2. Resume cost: a run with H completed steps whose process died in step H+1 (a
    BaseException escaped it). Measured: from `rt.resume(run_id, force=True)` until step
    H+1 runs again, next to one `read_stream` of the same journal. Targets: resume <= 3x
@@ -81,6 +84,8 @@ PREFLIGHT_STEPS = 3
 #: Step-overhead targets: phalanx / raw floor at most this, LangGraph / phalanx at least.
 FLOOR_LIMIT = {"normal": 1.5, "full": 1.3}
 LANGGRAPH_LIMIT = 10.0
+#: A `def` step may cost the async step plus at most this many raw thread hops.
+SYNC_LIMIT = 1.2
 #: Resume targets: resume / read at most this; per-event growth largest / smallest H.
 RESUME_LIMIT = 3.0
 LINEARITY_LIMIT = 1.2
@@ -98,6 +103,18 @@ async def steps(ctx: phalanx.WorkflowContext, n: int) -> int:
     """N no-op steps in one run."""
     for i in range(n):
         await ctx.step(f"s{i}", noop)
+    return n
+
+
+def noop_sync() -> None:
+    """The body of a plain `def` step: nothing, so the thread hand-off is measured."""
+
+
+@phalanx.workflow
+async def sync_steps(ctx: phalanx.WorkflowContext, n: int) -> int:
+    """N no-op `def` steps in one run (each runs in a worker thread)."""
+    for i in range(n):
+        await ctx.step(f"s{i}", noop_sync)
     return n
 
 
@@ -229,6 +246,18 @@ def plain_loop() -> Callable[[int], Awaitable[float]]:
     return measure
 
 
+def thread_hop() -> Callable[[int], Awaitable[float]]:
+    """`await asyncio.to_thread(noop_sync)` N times: one raw thread hop per step."""
+
+    async def measure(n: int) -> float:
+        with stopwatch() as elapsed:
+            for _ in range(n):
+                await asyncio.to_thread(noop_sync)
+        return elapsed() / n * 1e6
+
+    return measure
+
+
 def raw_floor(scratch: Scratch, synchronous: Synchronous) -> Callable[[int], Awaitable[float]]:
     """One INSERT + COMMIT per step with plain `sqlite3`, WAL, at `synchronous`."""
 
@@ -256,14 +285,16 @@ def raw_floor(scratch: Scratch, synchronous: Synchronous) -> Callable[[int], Awa
     return measure
 
 
-def phalanx_steps(scratch: Scratch, synchronous: Synchronous) -> Callable[[int], Awaitable[float]]:
-    """`rt.run(steps, {"n": n})` on a fresh SQLite store at `synchronous`."""
+def phalanx_steps(
+    scratch: Scratch, synchronous: Synchronous, workflow: Any = steps
+) -> Callable[[int], Awaitable[float]]:
+    """`rt.run(workflow, {"n": n})` on a fresh SQLite store at `synchronous`."""
 
     async def measure(n: int) -> float:
         with scratch.fresh() as tmp:
             async with phalanx.open_runtime(sqlite_url(tmp / "phalanx.db", synchronous)) as rt:
                 with stopwatch() as elapsed:
-                    outcome = await rt.run(steps, {"n": n})
+                    outcome = await rt.run(workflow, {"n": n})
                 if outcome.result != n:
                     raise RuntimeError(f"phalanx run ended {outcome.status}: {outcome.error}")
                 return elapsed() / n * 1e6
@@ -383,7 +414,14 @@ def contenders(scratch: Scratch) -> list[Contender]:
             "phalanx.normal", "phalanx", "WAL, sync=NORMAL", phalanx_steps(scratch, "normal")
         ),
         Contender("phalanx.full", "phalanx", "WAL, sync=FULL", phalanx_steps(scratch, "full")),
+        Contender(
+            "phalanx.sync_def",
+            "phalanx, plain `def` step",
+            "WAL, sync=NORMAL",
+            phalanx_steps(scratch, "normal", sync_steps),
+        ),
         Contender("plain", "plain `await noop()` loop", "none", plain_loop()),
+        Contender("to_thread", "`await asyncio.to_thread(noop)` loop", "none", thread_hop()),
         Contender(
             "raw.normal", "raw sqlite3 1 commit", "WAL, sync=NORMAL", raw_floor(scratch, "normal")
         ),
@@ -431,7 +469,7 @@ def installed(module: str) -> bool:
 
 async def preflight(contender: Contender) -> None:
     """Mark a peer skipped, with why, if it is not installed or fails to run here."""
-    if contender.peer is None:
+    if contender.peer is None or contender.skipped:
         return
     if not installed(contender.peer):
         contender.skipped = f"not installed ({contender.peer}; pip install -e '.[bench]')"
@@ -442,10 +480,12 @@ async def preflight(contender: Contender) -> None:
         contender.skipped = f"failed to run: {type(exc).__name__}: {exc}"[:300]
 
 
-async def measure_steps(scratch: Scratch, sizes: Sizes) -> list[Contender]:
+async def measure_steps(scratch: Scratch, sizes: Sizes, peers: bool = True) -> list[Contender]:
     """Every contender, N steps per sample, in interleaved rounds."""
     everyone = contenders(scratch)
     for contender in everyone:
+        if contender.peer is not None and not peers:
+            contender.skipped = "not measured (--no-peers)"
         await preflight(contender)
         if contender.skipped:
             progress(f"{contender.label}: skipped: {contender.skipped}")
@@ -647,6 +687,7 @@ def step_figures(everyone: list[Contender]) -> list[Figure]:
         )
         for sync in ("normal", "full")
     ]
+    figures.append(sync_step_figure(by_key))
     figures += [
         ratio_figure(
             "step.langgraph_vs_phalanx",
@@ -699,6 +740,18 @@ def step_figures(everyone: list[Contender]) -> list[Figure]:
         ),
     ]
     return figures
+
+
+def sync_step_figure(by_key: dict[str, Contender]) -> Figure:
+    """What a `def` step costs over an `async def` one, in raw thread hops, per round."""
+    sync, step, hop = by_key["phalanx.sync_def"], by_key["phalanx.normal"], by_key["to_thread"]
+    label = "(`def` step - async step) / one asyncio.to_thread hop"
+    per_round = [
+        (s - a) / h for s, a, h in zip(sync.samples, step.samples, hop.samples, strict=True)
+    ]
+    return Figure(
+        "step.sync_def_vs_thread_hop", label, statistics.median(per_round), "lower", SYNC_LIMIT
+    )
 
 
 def resume_figures(results: list[ResumeResult]) -> list[Figure]:
@@ -844,7 +897,7 @@ def peer_versions() -> str:
     return ", ".join(found)
 
 
-async def run(sizes: Sizes, scratch: Scratch, quick: bool) -> Report:
+async def run(sizes: Sizes, scratch: Scratch, quick: bool, peers: bool = True) -> Report:
     """Measure every figure in turn, resume first.
 
     Resume allocates an object per event, so its cost includes Python's cyclic garbage
@@ -858,7 +911,7 @@ async def run(sizes: Sizes, scratch: Scratch, quick: bool) -> Report:
         progress(f"resume after {history:,} steps")
         resumes.append(await measure_resume(scratch, sizes, history))
     progress(f"per-step cost, {sizes.steps:,} steps x {sizes.repeats} rounds")
-    everyone = await measure_steps(scratch, sizes)
+    everyone = await measure_steps(scratch, sizes, peers)
     environment = {
         "python": platform.python_version(),
         "sqlite": sqlite3.sqlite_version,
@@ -884,6 +937,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="a smoke test: less work, noisier")
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    parser.add_argument("--no-peers", action="store_true", help="phalanx and its floors only")
     parser.add_argument("--steps", type=int, help="steps per run in the per-step figure")
     parser.add_argument(
         "--histories", type=positive_ints, help="completed steps before a resume, e.g. 1000,10000"
@@ -905,7 +959,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error("--repeats must be at least 5: a median of fewer is too noisy")
         sizes = replace(sizes, repeats=args.repeats)
     logging.getLogger("dbos").setLevel(logging.WARNING)
-    report = asyncio.run(run(sizes, Scratch(args.dir), args.quick))
+    report = asyncio.run(run(sizes, Scratch(args.dir), args.quick, not args.no_peers))
     report.render(sys.stderr if args.json else sys.stdout)
     if args.json:
         print(json.dumps(report.to_json(), indent=2))

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import contextvars
 import inspect
-import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
@@ -23,16 +22,16 @@ from .._errors import (
     NonDeterminismError,
     RunFailedError,
     SignalTimeoutError,
-    StepCrashLoopError,
     UserError,
 )
 from .._executor import run_sync
-from ..journal import NewEvent, find_problem
+from ..journal import NewEvent
 from . import _spans as spans
 from ._history import Operation, RunHistory
 from ._journal import RunJournal
 from ._retry import NO_RETRY, RetryPolicy
 from ._serde import error_from_json, error_to_json
+from ._step_rules import can_hold, crash_loop, round_trip
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
@@ -47,27 +46,6 @@ _current_key: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 _current_attempt: contextvars.ContextVar[int] = contextvars.ContextVar(
     "phalanx_step_attempt", default=0
 )
-
-
-def _round_trip(stream: str, name: str, value: Any) -> Any:
-    """Return `value` as replay will see it (JSON in, JSON out), refusing non-JSON."""
-    if value is None or type(value) in (str, int, bool):
-        return value  # already exactly what replay returns
-    try:
-        return json.loads(json.dumps(value, allow_nan=False))
-    except (TypeError, ValueError, RecursionError) as exc:
-        path, reason = find_problem(value, "$.result") or ("$.result", str(exc))
-        raise EventDataError(
-            stream_id=stream,
-            event_type=name,
-            reason=f"the result is not JSON-serialisable: {reason}",
-            path=path,
-        ) from exc
-
-
-def _plain_text(name: str) -> bool:
-    """Whether every store takes `name` as is (checked at C speed: this is per step)."""
-    return type(name) is str and name.isascii() and "\x00" not in name
 
 
 class WorkflowContext:
@@ -288,11 +266,12 @@ class WorkflowContext:
         # Tags only where given: an untagged step's events stay as small as before.
         tagged = {"tags": tags} if tags else {}
         journal = self._journal
-        holdable = _plain_text(name) and (not tags or find_problem(tags) is None)
+        holdable = can_hold(name, tags)
         while True:
             data = {"op": op, "name": name, "attempt": attempt, "key": key, **tagged}
             now = self._clock.now()
-            if self._eager_starts or not holdable or now >= journal.lease.expires_at:
+            eager = self._eager_starts or journal.hold_s <= 0
+            if eager or not holdable or now >= journal.lease.expires_at:
                 # A lease past its expiry may have been taken over: a write checks the
                 # fencing token before the step's effect, as it did before holding.
                 await journal.append("StepStarted", data)
@@ -315,7 +294,7 @@ class WorkflowContext:
                     value = await fn(*args, **kwargs)
                 else:
                     value = await run_sync(fn, *args, **kwargs)
-                result = _round_trip(self._journal.stream_id, name, value)
+                result = round_trip(self._journal.stream_id, name, value)
             except Exception as exc:
                 retrying = policy.should_retry(exc, attempt)
                 delay = policy.delay(attempt, self._entropy.random()) if retrying else 0.0
@@ -360,19 +339,11 @@ class WorkflowContext:
         Raises:
             StepCrashLoopError: the attempt's journaled starts reached `crash_limit`.
         """
-        starts = sum(
-            1
-            for e in recorded.events
-            if e.type == "StepStarted" and e.data.get("attempt", 1) == attempt
-        )
-        if starts < self._runner.host.crash_limit:
+        error = crash_loop(self.run_id, recorded, attempt, self._runner.host.crash_limit)
+        if error is None:
             return
-        error = StepCrashLoopError(
-            run_id=self.run_id, step=recorded.name, op=recorded.op, attempt=attempt, crashes=starts
-        )
-        await self._fail_step(
-            recorded.op, recorded.name, attempt, error, self._clock.monotonic(), None
-        )
+        now = self._clock.monotonic()
+        await self._fail_step(recorded.op, recorded.name, attempt, error, now, None)
         raise error
 
     async def _fail_step(

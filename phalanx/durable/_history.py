@@ -8,7 +8,9 @@ replay exactly.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import gc
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -44,6 +46,25 @@ STATUS_EVENTS: dict[str, RunStatus] = {
     "RunFailed": "failed",
     "RunCancelled": "cancelled",
 }
+
+
+@contextlib.contextmanager
+def cyclic_gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while a journal is read and folded.
+
+    Reading and folding a history allocates a few objects per event, none of them in
+    a cycle, and every full collection meanwhile walks every live object: without the
+    pause a 100k-step history cost 1.6x more per event to resume than a 1k one.
+    Reference counting still frees everything; the collector is back on after (unless
+    something else had turned it off).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def occurred_at(event: Event) -> float:

@@ -49,6 +49,7 @@ class RunHost(RunControl, Protocol):
     lease_ttl: float
     inbox_poll: float
     crash_limit: int
+    start_hold: float
 
     async def run_child(
         self,

@@ -14,11 +14,11 @@ lease's expiry another runner may take the run over, so the pen gives up with
 `LeaseLostError`, writes nothing more, and the run stays resumable. The outage is
 reported once, in one line, and its end once more.
 
-Events can be held back to share the next append's commit (`defer`, `hold`): a
-step's `StepStarted` rides in the same transaction as its `StepCompleted`, so a
-quick step costs one commit, not two. Held events are written before any effect
-that follows them could be journaled, and `write_held` writes them on their own once
-they waited `HOLD_S` (a long step shows as running while it runs).
+Events can wait for the next append's commit (`defer`, `hold`): a step's
+`StepStarted` rides in the same transaction as its `StepCompleted`, so a quick step
+costs one commit, not two. Waiting events are written before any effect that follows
+them could be journaled. A held start that waited `hold_s` (a long step) is written
+on its own by `write_held`, so the step shows as running while it runs.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ T = TypeVar("T")
 #: Back-off between tries while the store is unavailable: first and longest wait.
 FIRST_RETRY = 0.05
 LONGEST_RETRY = 1.0
-#: How long a held event waits for an append to ride in before it is written alone.
+#: How long a held start waits for an append to ride in before it is written alone.
 #: Shorter shows a running step sooner; each step longer than it pays a second
 #: commit (~40 µs here), under 0.1% of a 50 ms step.
 HOLD_S = 0.05
@@ -57,6 +57,7 @@ class RunJournal:
         metadata: Metadata,
         *,
         clock: Clock | None = None,
+        hold_s: float = HOLD_S,
     ):
         self.store = store
         self.lease = lease
@@ -72,7 +73,9 @@ class RunJournal:
         self._clock: Clock = clock or SystemClock()
         self._outage_since: float | None = None
         self._pending: list[NewEvent] = []
-        #: Set while events are held; `_held_since` is when the oldest was.
+        #: Held starts still pending (by identity); set while there are any, since when.
+        self.hold_s = hold_s
+        self._held: set[int] = set()
         self._holding = asyncio.Event()
         self._held_since = 0.0
         #: (version, deferred events) of an append cancelled in flight, until settled.
@@ -85,24 +88,25 @@ class RunJournal:
         A deferred event reaches the journal before any effect that could depend on
         it, because every effect is journaled by an append that flushes it first.
         """
-        self.hold(NewEvent(event_type, data, self.metadata))
+        self._pending.append(NewEvent(event_type, data, self.metadata))
 
     def hold(self, event: NewEvent) -> None:
-        """Queue `event` for the next append's commit, or alone after `HOLD_S`."""
-        if not self._pending:
+        """Queue a step's start for the next append's commit, or alone after `hold_s`."""
+        if not self._held:
             self._held_since = self._clock.monotonic()
             self._holding.set()
+        self._held.add(id(event))
         self._pending.append(event)
 
     async def write_held(self) -> None:
-        """Forever: write held events that waited `HOLD_S` for an append in vain.
+        """Forever: write held starts that waited `hold_s` for an append in vain.
 
-        Run by the runner beside the workflow. Wakes about twice per `HOLD_S` while
+        Run by the runner beside the workflow. Wakes about twice per `hold_s` while
         steps keep coming, never per step.
         """
         while True:
             await self._holding.wait()
-            wait = self._held_since + HOLD_S - self._clock.monotonic()
+            wait = self._held_since + self.hold_s - self._clock.monotonic()
             if wait > 0:
                 await self._clock.sleep(wait)
                 continue
@@ -166,13 +170,15 @@ class RunJournal:
             self.version = result.version
             self.writes += 1
 
-    def _written(self, held: int) -> None:
-        """Drop the first `held` held events: they are in the journal now."""
-        del self._pending[:held]
-        if self._pending:
-            self._held_since = self._clock.monotonic()
-        else:
+    def _written(self, count: int) -> None:
+        """Drop the first `count` waiting events: they are in the journal now."""
+        for event in self._pending[:count]:
+            self._held.discard(id(event))
+        del self._pending[:count]
+        if not self._held:
             self._holding.clear()
+        else:
+            self._held_since = self._clock.monotonic()  # held during the append: anew
 
     async def write_last(self, event_type: str, data: Mapping[str, Any]) -> None:
         """Write the runner's note that it stopped, once the journal is closed.

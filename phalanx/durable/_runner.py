@@ -28,11 +28,12 @@ from .._errors import (
 )
 from ..journal import Event, Lease, Metadata
 from . import _spans as spans
-from ._context import WorkflowContext, _round_trip
+from ._context import WorkflowContext
 from ._history import RunHistory, RunStatus, inbox_stream
 from ._journal import RunJournal
 from ._serde import error_to_json
 from ._state import Cancelled, Completed, Diverged, Ending, Failed, Phase, RunState, Stopped
+from ._step_rules import round_trip
 
 if TYPE_CHECKING:
     from ._host import RunHost
@@ -100,7 +101,9 @@ class Runner:
         self.fn = fn
         self.force = force
         metadata = Metadata(run_id=self.run_id, parent_id=history.parent_run_id)
-        self.journal = RunJournal(host.store, lease, history.version, metadata, clock=host.clock)
+        self.journal = RunJournal(
+            host.store, lease, history.version, metadata, clock=host.clock, hold_s=host.start_hold
+        )
         self.ctx = WorkflowContext(
             self, history, self.journal, host.clock, host.entropy, resumed=resumed
         )
@@ -214,11 +217,11 @@ class Runner:
     async def _write_held(self) -> None:
         try:
             await self.journal.write_held()
-        except (FencedError, LeaseLostError) as exc:
-            self._stop(exc)
         except PhalanxError as exc:
-            # The workflow's next write meets the same refusal and ends the run with it.
-            logger.debug("run %s: held events not written early: %s", self.run_id, exc)
+            # Only for visibility: the step runs on, as it would have with its start
+            # written before it, and its end's write meets the same refusal (fenced,
+            # lease lost...), which stops the run as any write's refusal does.
+            logger.debug("run %s: a held step start was not written early: %s", self.run_id, exc)
 
     async def _keep_lease(self) -> None:
         ttl = self.host.lease_ttl
@@ -457,7 +460,7 @@ class Runner:
         match ending:
             case Completed(result=value):
                 try:
-                    result = _round_trip(self.journal.stream_id, "RunCompleted", value)
+                    result = round_trip(self.journal.stream_id, "RunCompleted", value)
                     # The store may refuse a JSON result too (too large, a lone surrogate).
                     await self.journal.append("RunCompleted", {"result": result})
                 except EventDataError as exc:

@@ -42,10 +42,12 @@ from ._history import (
     RunHistory,
     RunStatus,
     RunSummary,
+    cyclic_gc_paused,
     inbox_stream,
     run_stream,
     summarize,
 )
+from ._journal import HOLD_S
 from ._recover import Recovery, recover
 from ._runner import Runner, RunOutcome
 from ._workflow import load_workflow, workflow_ref
@@ -67,8 +69,11 @@ class Runtime:
     `lease_ttl` bounds how long a crashed runner blocks a plain `resume` (a live
     runner renews every third of it). `crash_limit` bounds crash loops: a step whose
     process died that many times in a row on one attempt (counted from its journaled
-    starts) fails with `StepCrashLoopError` instead of running again. The runtime
-    does not own the store's lifecycle unless made by `open_runtime`.
+    starts) fails with `StepCrashLoopError` instead of running again. `start_hold`
+    is how long a step's `StepStarted` may wait to ride in the commit of its end
+    before it is written alone (a quick step costs one commit; 0 writes each start
+    before its step runs, two commits per step). The runtime does not
+    own the store's lifecycle unless made by `open_runtime`.
     """
 
     def __init__(
@@ -81,6 +86,7 @@ class Runtime:
         inbox_poll: float = 0.05,
         owner: str | None = None,
         crash_limit: int = 10,
+        start_hold: float = HOLD_S,
     ) -> None:
         self.store = store
         self.clock: Clock = clock or SystemClock()
@@ -94,6 +100,13 @@ class Runtime:
                 reason="it must be at least 1 (the starts of a step before it is failed)",
             )
         self.crash_limit = crash_limit
+        if start_hold < 0:
+            raise ConfigError(
+                setting="start_hold",
+                value=str(start_hold),
+                reason="it must be 0 (each start written before its step) or more seconds",
+            )
+        self.start_hold = start_hold
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{self.entropy.token(4)}"
         self._host = _Host(self)
         self._work_queue: WorkQueue | None = None
@@ -109,7 +122,8 @@ class Runtime:
         if text_problem(run_id) is not None:
             # No run can have it (`run` refuses such ids), and no store can look it up.
             raise UnknownRunError(run_id=safe_text(run_id), store=self.store.url)
-        history = RunHistory.fold(run_id, await self.store.read_stream(run_stream(run_id)))
+        with cyclic_gc_paused():
+            history = RunHistory.fold(run_id, await self.store.read_stream(run_stream(run_id)))
         if not history.exists:
             raise UnknownRunError(run_id=run_id, store=self.store.url)
         return history
@@ -434,6 +448,7 @@ class _Host:
         self.lease_ttl = runtime.lease_ttl
         self.inbox_poll = runtime.inbox_poll
         self.crash_limit = runtime.crash_limit
+        self.start_hold = runtime.start_hold
 
     async def history(self, run_id: str) -> RunHistory:
         """See `Runtime.history`."""

@@ -123,8 +123,11 @@ def first(ctx: WorkflowContext, ledger: str) -> str:
     return "first done"
 
 
-def fatal(ctx: WorkflowContext, ledger: str) -> str:
-    """Record the attempt, then SIGKILL this process (a native crash, the OOM killer)."""
+async def fatal(ctx: WorkflowContext, ledger: str) -> str:
+    """Record the attempt, then SIGKILL this process (a native crash, the OOM killer).
+
+    Async, with no await: the process dies before its held start could be written.
+    """
     record(ledger, "fatal", ctx.idempotency_key)
     os.kill(os.getpid(), signal.SIGKILL)
     return "unreachable"

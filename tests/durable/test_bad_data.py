@@ -170,7 +170,7 @@ async def test_a_poisoned_crashed_run_fails_cleanly_and_recover_resumes_the_othe
     open_rt: OpenRuntime,
 ) -> None:
     """recover(): the run whose in-flight step now returns bad data fails; the rest finish."""
-    async with open_rt(lease_ttl=0.3) as dead:
+    async with open_rt(lease_ttl=0.3, start_hold=0) as dead:  # starts visible at once
         bad.HANG["on"] = True
         for run_id in ("poisoned", "healthy"):
             task = asyncio.ensure_future(dead.run(bad.step_result, run_id=run_id))

@@ -11,7 +11,15 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 
-PHALANX_CONTENDERS = {"phalanx.normal", "phalanx.full", "plain", "raw.normal", "raw.full"}
+PHALANX_CONTENDERS = {
+    "phalanx.normal",
+    "phalanx.full",
+    "phalanx.sync_def",
+    "plain",
+    "to_thread",
+    "raw.normal",
+    "raw.full",
+}
 PEER_CONTENDERS = {
     "langgraph.none",
     "langgraph.sqlite",
@@ -23,6 +31,7 @@ TARGET_FIGURES = {
     "step.normal.vs_raw_floor",
     "step.full.vs_raw_floor",
     "step.langgraph_vs_phalanx",
+    "step.sync_def_vs_thread_hop",
     *(f"resume.{h}.vs_read" for h in HISTORIES),
     "resume.linearity",
 }
@@ -81,7 +90,11 @@ def test_durable_benchmark_quick_json_reports_every_figure(tmp_path: Path) -> No
         if figure["value"] is None:
             assert figure["reason"], f"a figure without a value must say why: {key}"
             continue
-        assert positive(figure["value"]), (key, figure)
+        if key == "step.sync_def_vs_thread_hop":
+            # A difference of two noisy timings over a third: below zero in a noisy round.
+            assert math.isfinite(figure["value"]), (key, figure)
+        else:
+            assert positive(figure["value"]), (key, figure)
         if figure["target"] is not None:
             assert isinstance(figure["pass"], bool), key
     assert isinstance(report["all_targets_met"], bool)
