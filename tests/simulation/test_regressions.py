@@ -46,11 +46,11 @@ def test_a_child_whose_starter_crashed_is_taken_over_not_a_failed_parent(
 @pytest.mark.parametrize(
     ("workflow", "inputs", "seed", "fault"),
     [
-        (research, {}, 10, "lost_ack"),
+        (research, {}, 40, "lost_ack"),
         (peers.ping_pong, PING_PONG, 14, "unavailable"),
         (orchestration.research_conductor, {}, 5, "lost_ack"),
     ],
-    ids=["research-10", "peers-14", "conductor-5"],
+    ids=["research-40", "peers-14", "conductor-5"],
 )
 def test_an_outage_while_starting_a_child_leaves_the_run_resumable(
     workflow: Any, inputs: dict[str, Any], seed: int, fault: str
