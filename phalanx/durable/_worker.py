@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("phalanx")
 
+#: The shortest time between two registry heartbeats of one worker.
+_MIN_BEAT_GAP = 0.5
+
 
 class Worker:
     """Claims and runs submitted runs until `shutdown()`.
@@ -74,6 +77,8 @@ class Worker:
         self._skip: set[str] = set()
         self._stopping = asyncio.Event()
         self._freed = asyncio.Event()
+        #: Set when the runs held changed: the registry hears of it soon.
+        self._changed = asyncio.Event()
         self._unavailable = False
         #: Runs this worker ended (completed, failed or cancelled), for reports.
         self.finished = 0
@@ -130,6 +135,7 @@ class Worker:
             for claim in claims:
                 logger.info("worker %s: claimed run %s", self.worker_id, claim.run_id)
                 self._active[claim.run_id] = group.create_task(self._drive(work, claim))
+                self._changed.set()
             if claims and len(claims) == free:
                 continue  # maybe more; the loop waits for a free slot next
             await self._idle(work, full=free <= 0 or len(claims) == free)
@@ -180,6 +186,7 @@ class Worker:
         finally:
             self._active.pop(run_id, None)
             self._freed.set()
+            self._changed.set()
 
     async def _run_one(self, work: WorkQueue, claim: Claim) -> None:
         runtime = self.runtime
@@ -220,8 +227,15 @@ class Worker:
     # -- heartbeat and drain ---------------------------------------------------------
 
     async def _heartbeat(self, work: WorkQueue) -> None:
+        """Beat every `heartbeat_every`, and soon after the number of runs held changed.
+
+        At most one beat per `_MIN_BEAT_GAP`, so a stream of short runs does not turn
+        into a stream of registry writes.
+        """
+        clock = self.runtime.clock
         info = WorkerInfo(self.worker_id, socket.gethostname(), os.getpid(), self.queues, 0, 0.0)
         while True:
+            self._changed.clear()
             try:
                 await work.heartbeat(
                     WorkerInfo(info.worker_id, info.host, info.pid, info.queues,
@@ -230,7 +244,11 @@ class Worker:
                 )  # fmt: skip
             except StoreUnavailableError as exc:
                 self._store_gone(exc)
-            await self.runtime.clock.sleep(self.heartbeat_every)
+            gap = min(_MIN_BEAT_GAP, self.heartbeat_every)
+            await clock.sleep(gap)
+            with contextlib.suppress(TimeoutError):
+                async with clock.timeout(self.heartbeat_every - gap):
+                    await self._changed.wait()
 
     async def _drain(self, work: WorkQueue) -> None:
         running = list(self._active.values())
@@ -239,7 +257,10 @@ class Worker:
         logger.warning(
             "worker %s: draining %d run(s), up to %.1fs", self.worker_id, len(running), self.grace
         )
-        _, pending = await asyncio.wait(running, timeout=self.grace)
+        with contextlib.suppress(TimeoutError):
+            async with self.runtime.clock.timeout(self.grace):
+                await asyncio.wait(running)
+        pending = [task for task in running if not task.done()]
         for task in pending:
             task.cancel()  # each runner journals RunInterrupted and releases its lease
         if pending:

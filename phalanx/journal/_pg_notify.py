@@ -86,7 +86,8 @@ class Announcer:
         task, self._task = self._task, None
         if task is not None and not task.done():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(task), _FLUSH_SECONDS)
+                async with self._store._clock.timeout(_FLUSH_SECONDS):
+                    await asyncio.shield(task)
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

@@ -262,7 +262,7 @@ class PostgresWorkQueue:
         """Until a NOTIFY for this schema or `timeout`; LISTENs on first use."""
         await self._ensure_listener()
         try:
-            async with asyncio.timeout(timeout):
+            async with self.store._clock.timeout(timeout):
                 await self._woken.wait()
         except TimeoutError:
             pass

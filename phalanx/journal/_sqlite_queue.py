@@ -228,7 +228,7 @@ class SqliteWorkQueue:
     async def wait(self, timeout: float) -> None:
         """Until `notify` here, or at most `POLL_SECONDS`."""
         try:
-            async with asyncio.timeout(min(timeout, POLL_SECONDS)):
+            async with self.store._clock.timeout(min(timeout, POLL_SECONDS)):
                 await self._woken.wait()
         except TimeoutError:
             pass

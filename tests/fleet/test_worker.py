@@ -232,3 +232,25 @@ async def test_queue_limits_are_set_listed_and_cleared(runtime: phalanx.Runtime)
     assert await work.limits() == {"gpu": 3}
     with pytest.raises(ValueError, match="at least 1"):
         await work.set_limit("gpu", 0)
+
+
+async def test_the_registry_shows_the_runs_a_worker_holds_now(
+    runtime: phalanx.Runtime, tmp_path: Path
+) -> None:
+    """A worker running a run is listed with runs=1 while it runs, 0 once it ended."""
+    ledger = str(tmp_path / "ledger")
+    await runtime.submit(wf.steps, {"ledger": ledger, "count": 4, "seconds": 0.5}, run_id="r")
+    work = await runtime.work_queue()
+
+    async def runs_listed(n: int) -> None:
+        async with asyncio.timeout(30):
+            while True:  # polling the store: the worker's heartbeat changes it
+                listed = await work.workers()
+                if listed and listed[0].runs == n:
+                    return
+                await asyncio.sleep(0.02)
+
+    async with working(runtime, grace=60):
+        await runs_listed(1)
+        assert await until_status(runtime, "r", "completed") == "completed"
+        await runs_listed(0)
