@@ -13,9 +13,9 @@ from ._app import StoreOption, _execute, app, out
 
 @app.command()
 def ui(
-    port: Annotated[int, typer.Option("--port", help="Port to listen on (0: any free one).")] = (
-        DEFAULT_PORT
-    ),
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, help="Port to listen on (0: any free one).")
+    ] = DEFAULT_PORT,
     host: Annotated[
         str | None,
         typer.Option(

@@ -203,11 +203,13 @@ def test_another_host_requires_the_printed_token(url: str) -> None:
 
 
 def test_taken_port_is_a_usage_error(url: str) -> None:
-    """A port already in use: exit 2 with one line that says so, no traceback."""
+    """A port in use or out of range: exit 2 with one line that says so, no traceback."""
     with dashboard(url) as server:
         done = cli(url, "ui", "--port", str(server.port))
         assert done.returncode == 2
         assert "cannot listen on 127.0.0.1" in done.stderr and "Traceback" not in done.stderr
+    done = cli(url, "ui", "--port", "70000")
+    assert done.returncode == 2 and "--port" in done.stderr
 
 
 def test_tools_page_shows_calls_failures_and_breaker_state(url: str) -> None:
