@@ -170,6 +170,25 @@ def _report(outcome: RunOutcome, as_json: bool) -> None:
         raise typer.Exit(1)
 
 
+def checked_workflow(
+    target: str, input: str | None, run_id: str | None
+) -> tuple[Callable[..., Awaitable[Any]], dict[str, Any]]:
+    """The workflow `target` and its `--input`, checked before any store is opened.
+
+    Raises `typer.Exit(2)` (one `error:` line) for bad JSON, an empty run id, a
+    workflow that does not import, or inputs that do not fit its signature.
+    """
+    inputs = _parse_object(input, "--input")
+    _check_run_id(run_id)
+    sys.path.insert(0, os.getcwd())
+    try:
+        fn = load_workflow(target)
+        check_inputs(fn, inputs)
+    except UserError as exc:
+        raise _fail(str(exc), 2) from exc
+    return fn, inputs
+
+
 @app.command()
 def run(
     target: Annotated[str, typer.Argument(metavar="MODULE:FUNCTION", help="The workflow to run.")],
@@ -183,14 +202,7 @@ def run(
     as_json: JsonOption = False,
 ) -> None:
     """Start a workflow run; print its id and result; exit 1 if it failed."""
-    inputs = _parse_object(input, "--input")
-    _check_run_id(run_id)
-    sys.path.insert(0, os.getcwd())
-    try:
-        fn = load_workflow(target)
-        check_inputs(fn, inputs)
-    except UserError as exc:
-        raise _fail(str(exc), 2) from exc
+    fn, inputs = checked_workflow(target, input, run_id)
 
     async def body(runtime: Runtime) -> RunOutcome:
         chosen = await new_run_id(runtime, run_id)

@@ -19,20 +19,18 @@ from typing import Annotated
 
 import typer
 
-from .._errors import UserError
-from ..durable import Runtime, Worker, check_inputs, load_workflow
+from ..durable import Runtime, Worker
 from ..journal import DEFAULT_QUEUE, WorkerInfo
 from ._app import (
     JsonOption,
     LeaseOption,
     RunIdOption,
     StoreOption,
-    _check_run_id,
     _execute,
     _fail,
-    _parse_object,
     _time,
     app,
+    checked_workflow,
     err,
     new_run_id,
     out,
@@ -61,16 +59,9 @@ def submit(
     store: StoreOption = None,
 ) -> None:
     """Record a run for the workers (`phalanx worker`) and print its id; do not run it."""
-    inputs = _parse_object(input, "--input")
-    _check_run_id(run_id)
     if not queue.strip():
         raise _fail("--queue must not be empty", 2)
-    sys.path.insert(0, os.getcwd())
-    try:
-        fn = load_workflow(target)
-        check_inputs(fn, inputs)
-    except UserError as exc:
-        raise _fail(str(exc), 2) from exc
+    fn, inputs = checked_workflow(target, input, run_id)
 
     async def body(runtime: Runtime) -> str:
         chosen = await new_run_id(runtime, run_id)

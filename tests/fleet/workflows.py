@@ -35,18 +35,6 @@ async def steps(
 
 
 @phalanx.workflow
-async def noop(ctx: WorkflowContext, count: int = 10) -> int:
-    """`count` steps that do nothing (the scale benchmark's unit of work)."""
-    for i in range(count):
-        await ctx.step(f"n{i}", _nothing)
-    return count
-
-
-def _nothing() -> None:
-    return None
-
-
-@phalanx.workflow
 async def approval(ctx: WorkflowContext, ledger: str) -> Any:
     """A step, a wait for a person's `approve` signal, then a step."""
     await ctx.step("before", effect, ctx, ledger, "before")
