@@ -85,14 +85,16 @@ class Fleet:
                 keys = {line["key"] for line in ledger if line["step"] == step}
                 assert len(keys) == 1, (run_id, step, keys)  # a repeat reuses the key
                 if n > 1:
-                    # It ran again: it must have been in flight (started, never completed)
-                    # under an earlier epoch.
-                    started = [
+                    # It ran again: only a step in flight when its holder was taken over
+                    # does, once more, and the journal's one completion is the new
+                    # holder's (a quick step's start may be journaled with its end only).
+                    done_by = [
                         e["epoch"]
                         for e in events
-                        if e["type"] == "StepStarted" and e["data"]["name"] == step
+                        if e["type"] == "StepCompleted" and e["data"]["name"] == step
                     ]
-                    assert len(started) == n and len(set(started)) == n, (run_id, step, started)
+                    first_epoch = min(e["epoch"] for e in events if e["epoch"])
+                    assert n == 2 and done_by[0] > first_epoch, (run_id, step, n, done_by)
 
     def check_fenced_after_takeover(self, journals: dict[str, list[dict[str, Any]]]) -> None:
         """In each journal, once a newer epoch wrote, no older epoch wrote again."""
