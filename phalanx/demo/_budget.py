@@ -126,6 +126,10 @@ def check_source(claim: str) -> str:
     return f"claim {claim}: {_EXCERPT * 2}"
 
 
+#: Each agent's whole loop, in seconds: far above the scripted model's latency.
+AGENT_TIMEOUT_S = 20.0
+
+
 @functools.cache
 def _model() -> Model:
     return ScriptedModel(SCRIPT, latency=0.02, seconds_per_token=0.0005)
@@ -140,6 +144,8 @@ def _agent(name: str, *, tools: tuple[Any, ...] = (), max_turns: int = 4) -> Age
         tools=tools,
         max_turns=max_turns,
         model_retry=RetryPolicy(max_attempts=2, initial_interval=0.2, max_interval=1.0),
+        # A hanging model fails the agent instead of holding the run for good.
+        timeout=AGENT_TIMEOUT_S,
     )
 
 

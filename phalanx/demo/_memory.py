@@ -31,6 +31,9 @@ PLAN = "plan"
 
 Mode = Literal["naive", "phalanx"]
 
+#: One model call, in seconds: far above the scripted model's latency.
+THINK_TIMEOUT_S = 20.0
+
 
 async def _think(agent: str, round_no: int, plan: list[str], latency: float) -> str:
     """The agent's model call: a finding to add to the plan (scripted, offline)."""
@@ -41,7 +44,10 @@ async def _think(agent: str, round_no: int, plan: list[str], latency: float) -> 
             Message(role="user", content=f"{agent} finding {round_no} (plan had {len(plan)})"),
         )
     )
-    response = await model.complete(request)
+    # A hanging model fails the step instead of holding the run for good; the loop's
+    # timer, so virtual under simulation.
+    async with asyncio.timeout(THINK_TIMEOUT_S):
+        response = await model.complete(request)
     return str(response.text)
 
 

@@ -97,6 +97,10 @@ def parse_saga_faults(specs: list[str] | None) -> dict[str, str]:
     return faults
 
 
+#: One agent's model call, in seconds: far above the scripted model's latency.
+AGENT_TIMEOUT_S = 20.0
+
+
 @functools.cache
 def _model(failing: tuple[str, ...]) -> Model:
     base = ScriptedModel(SCRIPT, latency=0.02, seconds_per_token=0.0005)
@@ -118,7 +122,10 @@ async def run_agent(step: str, results: dict[str, Any], faults: dict[str, str]) 
     request = ModelRequest(
         messages=(Message.system(INSTRUCTIONS[step]), Message.user(prompt_for(step, results)))
     )
-    response = await _model(tuple(sorted(faults))).complete(request)
+    # A hanging model fails the step (and the saga compensates) instead of holding
+    # the run for good; the loop's timer, so virtual under simulation.
+    async with asyncio.timeout(AGENT_TIMEOUT_S):
+        response = await _model(tuple(sorted(faults))).complete(request)
     return {"agent": step, "text": response.text or ""}
 
 
@@ -149,6 +156,7 @@ _STEPS = [
         compensation=_compensation(name),
         retry=STEP_RETRY,
         compensation_retry=UNDO_RETRY,
+        compensation_timeout=AGENT_TIMEOUT_S,
     )
     for name in STEPS
 ]

@@ -345,6 +345,7 @@ class Participant:
                 self._entropy,
                 compensation,
                 result,
+                timeout=step.compensation_timeout,
                 **kwargs,
             )
         except Exception as exc:
@@ -360,17 +361,22 @@ async def _attempts(
     entropy: Entropy,
     fn: Callable[..., Any],
     *args: Any,
+    timeout: float | None = None,
     **kwargs: Any,
 ) -> Any:
-    """`fn(*args, **kwargs)` (sync in a thread, or async) under `policy`, paced on `clock`."""
+    """`fn(*args, **kwargs)` (sync in a thread, or async) under `policy`, paced on `clock`.
+
+    Each attempt gets `timeout` seconds of `clock` time (a hung one fails as TimeoutError).
+    """
     policy = policy or RetryPolicy(max_attempts=1)
     attempt = 1
     while True:
         try:
-            if inspect.iscoroutinefunction(fn):
-                return await fn(*args, **kwargs)
-            value = await run_sync(fn, *args, **kwargs)
-            return await value if inspect.isawaitable(value) else value
+            async with clock.timeout(timeout):
+                if inspect.iscoroutinefunction(fn):
+                    return await fn(*args, **kwargs)
+                value = await run_sync(fn, *args, **kwargs)
+                return await value if inspect.isawaitable(value) else value
         except Exception as exc:
             if not policy.should_retry(exc, attempt):
                 raise

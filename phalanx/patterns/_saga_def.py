@@ -74,8 +74,9 @@ class SagaStep:
     `action(state)` (sync or async) runs as a durable step named after the step,
     retried by `retry`; its result must be JSON. `compensation(result)` (sync or async,
     with an optional `idempotency_key` parameter) undoes it and is retried by
-    `compensation_retry`; it runs at least once per compensation and may run twice
-    with the same key after a crash, so it must deduplicate by that key. `after` names
+    `compensation_retry`, each attempt bounded by `compensation_timeout` seconds (a
+    hung attempt counts as a failed one); it runs at least once per compensation and may
+    run twice with the same key after a crash, so it must deduplicate by that key. `after` names
     the steps that must complete first (default: the step declared before it).
     `compensate_failed` declares the compensation safe for a step that failed or was
     interrupted half-way (it then gets `None` as the result). `recover` makes a failure
@@ -89,6 +90,7 @@ class SagaStep:
     after: Sequence[str] | None = None
     retry: RetryPolicy | None = None
     compensation_retry: RetryPolicy = DEFAULT_COMPENSATION_RETRY
+    compensation_timeout: float | None = None
     compensate_failed: bool = False
     recover: ForwardRecovery | None = None
 

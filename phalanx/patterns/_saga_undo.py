@@ -67,6 +67,7 @@ def compensation_tool(plan: SagaPlan, step: SagaStep) -> Tool:
         description=f"Undo step {step.name!r} of saga {plan.name!r}.",
         fn=compensate,
         retry=step.compensation_retry,
+        timeout=step.compensation_timeout,
     )
 
 

@@ -137,6 +137,29 @@ async def test_a_failing_compensation_goes_to_the_dlq_and_resumes_after_resolve(
     assert effects(tmp_path / "ledger.jsonl")[-1] == "undo:a"
 
 
+async def test_a_hanging_compensation_times_out_per_attempt_and_waits_in_the_dlq(
+    runtime: phalanx.Runtime, tmp_path: Path
+) -> None:
+    """compensation_timeout bounds each attempt: a hung undo is retried, then dead-lettered."""
+    given = inputs(tmp_path, saga="timed", fail="c", undo={"b": "hang"})
+    async with asyncio.TaskGroup() as group:
+        task = group.create_task(runtime.run(run_saga, given, run_id="s7"))
+        await until_status(runtime, "s7", "waiting")
+        history = await runtime.history("s7")
+        [failed] = of_type(history.events, "CompensationFailed")
+        assert failed.data["name"] == "b"
+        attempts = of_type(history.events, "StepFailed", "compensate/b")
+        assert attempts and all("TimeoutError" in str(e.data["error"]) for e in attempts)
+        hung = [e for e in workflows.read(tmp_path / "ledger.jsonl") if e.get("undo_hung")]
+        assert len(hung) == len(attempts)
+        queue = DeadLetterQueue(runtime)
+        [entry] = await queue.entries(run_id="s7")
+        await queue.resolve(entry.id, "undone by hand", reason="test")
+    outcome = task.result()
+    assert outcome.result["status"] == "compensated"
+    assert outcome.result["compensations"] == ["b", "a"]
+
+
 async def test_continue_policy_undoes_the_rest_before_waiting(
     runtime: phalanx.Runtime, tmp_path: Path
 ) -> None:

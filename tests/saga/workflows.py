@@ -9,6 +9,7 @@ their idempotency key, as a real target would.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import os
@@ -119,7 +120,36 @@ RECOVERING = Saga(
         for s in steps()
     ],
 )
-SAGAS = {s.name: s for s in (PIPELINE, CONTINUING, PARALLEL, RECOVERING)}
+
+
+def hanging_compensation(name: str) -> Any:
+    """`compensation(name)`, except that it hangs for good when the result says "hang"."""
+    undo_now = compensation(name)
+
+    async def undo(result: dict[str, Any] | None, idempotency_key: str) -> str:
+        if result is not None and result.get("undo") == "hang":
+            write(result["ledger"], {"undo_hung": name})
+            await asyncio.Event().wait()
+        return str(undo_now(result, idempotency_key))
+
+    return undo
+
+
+#: Each compensation attempt bounded to 0.3 s.
+TIMED = Saga(
+    "timed",
+    [
+        SagaStep(
+            n,
+            action(n),
+            compensation=hanging_compensation(n),
+            compensation_retry=FAST,
+            compensation_timeout=0.3,
+        )
+        for n in NAMES
+    ],
+)
+SAGAS = {s.name: s for s in (PIPELINE, CONTINUING, PARALLEL, RECOVERING, TIMED)}
 
 
 @phalanx.workflow

@@ -1,9 +1,9 @@
 """The project simulates itself: the research demo and each pattern, hundreds of seeds each.
 
 A failure found here becomes a regression test pinned to its seed (test_regressions.py).
-The long sweep (thousands of seeds) is `benchmarks/sim.py --seeds 10000`. Not here yet:
-the saga, memory and budget demos, which the simulator finds hanging for good when a
-model call hangs (none of them bounds its agents' calls with a timeout).
+The long sweep (thousands of seeds) is `benchmarks/sim.py --seeds 10000`. The
+choreographed saga is not here: its participants run beside the run, outside it, and a
+simulated world hosts the run alone.
 """
 
 from __future__ import annotations
@@ -12,6 +12,9 @@ from typing import Any
 
 import pytest
 
+from phalanx.demo._budget import budget_demo
+from phalanx.demo._memory import memory_demo
+from phalanx.demo._saga import saga_demo
 from phalanx.demo._scenario import research
 from phalanx.demo._vote import vote_demo
 from phalanx.testing import simulate
@@ -37,6 +40,13 @@ SWEEPS: dict[str, tuple[Any, dict[str, Any], int]] = {
     ),
     "peers": (peers.ping_pong, {"limit": 4}, 100),
     "vote (demo vote)": (vote_demo, {}, 100),
+    "saga (demo saga --fault fact_check=error)": (
+        saga_demo,
+        {"faults": {"fact_check": "error"}},
+        100,
+    ),
+    "memory (demo memory)": (memory_demo, {}, 100),
+    "budget (demo budget)": (budget_demo, {}, 100),
     "conductor": (orchestration.research_conductor, {}, 100),
     "hierarchy": (
         orchestration.top_orchestrator,
