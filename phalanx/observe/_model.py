@@ -172,6 +172,11 @@ class ViewCache:
         self.size = size
         self._runs: OrderedDict[str, tuple[RunHistory, RunView]] = OrderedDict()
 
+    def history(self, run_id: str) -> RunHistory | None:
+        """The history of `run_id` as last read by `view` (None when not cached)."""
+        cached = self._runs.get(run_id)
+        return None if cached is None else cached[0]
+
     async def view(self, runtime: Runtime, run_id: str) -> RunView:
         """The view of `run_id` as the journal holds it now.
 

@@ -1,4 +1,4 @@
-"""The local dashboard, `phalanx ui`: runs (live), one run drawn, the dead-letter queue, tools.
+"""The local dashboard, `phalanx ui`: runs (live), one run drawn, the DLQ, tools, memories.
 
 A Starlette app with server-rendered pages and one small script, no Node build. It
 reads the journal through the public API and the run model in `phalanx.observe`, and

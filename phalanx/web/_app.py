@@ -1,4 +1,4 @@
-"""The dashboard's routes: runs (live), one run, the dead-letter queue, tools.
+"""The dashboard's routes: runs (live), one run, the dead-letter queue, tools, memories.
 
 Server-rendered pages (Jinja2 templates, autoescaped) with a little vanilla JavaScript
 (`static/app.js`): the runs page listens to server-sent events fed by the journal's
@@ -37,6 +37,7 @@ from ..durable.lowlevel import TERMINAL, run_id_of
 from ..observe import ViewCache, build_run_model, diagram_bytes, render_timeline_svg, run_graph
 from ..tools import DeadLetterQueue, tool_stats
 from ._pages import compact, outcome_word, redact, run_page, run_rows
+from ._patterns import memory_page
 from ._security import TokenGuard, check_post
 
 STATUSES = ("running", "waiting", *sorted(TERMINAL))
@@ -75,6 +76,7 @@ class Dashboard:
             Route("/dlq/{entry_id}", self.dlq_entry),
             Route("/dlq/{entry_id}/{action}", self.dlq_action, methods=["POST"]),
             Route("/tools", self.tools_page),
+            Route("/memory/{name:path}", self.memory_detail),
             Route("/static/app.js", self.static_script),
         ]
         handlers = {404: self.not_found, 405: self.not_found}
@@ -225,6 +227,26 @@ class Dashboard:
         except PhalanxError as exc:
             return self.page("error.html", 500, title=f"{action} failed", detail=str(exc))
         return RedirectResponse(f"/dlq/{entry_id}?done={action}", status_code=303)
+
+    async def memory_detail(self, request: Request) -> Response:
+        """One memory: its keys, each key's versions (a page) with author, basis and diff."""
+        name = request.path_params["name"]
+        key = request.query_params.get("key") or None
+        try:
+            before = (
+                int(request.query_params["before"]) if "before" in request.query_params else None
+            )
+        except ValueError:
+            before = None
+        page = await memory_page(self.runtime.store, name, key=key, before=before)
+        if page is None:
+            return self.page(
+                "error.html",
+                404,
+                title="No such memory",
+                detail=f"no memory {name!r} in this store",
+            )
+        return self.page("memory.html", memory=page, key=key)
 
     async def tools_page(self, request: Request) -> Response:
         """Per-tool calls, failures, latency percentiles and breaker states."""

@@ -18,6 +18,7 @@ from ..durable import RunSummary, Runtime
 from ..durable.lowlevel import run_stream
 from ..journal import Event
 from ..observe import RunModel, Span, ViewCache, build_run_model, narrate, outcome_word
+from ._patterns import eval_sections, memories_used, saga_sections, vote_sections
 
 #: Events shown per page of a run's journal (the rest are a link away).
 EVENTS_PER_PAGE = 100
@@ -106,6 +107,10 @@ class RunPage:
     model_calls: list[ModelCall]
     model_call_count: int
     spans: list[tuple[str, Span]]
+    sagas: list[dict[str, Any]]
+    votes: list[dict[str, Any]]
+    evals: list[dict[str, Any]]
+    memories: list[str]
 
 
 async def run_page(
@@ -119,7 +124,10 @@ async def run_page(
     Raises:
         UnknownRunError: no such run.
     """
+    cache = cache if cache is not None else ViewCache(size=1)
     model = await build_run_model(runtime, run_id, deep=False, cache=cache)
+    history = cache.history(run_id)
+    journal = history.events if history is not None else []
     page = await runtime.store.read_stream(
         run_stream(run_id), from_seq=after + 1, limit=EVENTS_PER_PAGE + 1
     )
@@ -134,6 +142,10 @@ async def run_page(
         calls[:MODEL_CALLS_SHOWN],
         len(calls),
         [(lane.name, s) for lane in model.lanes for s in lane.view.spans if s.kind == "tool"],
+        saga_sections(journal),
+        vote_sections(journal),
+        await eval_sections(runtime.store, run_id),
+        memories_used(journal),
     )
 
 

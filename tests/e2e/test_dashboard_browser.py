@@ -176,3 +176,20 @@ def test_resolving_a_dead_letter_lets_the_waiting_run_complete(
             runner.stdout.close()
     outcome = status_of(url, "k")
     assert outcome == "completed"
+
+
+def test_saga_run_page_shows_its_compensations(page: Page, url: str) -> None:
+    """The saga demo with a failing fact-checker: the run page shows the undo, in order."""
+    done = cli(url, "demo", "saga", "--fault", "fact_check=error", "--json")
+    assert done.returncode == 0, done.stderr
+    run_id = json.loads(done.stdout)["run_id"]
+    with dashboard(url) as server:
+        page.goto(f"{server.url.rstrip('/')}/runs/{run_id}")
+        saga = page.locator("section.saga")
+        expect(saga.locator("h3")).to_contain_text("compensated")
+        expect(saga.locator('tr[data-step="fact_check"]')).to_contain_text("failed")
+        for step in ("research", "outline", "draft"):
+            expect(saga.locator(f'tr[data-step="{step}"]')).to_contain_text("compensated")
+        expect(saga.locator(".compensation-order")).to_have_text(
+            "Compensation order: draft → outline → research"
+        )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import phalanx
+from phalanx.durable import lowlevel
+from phalanx.memory import memory, open_memory_manager
 
 
 def _same(value: int) -> int:
@@ -29,3 +31,14 @@ async def waits(ctx: phalanx.WorkflowContext) -> str:
     """Parks `waiting` until it is signalled `go` (the live-update latency test)."""
     answer = await ctx.wait_for_signal("go")
     return str(answer)
+
+
+@phalanx.workflow
+async def many_writes(ctx: phalanx.WorkflowContext, n: int) -> int:
+    """`n` versions of key `n` in memory `counter` (the memory page's pagination)."""
+    store = lowlevel.store(ctx)
+    async with open_memory_manager(store, "counter", take_over=True, clock=ctx.clock) as manager:
+        counter = memory(ctx, "counter", agent="counter", manager=manager).linearizable()
+        for index in range(n):
+            await counter.put("n", {"count": index + 1})
+    return n
