@@ -130,7 +130,7 @@ def test_memory_page_lists_versions_authors_and_diffs_linked_from_the_run(url: s
 
 
 def test_memory_versions_are_paginated(url: str) -> None:
-    """A key with more versions than a page shows the newest and links to older ones."""
+    """More versions than a page: the newest shown, older ones linked, values escaped."""
     done = cli(url, "run", "tests.web.webflows:many_writes", "--input", '{"n": 25}')
     assert done.returncode == 0, done.stderr
     with dashboard(url) as server:
@@ -138,6 +138,7 @@ def test_memory_versions_are_paginated(url: str) -> None:
         assert re.findall(r'data-version="(\d+)"', page)[0] == "25"
         assert len(re.findall(r'data-version="', page)) == 20
         assert 'href="/memory/counter?key=n&amp;before=6"' in page
+        assert "&lt;b&gt;bold&lt;/b&gt;" in page and "<b>bold" not in page  # escaped
         _, _, older = server.request("/memory/counter?key=n&before=6")
         assert re.findall(r'data-version="(\d+)"', older) == ["5", "4", "3", "2", "1"]
 

@@ -40,5 +40,5 @@ async def many_writes(ctx: phalanx.WorkflowContext, n: int) -> int:
     async with open_memory_manager(store, "counter", take_over=True, clock=ctx.clock) as manager:
         counter = memory(ctx, "counter", agent="counter", manager=manager).linearizable()
         for index in range(n):
-            await counter.put("n", {"count": index + 1})
+            await counter.put("n", {"count": index + 1, "note": "<b>bold</b>"})
     return n
