@@ -25,6 +25,7 @@ from typing import Any, Generic, TypeVar
 
 import pydantic
 
+from .._clock import Clock
 from .._errors import (
     AgentTimeoutError,
     CircuitOpenError,
@@ -36,6 +37,7 @@ from .._errors import (
     ToolDeadLetteredError,
 )
 from ..durable import RetryPolicy, WorkflowContext, lowlevel
+from ..journal import EventStore, take_token
 from ..tools import Tool, ToolUnavailable, encode_result, reliable_call
 from . import _spans as spans
 from ._backpressure import Fitter
@@ -180,7 +182,12 @@ class Agent(Generic[OutputT]):
     def _output_schema(self) -> dict[str, Any] | None:
         return None if self._output_adapter is None else self._output_adapter.json_schema()
 
-    async def _call_model(self, request: ModelRequest) -> dict[str, Any]:
+    async def _call_model(
+        self, request: ModelRequest, store: EventStore, clock: Clock
+    ) -> dict[str, Any]:
+        # Each attempt takes a token of `model:NAME` first, when a limit is declared;
+        # the wait counts against the agent's timeout, which bounds the whole loop.
+        await take_token(store, f"model:{self.model.name}", clock)
         # Inside the step: a model call answered by the journal gets no chat span.
         with spans.chat_span(self.model, request, self.tools) as chat:
             response = await self.model.complete(request)
@@ -259,6 +266,8 @@ class Agent(Generic[OutputT]):
                 f"{self.name}/model/{turn}",
                 self._call_model,
                 request,
+                lowlevel.store(ctx),
+                ctx.clock,
                 retry=self.model_retry,
                 tags={"agent": self.name, "turn": turn, "operation": "chat"},
             )

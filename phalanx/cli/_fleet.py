@@ -4,7 +4,8 @@
 `worker` claims and runs submitted runs until SIGTERM or Ctrl-C, which drain it (no
 new claims; running runs get `--grace` seconds, then are handed back, journaled), and
 exits 0; `workers` lists the live ones; `queue-limit` caps a queue's runs at once
-across every worker. All work on SQLite (workers on one machine) and PostgreSQL
+across every worker; `rate-limit` declares a token bucket (`model:NAME`, `tool:NAME`)
+that every worker's calls draw from. All work on SQLite (workers on one machine) and PostgreSQL
 (workers on many).
 """
 
@@ -20,7 +21,7 @@ from typing import Annotated
 import typer
 
 from ..durable import Runtime, Worker
-from ..journal import DEFAULT_QUEUE, WorkerInfo
+from ..journal import DEFAULT_QUEUE, RateLimit, WorkerInfo
 from ._app import (
     JsonOption,
     LeaseOption,
@@ -183,3 +184,46 @@ def queue_limit(
             out.print(f"{name}: at most {limit} at once")
         if not limits:
             out.print("no queue limits")
+
+
+@app.command("rate-limit")
+def rate_limit(
+    key: Annotated[
+        str | None,
+        typer.Argument(help="model:NAME or tool:NAME (leave out to list every limit)."),
+    ] = None,
+    rate: Annotated[
+        float | None, typer.Argument(metavar="RATE", help="Calls a second, across workers.")
+    ] = None,
+    burst: Annotated[
+        float,
+        typer.Option("--burst", metavar="N", help="Calls that may go at once after a lull."),
+    ] = 1.0,
+    clear: Annotated[bool, typer.Option("--clear", help="Remove the key's limit.")] = False,
+    store: StoreOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Limit how often a model or tool is called, across every worker; or list limits."""
+    if key is not None and not key.strip():
+        raise _fail("the key must not be empty (model:NAME or tool:NAME)", 2)
+    if key is not None and (rate is None) == (not clear):
+        raise _fail("give the key a RATE, or --clear, not both", 2)
+    if rate is not None and not (0 < rate < float("inf")):
+        raise _fail(f"RATE must be a positive number of calls a second, got {rate}", 2)
+    if not (1 <= burst < float("inf")):
+        raise _fail(f"--burst must be at least 1, got {burst}", 2)
+
+    async def body(runtime: Runtime) -> list[RateLimit]:
+        work = await runtime.work_queue()
+        if key is not None:
+            await work.set_rate(key, None if clear else rate, burst)
+        return await work.rates()
+
+    limits = _execute(store, 15.0, body)
+    if as_json:
+        print(json.dumps({r.key: {"rate": r.rate, "burst": r.burst} for r in limits}))
+    else:
+        for r in limits:
+            out.print(f"{r.key}: {r.rate:g} a second, burst {r.burst:g}")
+        if not limits:
+            out.print("no rate limits")

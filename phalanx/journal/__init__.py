@@ -9,6 +9,7 @@ in-process and NOT durable: tests, simulations, throw-away runs).
 
 from typing import TYPE_CHECKING
 
+from ._buckets import RateLimit as RateLimit
 from ._events import DEFAULT_MAX_PAYLOAD_BYTES as DEFAULT_MAX_PAYLOAD_BYTES
 from ._events import AppendResult as AppendResult
 from ._events import Event as Event
@@ -33,6 +34,7 @@ from ._queue import WorkQueue as WorkQueue
 from ._queue import open_queue as open_queue
 from ._sqlite import SqliteEventStore as SqliteEventStore
 from ._store import EventStore as EventStore
+from ._throttle import take_token as take_token
 from ._url import DEFAULT_STORE_URL as DEFAULT_STORE_URL
 from ._url import STORE_ENV as STORE_ENV
 from ._url import resolve_store_url as resolve_store_url

@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING
 import asyncpg
 
 from .._errors import LeaseHeldError
+from ._buckets import Bucket, RateLimit, check_rate, decide_take
 from ._events import Lease
 from ._leases import decide_acquire
 from ._pg_connect import Conn
-from ._pg_schema import LEASE, NOW
+from ._pg_schema import LEASE, NOW, SERVER_NOW
 from ._queue import Claim, Submission, WorkerInfo, check_limit, within_limits
 
 if TYPE_CHECKING:
@@ -51,6 +52,13 @@ CREATE INDEX IF NOT EXISTS work_queue_open ON work_queue (queue, priority DESC, 
 CREATE TABLE IF NOT EXISTS queue_limits (
     queue       TEXT PRIMARY KEY,
     max_running INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rate_limits (
+    key     TEXT PRIMARY KEY,
+    rate    DOUBLE PRECISION NOT NULL,
+    burst   DOUBLE PRECISION NOT NULL,
+    tokens  DOUBLE PRECISION,
+    updated DOUBLE PRECISION
 );
 CREATE TABLE IF NOT EXISTS workers (
     worker_id TEXT PRIMARY KEY,
@@ -217,6 +225,52 @@ class PostgresWorkQueue:
             lambda c: c.fetch("SELECT queue, max_running FROM queue_limits")
         )
         return {r[0]: int(r[1]) for r in rows}
+
+    async def set_rate(self, key: str, rate: float | None, burst: float = 1.0) -> None:
+        """Declare or clear `key`'s bucket; a new or changed one starts full."""
+        args: tuple[object, ...]
+        if rate is None:
+            sql, args = "DELETE FROM rate_limits WHERE key = $1", (key,)
+        else:
+            check_rate(key, rate, burst)
+            sql = (
+                "INSERT INTO rate_limits (key, rate, burst) VALUES ($1, $2, $3)"
+                " ON CONFLICT (key) DO UPDATE SET rate = excluded.rate,"
+                " burst = excluded.burst, tokens = NULL, updated = NULL"
+            )
+            args = (key, rate, burst)
+        await self.store._run(lambda c: c.execute(sql, *args))
+
+    async def rates(self) -> list[RateLimit]:
+        """Every declared limit, by key."""
+        rows = await self.store._run(
+            lambda c: c.fetch("SELECT key, rate, burst FROM rate_limits ORDER BY key")
+        )
+        return [RateLimit(r[0], float(r[1]), float(r[2])) for r in rows]
+
+    async def take_token(self, key: str) -> float | None:
+        """Lock the bucket's row, read the server's clock after the lock, decide, write."""
+
+        async def txn(conn: Conn) -> float | None:
+            row = await conn.fetchrow(
+                "SELECT rate, burst, tokens, updated FROM rate_limits WHERE key = $1 FOR UPDATE",
+                key,
+            )
+            if row is None:
+                return None
+            # A separate statement: the clock is read once the row lock is held.
+            now = float(await conn.fetchval(SERVER_NOW))
+            bucket = None if row[2] is None else Bucket(float(row[2]), float(row[3]))
+            after, wait = decide_take(bucket, RateLimit(key, float(row[0]), float(row[1])), now)
+            await conn.execute(
+                "UPDATE rate_limits SET tokens = $2, updated = $3 WHERE key = $1",
+                key,
+                after.tokens,
+                after.updated,
+            )
+            return wait
+
+        return await self.store._transaction(txn)
 
     async def park(self, run_id: str, inbox_version: int) -> None:
         """Leave the run until its inbox grows."""

@@ -19,6 +19,9 @@ A queue may have a global limit (`set_limit`): at most that many of its runs hol
 live lease at once, whichever workers hold them; claimers of a limited queue take
 turns on its limit row, count its live leases and claim only what is left.
 
+Rate limits per key (`model:NAME`, `tool:NAME`) are token buckets in the same store,
+shared by every worker: see `_buckets.py`.
+
 A run is claimable when it is not done, its `RunStarted` is in the journal, its lease
 is free or expired, and, if a worker parked it (it waits for a signal, so it holds no
 worker slot), its inbox has grown since. Workers register themselves in `workers`
@@ -32,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from .._errors import ConfigError
+from ._buckets import RateLimit
 from ._events import Lease, NewEvent
 from ._store import EventStore
 
@@ -124,6 +128,25 @@ class WorkQueue(Protocol):
 
     async def limits(self) -> dict[str, int]:
         """Every queue's limit."""
+        ...
+
+    async def set_rate(self, key: str, rate: float | None, burst: float = 1.0) -> None:
+        """Declare `key`'s token bucket (`rate` a second, `burst` saved); None clears it.
+
+        Raises:
+            ValueError: see `check_rate`.
+        """
+        ...
+
+    async def rates(self) -> list[RateLimit]:
+        """Every declared rate limit, by key."""
+        ...
+
+    async def take_token(self, key: str) -> float | None:
+        """Take one of `key`'s tokens: 0 if taken, else seconds until one is there.
+
+        None when no limit is declared for `key` (nothing was written).
+        """
         ...
 
     async def park(self, run_id: str, inbox_version: int) -> None:

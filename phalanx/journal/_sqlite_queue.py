@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from .._errors import LeaseHeldError
+from ._buckets import Bucket, RateLimit, check_rate, decide_take
 from ._leases import decide_acquire
 from ._queue import Claim, Submission, WorkerInfo, check_limit, within_limits
 
@@ -41,6 +42,13 @@ _TABLES = (
     """CREATE TABLE IF NOT EXISTS queue_limits (
         queue       TEXT PRIMARY KEY,
         max_running INTEGER NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS rate_limits (
+        key     TEXT PRIMARY KEY,
+        rate    REAL NOT NULL,
+        burst   REAL NOT NULL,
+        tokens  REAL,
+        updated REAL
     )""",
     """CREATE TABLE IF NOT EXISTS workers (
         worker_id TEXT PRIMARY KEY,
@@ -177,6 +185,47 @@ class SqliteWorkQueue:
         sql = "SELECT queue, max_running FROM queue_limits"
         rows = await self.store._db.read(lambda c: c.execute(sql).fetchall())
         return {str(r[0]): int(r[1]) for r in rows}
+
+    async def set_rate(self, key: str, rate: float | None, burst: float = 1.0) -> None:
+        """Declare or clear `key`'s bucket; a new or changed one starts full."""
+        args: tuple[object, ...]
+        if rate is None:
+            sql, args = "DELETE FROM rate_limits WHERE key = ?", (key,)
+        else:
+            check_rate(key, rate, burst)
+            sql = (
+                "INSERT INTO rate_limits (key, rate, burst) VALUES (?, ?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET rate = excluded.rate,"
+                " burst = excluded.burst, tokens = NULL, updated = NULL"
+            )
+            args = (key, rate, burst)
+        await self.store._db.write(lambda c: c.execute(sql, args))
+
+    async def rates(self) -> list[RateLimit]:
+        """Every declared limit, by key."""
+        sql = "SELECT key, rate, burst FROM rate_limits ORDER BY key"
+        rows = await self.store._db.read(lambda c: c.execute(sql).fetchall())
+        return [RateLimit(str(r[0]), float(r[1]), float(r[2])) for r in rows]
+
+    async def take_token(self, key: str) -> float | None:
+        """One `BEGIN IMMEDIATE` transaction: read the bucket, decide, write it back."""
+        now = self.store._clock.now()
+
+        def txn(conn: sqlite3.Connection) -> float | None:
+            row = conn.execute(
+                "SELECT rate, burst, tokens, updated FROM rate_limits WHERE key = ?", (key,)
+            ).fetchone()
+            if row is None:
+                return None
+            bucket = None if row[2] is None else Bucket(float(row[2]), float(row[3]))
+            after, wait = decide_take(bucket, RateLimit(key, float(row[0]), float(row[1])), now)
+            conn.execute(
+                "UPDATE rate_limits SET tokens = ?, updated = ? WHERE key = ?",
+                (after.tokens, after.updated, key),
+            )
+            return wait
+
+        return await self.store._db.write(txn)
 
     async def park(self, run_id: str, inbox_version: int) -> None:
         """Leave the run until its inbox grows."""

@@ -32,6 +32,7 @@ from .._executor import run_sync
 from .._simloop import simulated_loop
 from .._telemetry import REDACTED
 from ..durable import RetryPolicy
+from ..journal import EventStore, take_token
 from . import _spans as spans
 from ._breaker import Admission, Breaker
 from ._notify import Escalation, escalate
@@ -115,6 +116,14 @@ async def _invoke(tool: Tool, kwargs: Mapping[str, Any]) -> Any:
     return await run_sync(tool.fn, **kwargs)
 
 
+async def _paced(
+    tool: Tool, kwargs: Mapping[str, Any], store: EventStore | None, clock: Clock
+) -> Any:
+    if store is not None:
+        await take_token(store, f"tool:{tool.name}", clock)
+    return await _invoke(tool, kwargs)
+
+
 async def _simulated_fault(tool: Tool) -> None:
     """The fault a simulation's world injects into this call (see `testing._sim_world`)."""
     sim = simulated_loop()
@@ -180,8 +189,13 @@ async def attempt_once(
     clock: Clock,
     breaker: Breaker | None,
     run_id: str | None = None,
+    store: EventStore | None = None,
 ) -> Any:
     """Run one attempt: breaker, timeout, tool, breaker; return the tool's value.
+
+    With a `store`, a token of the tool's rate limit (`tool:NAME`, if one is declared)
+    is taken first, inside the tool's timeout: waiting for it counts as the attempt's
+    time.
 
     Raises:
         CircuitOpenError: the breaker refused the attempt; the tool was not called.
@@ -204,10 +218,10 @@ async def attempt_once(
     try:
         with spans.tool_span(tool, call_id, kwargs) as traced:
             if scope is None:
-                value = await _invoke(tool, call_kwargs)
+                value = await _paced(tool, call_kwargs, store, clock)
             else:
                 async with scope:
-                    value = await _invoke(tool, call_kwargs)
+                    value = await _paced(tool, call_kwargs, store, clock)
             traced.result(value)
     except Exception as exc:
         timed_out = scope is not None and scope.expired()

@@ -131,6 +131,7 @@ async def _durable_attempt(
         clock=ctx.clock,
         breaker=breaker,
         run_id=ctx.run_id,
+        store=lowlevel.store(ctx),
     )
     return {"tool": tool.name, "attempt": attempt, "result": value}
 
