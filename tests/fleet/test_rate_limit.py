@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import phalanx
+from phalanx.agents import Agent, Rule, Script, ScriptedModel, Turn
 from phalanx.journal import EventStore, RateLimit, open_queue
 from phalanx.journal._buckets import check_rate, decide_take
 from phalanx.tools import call_tool, tool
@@ -34,6 +35,21 @@ async def paced_echo(text: str) -> str:
 async def echo_many(ctx: phalanx.WorkflowContext, n: int) -> list[str]:
     """Call the paced tool `n` times in a row."""
     return [await call_tool(ctx, paced_echo, text=str(i)) for i in range(n)]
+
+
+GREETER = Agent(
+    "greeter",
+    model=ScriptedModel(
+        Script(rules=(Rule("", (Turn(text="hi"),)),)), name="limited-1", latency=0.0
+    ),
+    timeout=1.0,
+)
+
+
+@phalanx.workflow
+async def greet(ctx: phalanx.WorkflowContext) -> str:
+    """One agent turn."""
+    return str((await GREETER.run(ctx, "hello")).output)
 
 
 rates = st.floats(min_value=0.01, max_value=1000.0)
@@ -154,6 +170,20 @@ async def test_a_declared_tool_limit_paces_its_calls(url: str, open_rt: Any) -> 
         assert CALLED[-1] - CALLED[0] >= 0.4 - 0.02
         types = {e.type for e in (await runtime.history("paced")).events}
         assert not any("Rate" in t or "Token" in t for t in types), "nothing extra journaled"
+
+
+async def test_a_declared_model_limit_holds_calls_within_the_agent_timeout(
+    open_rt: Any,
+) -> None:
+    """model:limited-1 with a burst of 2 and ~no refill: two runs answer, the third times out."""
+    async with open_rt() as runtime:
+        await (await runtime.work_queue()).set_rate("model:limited-1", 0.001, 2)
+        for run_id in ("g1", "g2"):
+            outcome = await runtime.run(greet, {}, run_id=run_id)
+            assert outcome.ok and outcome.result == "hi", outcome.error
+        third = await runtime.run(greet, {}, run_id="g3")
+        assert not third.ok and third.error is not None
+        assert third.error["type"].endswith("AgentTimeoutError"), third.error
 
 
 def test_rate_limit_cli_sets_lists_clears_and_refuses_nonsense(tmp_path: Path, url: str) -> None:
