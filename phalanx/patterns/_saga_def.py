@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import graphlib
 import inspect
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -224,6 +225,13 @@ def plan_saga(
         if step.name in by_name:
             raise _fail(name, f"step {step.name!r} appears twice")
         by_name[step.name] = step
+        timeout = step.compensation_timeout
+        if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+            raise _fail(
+                name,
+                f"step {step.name!r} has compensation_timeout={timeout!r}; give a number of "
+                "seconds above 0, or None for no limit",
+            )
         if step.compensation is None:
             if require_compensation:
                 raise _fail(

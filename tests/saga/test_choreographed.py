@@ -11,6 +11,7 @@ import phalanx
 from phalanx.journal import StreamAppend
 from phalanx.patterns import saga_views
 from tests.durable.helpers import of_type
+from tests.saga import workflows
 from tests.saga.workflows import CHOREOGRAPHY, NAMES, effects, run_choreography
 
 
@@ -76,3 +77,26 @@ async def test_each_participant_commits_its_reaction_with_its_position(
                 ),
             ]
         )
+
+
+async def test_a_hanging_compensation_is_bounded_by_its_timeout(
+    runtime: phalanx.Runtime, tmp_path: Path
+) -> None:
+    """compensation_timeout bounds each attempt: a hung undo ends the saga failed, not stuck."""
+    ledger = tmp_path / "ledger.jsonl"
+    saga = workflows.TIMED_CHOREOGRAPHY
+    async with asyncio.TaskGroup() as group:
+        serving = group.create_task(saga.serve(runtime.store, clock=runtime.clock))
+        try:
+            outcome = await runtime.run(
+                workflows.run_timed_choreography,
+                {"ledger": str(ledger), "fail": "c", "undo": {"b": "hang"}},
+            )
+        finally:
+            serving.cancel()
+    assert outcome.result["status"] == "failed", outcome.result
+    hung = [e for e in workflows.read(ledger) if e.get("undo_hung")]
+    assert hung and all(e["undo_hung"] == "b" for e in hung)
+    history = await runtime.history(outcome.run_id)
+    [failed] = of_type(history.events, "CompensationFailed")
+    assert failed.data["name"] == "b"

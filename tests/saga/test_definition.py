@@ -69,6 +69,12 @@ def test_a_dag_runs_in_dependency_order_ties_by_declaration() -> None:
             "not a step that runs before it",
         ),
         ([], "no steps"),
+        ([SagaStep("a", act, undo, compensation_timeout=0)], "compensation_timeout=0"),
+        ([SagaStep("a", act, undo, compensation_timeout=-1.0)], "compensation_timeout=-1.0"),
+        (
+            [SagaStep("a", act, undo, compensation_timeout=float("nan"))],
+            "compensation_timeout=nan",
+        ),
     ],
 )
 def test_other_bad_definitions(steps: list[SagaStep], message: str) -> None:

@@ -135,10 +135,9 @@ def hanging_compensation(name: str) -> Any:
     return undo
 
 
-#: Each compensation attempt bounded to 0.3 s.
-TIMED = Saga(
-    "timed",
-    [
+def timed_steps() -> list[SagaStep]:
+    """The four steps, each compensation attempt bounded to 0.3 s."""
+    return [
         SagaStep(
             n,
             action(n),
@@ -147,8 +146,10 @@ TIMED = Saga(
             compensation_timeout=0.3,
         )
         for n in NAMES
-    ],
-)
+    ]
+
+
+TIMED = Saga("timed", timed_steps())
 SAGAS = {s.name: s for s in (PIPELINE, CONTINUING, PARALLEL, RECOVERING, TIMED)}
 
 
@@ -171,6 +172,8 @@ async def run_saga(
 
 #: The same four steps, choreographed: a participant per step.
 CHOREOGRAPHY = Choreography("relay", steps())
+#: The bounded, possibly hanging compensations, choreographed.
+TIMED_CHOREOGRAPHY = Choreography("timed_relay", timed_steps())
 
 
 @phalanx.workflow
@@ -183,3 +186,12 @@ async def run_choreography(
     """Start the choreographed saga and keep its journal in this run."""
     inputs = {"ledger": ledger, "fail": fail, "undo": {}, "slow": slow}
     return (await CHOREOGRAPHY.run(ctx, inputs)).to_json()
+
+
+@phalanx.workflow
+async def run_timed_choreography(
+    ctx: phalanx.WorkflowContext, ledger: str, fail: str, undo: dict[str, Any]
+) -> dict[str, Any]:
+    """Start the timed choreography and keep its journal in this run."""
+    inputs = {"ledger": ledger, "fail": fail, "undo": undo, "slow": None}
+    return (await TIMED_CHOREOGRAPHY.run(ctx, inputs)).to_json()
