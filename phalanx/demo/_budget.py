@@ -40,6 +40,7 @@ from ..agents import (
 from ..durable import RetryPolicy, WorkflowContext
 from ..patterns import Branch, gather
 from ..tools import tool
+from ._limits import SCRIPTED_CALL_TIMEOUT_S
 
 #: The context budget: no model request of the run may carry more input tokens.
 BUDGET_TOKENS = 640
@@ -126,10 +127,6 @@ def check_source(claim: str) -> str:
     return f"claim {claim}: {_EXCERPT * 2}"
 
 
-#: Each agent's whole loop, in seconds: far above the scripted model's latency.
-AGENT_TIMEOUT_S = 20.0
-
-
 @functools.cache
 def _model() -> Model:
     return ScriptedModel(SCRIPT, latency=0.02, seconds_per_token=0.0005)
@@ -144,8 +141,7 @@ def _agent(name: str, *, tools: tuple[Any, ...] = (), max_turns: int = 4) -> Age
         tools=tools,
         max_turns=max_turns,
         model_retry=RetryPolicy(max_attempts=2, initial_interval=0.2, max_interval=1.0),
-        # A hanging model fails the agent instead of holding the run for good.
-        timeout=AGENT_TIMEOUT_S,
+        timeout=SCRIPTED_CALL_TIMEOUT_S,
     )
 
 

@@ -24,15 +24,13 @@ from .._errors import MemoryConflictError
 from ..agents import Message, ModelRequest, Script, ScriptedModel, Turn
 from ..durable import WorkflowContext, lowlevel
 from ..memory import memory, open_memory_manager
+from ._limits import SCRIPTED_CALL_TIMEOUT_S
 
 AGENT_NAMES = ("agent_a", "agent_b")
 #: The plan's key in each phase's memory.
 PLAN = "plan"
 
 Mode = Literal["naive", "phalanx"]
-
-#: One model call, in seconds: far above the scripted model's latency.
-THINK_TIMEOUT_S = 20.0
 
 
 async def _think(agent: str, round_no: int, plan: list[str], latency: float) -> str:
@@ -44,9 +42,8 @@ async def _think(agent: str, round_no: int, plan: list[str], latency: float) -> 
             Message(role="user", content=f"{agent} finding {round_no} (plan had {len(plan)})"),
         )
     )
-    # A hanging model fails the step instead of holding the run for good; the loop's
-    # timer, so virtual under simulation.
-    async with asyncio.timeout(THINK_TIMEOUT_S):
+    # The loop's timer, so virtual under simulation.
+    async with asyncio.timeout(SCRIPTED_CALL_TIMEOUT_S):
         response = await model.complete(request)
     return str(response.text)
 

@@ -33,6 +33,7 @@ from ..agents import (
 )
 from ..durable import RetryPolicy, Runtime, WorkflowContext
 from ..patterns import Choreography, Saga, SagaState, SagaStep, saga_views
+from ._limits import SCRIPTED_CALL_TIMEOUT_S
 
 #: The pipeline's agents, in order; each is also its step's name.
 STEPS = ("research", "outline", "draft", "fact_check", "edit")
@@ -97,10 +98,6 @@ def parse_saga_faults(specs: list[str] | None) -> dict[str, str]:
     return faults
 
 
-#: One agent's model call, in seconds: far above the scripted model's latency.
-AGENT_TIMEOUT_S = 20.0
-
-
 @functools.cache
 def _model(failing: tuple[str, ...]) -> Model:
     base = ScriptedModel(SCRIPT, latency=0.02, seconds_per_token=0.0005)
@@ -122,9 +119,9 @@ async def run_agent(step: str, results: dict[str, Any], faults: dict[str, str]) 
     request = ModelRequest(
         messages=(Message.system(INSTRUCTIONS[step]), Message.user(prompt_for(step, results)))
     )
-    # A hanging model fails the step (and the saga compensates) instead of holding
-    # the run for good; the loop's timer, so virtual under simulation.
-    async with asyncio.timeout(AGENT_TIMEOUT_S):
+    # The loop's timer, so virtual under simulation; a timeout fails the step and the
+    # saga compensates.
+    async with asyncio.timeout(SCRIPTED_CALL_TIMEOUT_S):
         response = await _model(tuple(sorted(faults))).complete(request)
     return {"agent": step, "text": response.text or ""}
 
@@ -156,7 +153,7 @@ _STEPS = [
         compensation=_compensation(name),
         retry=STEP_RETRY,
         compensation_retry=UNDO_RETRY,
-        compensation_timeout=AGENT_TIMEOUT_S,
+        compensation_timeout=SCRIPTED_CALL_TIMEOUT_S,
     )
     for name in STEPS
 ]

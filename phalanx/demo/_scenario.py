@@ -35,6 +35,7 @@ from ..agents import (
 from ..durable import RetryPolicy, WorkflowContext
 from ..patterns import Branch, Policy, gather
 from ..tools import tool
+from ._limits import SCRIPTED_CALL_TIMEOUT_S
 
 AGENTS = ("vector_db", "web_search", "synthesis")
 #: Each demo model request's output-token limit (see `make_agent`).
@@ -222,7 +223,9 @@ def make_agent(name: str, faults: tuple[tuple[str, str], ...]) -> Agent[str]:
         budget=Budget(max_tokens=DEMO_MAX_TOKENS),
         # The fan-out bounds the sub-agents; this bounds the final answer, which a
         # hanging model would otherwise hold forever (found by `phalanx simulate`).
-        timeout=(50.0 if real_model_configured() else 20.0) if name == "orchestrator" else None,
+        timeout=(50.0 if real_model_configured() else SCRIPTED_CALL_TIMEOUT_S)
+        if name == "orchestrator"
+        else None,
     )
 
 
