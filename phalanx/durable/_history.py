@@ -8,9 +8,7 @@ replay exactly.
 
 from __future__ import annotations
 
-import contextlib
-import gc
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -46,25 +44,6 @@ STATUS_EVENTS: dict[str, RunStatus] = {
     "RunFailed": "failed",
     "RunCancelled": "cancelled",
 }
-
-
-@contextlib.contextmanager
-def cyclic_gc_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector while a journal is read and folded.
-
-    Reading and folding a history allocates a few objects per event, none of them in
-    a cycle, and every full collection meanwhile walks every live object: without the
-    pause a 100k-step history cost 1.6x more per event to resume than a 1k one.
-    Reference counting still frees everything; the collector is back on after (unless
-    something else had turned it off).
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def occurred_at(event: Event) -> float:

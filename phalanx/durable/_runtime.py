@@ -22,6 +22,7 @@ from .._errors import (
     RunExistsError,
     UnknownRunError,
 )
+from .._gc import cyclic_gc_paused
 from ..journal import (
     DEFAULT_QUEUE,
     EventStore,
@@ -42,7 +43,6 @@ from ._history import (
     RunHistory,
     RunStatus,
     RunSummary,
-    cyclic_gc_paused,
     inbox_stream,
     run_stream,
     summarize,

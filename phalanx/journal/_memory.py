@@ -40,7 +40,7 @@ from ._events import (
     encode_state,
 )
 from ._leases import check_append_epoch, check_holder, decide_acquire
-from ._rows import Row, batch_rows, decode_row, decode_snapshot, event_rows
+from ._rows import Row, batch_rows, decode_rows, decode_snapshot, event_rows
 from ._subscription import Notifier, tail
 
 #: The URL scheme of the in-memory store.
@@ -73,7 +73,7 @@ class MemoryDatabase:
         """Every event, in position order (for simulations that inspect a whole world)."""
         with self.lock:
             rows = list(self.rows)
-        return [decode_row(r) for r in rows]
+        return decode_rows(rows)
 
 
 _named: dict[str, MemoryDatabase] = {}
@@ -242,7 +242,7 @@ class MemoryEventStore:
             start = max(from_seq, 1) - 1
             stop = None if limit is None else start + max(limit, 0)
             rows = [db.rows[p - 1] for p in positions[start:stop]]
-        return [decode_row(r) for r in rows]
+        return decode_rows(rows)
 
     async def read_all(self, *, after: int = 0, limit: int = 1000) -> list[Event]:
         """A page of the global log after `after`."""
@@ -250,7 +250,7 @@ class MemoryEventStore:
         with db.lock:
             start = max(after, 0)
             rows = db.rows[start : start + max(limit, 0)]
-        return [decode_row(r) for r in rows]
+        return decode_rows(rows)
 
     async def read_indexed(
         self, types: Sequence[str], *, after: int = 0, limit: int = 1000
@@ -260,7 +260,7 @@ class MemoryEventStore:
         with db.lock:
             found = sorted(p for t in set(types) for p in db.indexed.get(t, ()) if p > after)
             rows = [db.rows[p - 1] for p in found[: max(limit, 0)]]
-        return [decode_row(r) for r in rows]
+        return decode_rows(rows)
 
     async def stream_version(self, stream_id: str) -> int:
         """The stream's last seq, 0 if empty."""

@@ -76,7 +76,7 @@ from ._pg_schema import (
     migrate,
     refuse,
 )
-from ._rows import Row, batch_rows, decode_row, decode_snapshot, event_rows
+from ._rows import Row, batch_rows, decode_rows, decode_snapshot, event_rows
 from ._subscription import Notifier, tail
 from ._url import url_error
 
@@ -332,12 +332,12 @@ class PostgresEventStore:
         """Events of one stream from `from_seq`, in order."""
         sql = f"{SELECT} WHERE stream_id = $1 AND seq >= $2 ORDER BY seq LIMIT $3"
         rows = await self._run(lambda c: c.fetch(sql, stream_id, from_seq, limit))
-        return [decode_row(tuple(r)) for r in rows]
+        return decode_rows(tuple(r) for r in rows)
 
     async def read_all(self, *, after: int = 0, limit: int = 1000) -> list[Event]:
         """A page of the global log after `after`, below the watermark (see the module)."""
         rows = await self._run(lambda c: c.fetch(READ_ALL, after, limit))
-        return [decode_row(tuple(r)) for r in rows]
+        return decode_rows(tuple(r) for r in rows)
 
     async def read_indexed(
         self, types: Sequence[str], *, after: int = 0, limit: int = 1000
@@ -346,7 +346,7 @@ class PostgresEventStore:
         if not types:
             return []
         rows = await self._run(lambda c: c.fetch(READ_INDEXED, list(types), after, limit))
-        return [decode_row(tuple(r)) for r in rows]
+        return decode_rows(tuple(r) for r in rows)
 
     async def stream_version(self, stream_id: str) -> int:
         """The stream's last seq, 0 if empty."""

@@ -43,7 +43,7 @@ from ._events import (
     encode_state,
 )
 from ._leases import check_append_epoch, check_holder, decide_acquire
-from ._rows import EVENT_COLUMNS, Row, batch_rows, decode_row, decode_snapshot, event_rows
+from ._rows import EVENT_COLUMNS, Row, batch_rows, decode_rows, decode_snapshot, event_rows
 from ._subscription import Notifier, tail
 
 T = TypeVar("T")
@@ -360,14 +360,13 @@ class SqliteEventStore:
         """Events of one stream from `from_seq`, in order."""
         sql = f"{_SELECT} WHERE stream_id = ? AND seq >= ? ORDER BY seq LIMIT ?"
         args = (stream_id, from_seq, -1 if limit is None else limit)
-        rows = await self._db.read(lambda c: c.execute(sql, args).fetchall())
-        return [decode_row(r) for r in rows]
+        # Decoded as the cursor steps: no list of every row before the events.
+        return await self._db.read(lambda c: decode_rows(c.execute(sql, args)))
 
     async def read_all(self, *, after: int = 0, limit: int = 1000) -> list[Event]:
         """A page of the global log after `after`."""
         sql = f"{_SELECT} WHERE position > ? ORDER BY position LIMIT ?"
-        rows = await self._db.read(lambda c: c.execute(sql, (after, limit)).fetchall())
-        return [decode_row(r) for r in rows]
+        return await self._db.read(lambda c: decode_rows(c.execute(sql, (after, limit))))
 
     async def read_indexed(
         self, types: Sequence[str], *, after: int = 0, limit: int = 1000
@@ -381,8 +380,7 @@ class SqliteEventStore:
             " ORDER BY position LIMIT ?"
         )
         args = (*types, after, limit)
-        rows = await self._db.read(lambda c: c.execute(sql, args).fetchall())
-        return [decode_row(r) for r in rows]
+        return await self._db.read(lambda c: decode_rows(c.execute(sql, args)))
 
     async def stream_version(self, stream_id: str) -> int:
         """The stream's last seq, 0 if empty."""

@@ -170,6 +170,58 @@ async def test_corrupt_row_names_its_stream_and_seq(store_factory: StoreFactory)
     assert [e.data for e in await store.read_stream("c", limit=1)] == [{"ok": 1}]
 
 
+@durable_only
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ('{"ok": 2} trailing', "Extra data"),
+        ('{"ok": 2}{"ok": 3}', "Extra data"),
+        ("[1, 2]", "not an object"),
+        ('"text"', "not an object"),
+        ("", "Expecting value"),
+    ],
+)
+async def test_data_that_is_not_one_json_object_is_corrupt(
+    store_factory: StoreFactory, text: str, reason: str
+) -> None:
+    """Stored data with extra text after the object, or no object, is a corrupt row."""
+    store = await store_factory()
+    await store.append("c", [NewEvent("E", {"ok": 1}), NewEvent("E", {"ok": 2})])
+    await store_factory.raw_execute("UPDATE events SET data = $1 WHERE seq = $2", text, 2)
+    with pytest.raises(CorruptEventError, match=reason) as info:
+        await store.read_stream("c")
+    assert (info.value.stream_id, info.value.seq) == ("c", 2)
+
+
+@durable_only
+async def test_data_written_by_hand_with_spaces_reads_back(store_factory: StoreFactory) -> None:
+    """Stored JSON with whitespace around and inside it (as a person writes it) is read."""
+    store = await store_factory()
+    await store.append("c", [NewEvent("E", {"ok": 1})])
+    await store_factory.raw_execute(
+        "UPDATE events SET data = $1 WHERE seq = $2", ' \n{ "ok" : [1, 2] }\n ', 1
+    )
+    [event] = await store.read_stream("c")
+    assert event.data == {"ok": [1, 2]}
+
+
+async def test_each_event_keeps_its_own_metadata_in_one_read(store: EventStore) -> None:
+    """A read of events written under different metadata gives each event its own."""
+    first = Metadata(run_id="r", trace_id="a" * 32, span_id="b" * 16)
+    second = Metadata(run_id="r", trace_id="c" * 32, span_id="d" * 16)
+    await store.append(
+        "m",
+        [
+            NewEvent("E", {"i": 1}, first),
+            NewEvent("E", {"i": 2}, second),
+            NewEvent("E", {"i": 3}, first),
+            NewEvent("E", {"i": 4}),
+        ],
+    )
+    events = await store.read_stream("m")
+    assert [e.metadata for e in events] == [first, second, first, Metadata()]
+
+
 async def test_read_indexed_filters_the_global_log(store: EventStore) -> None:
     """Indexed events are found by type, in position order, paged; others are not."""
     for i in range(6):
