@@ -244,7 +244,10 @@ class WorkflowContext:
             # ...unless its process died on every one of its last `crash_limit` starts.
             await self._check_crash_loop(recorded, attempt)
         # Only executed steps get a span: the replayed ones returned above.
-        with spans.step_span(self.run_id, op, name, attempt) as span:
+        with (
+            self._runner.activity.working(),
+            spans.step_span(self.run_id, op, name, attempt) as span,
+        ):
             return await self._attempts(
                 span, op, name, key, attempt, policy, fn, args, kwargs, dict(tags or {})
             )
@@ -382,7 +385,8 @@ class WorkflowContext:
             )
         else:
             fire_at = float(recorded.events[0].data["fire_at"])
-        await self._clock.sleep(fire_at - self._clock.now())
+        with self._runner.activity.waiting(fire_at):
+            await self._clock.sleep(fire_at - self._clock.now())
         await self._journal.append("TimerFired", {"op": op, "name": "sleep"})
 
     # -- signals ---------------------------------------------------------------------
@@ -427,7 +431,8 @@ class WorkflowContext:
                 raise SignalTimeoutError(run_id=self.run_id, name=name, timeout=timeout or 0.0)
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that
             # lands as the wait completes, and a cancel request must never be lost.
-            with contextlib.suppress(TimeoutError):
+            wake_at = None if deadline is None else float(deadline)
+            with contextlib.suppress(TimeoutError), self._runner.activity.waiting(wake_at):
                 async with self._clock.timeout(remaining):
                     await self._runner.inbox_changed.wait()
 

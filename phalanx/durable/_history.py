@@ -108,6 +108,9 @@ class RunHistory:
     inputs: dict[str, Any] = field(default_factory=dict)
     parent_run_id: str | None = None
     deadline_at: float | None = None
+    #: The work queue the run was submitted to (None: started in a process, not queued).
+    queue: str | None = None
+    priority: int = 0
     status: RunStatus = "running"
     result: Any = None
     error: dict[str, Any] | None = None
@@ -140,6 +143,8 @@ class RunHistory:
             self.inputs = data.get("inputs", {})
             self.parent_run_id = data.get("parent_run_id")
             self.deadline_at = data.get("deadline_at")
+            self.queue = data.get("queue")
+            self.priority = int(data.get("priority") or 0)
             self.started_at = event.recorded_at
         elif event.type == "RunCompleted":
             self.result = data.get("result")

@@ -50,6 +50,8 @@ class RunHost(RunControl, Protocol):
     inbox_poll: float
     crash_limit: int
     start_hold: float
+    #: The runners executing on this host now, by run id (a worker watches them).
+    executing: dict[str, Runner]
 
     async def run_child(
         self,

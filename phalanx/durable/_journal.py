@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 from .._clock import Clock, SystemClock
 from .._errors import ConcurrencyError, FencedError, LeaseLostError, StoreUnavailableError
-from ..journal import AppendResult, EventStore, Lease, Metadata, NewEvent
+from ..journal import AppendResult, EventStore, Lease, Metadata, NewEvent, StreamAppend
 from ._history import STATUS_EVENTS, run_stream
 
 logger = logging.getLogger("phalanx")
@@ -122,14 +122,19 @@ class RunJournal:
         """
         self.closed = reason
 
-    async def append(self, event_type: str, data: Mapping[str, Any]) -> None:
-        """Write one event (after any deferred ones), or raise if fenced out."""
-        await self.flush(
-            NewEvent(event_type, data, self.metadata, indexed=event_type in STATUS_EVENTS)
-        )
+    async def append(
+        self, event_type: str, data: Mapping[str, Any], *, tell: StreamAppend | None = None
+    ) -> None:
+        """Write one event (after any deferred ones), or raise if fenced out.
 
-    async def flush(self, *extra: NewEvent) -> None:
-        """Write deferred events and `extra` in one atomic append.
+        With `tell`, that append to another stream (a notice to a parent's inbox)
+        commits in the same transaction: both land, or neither.
+        """
+        event = NewEvent(event_type, data, self.metadata, indexed=event_type in STATUS_EVENTS)
+        await self.flush(event, tell=tell)
+
+    async def flush(self, *extra: NewEvent, tell: StreamAppend | None = None) -> None:
+        """Write deferred events and `extra` (and `tell`) in one atomic append.
 
         Raises:
             FencedError: another runner took the run over.
@@ -151,11 +156,13 @@ class RunJournal:
             try:
                 try:
                     # The first try directly: a coroutine less on the hottest path.
-                    result = await self._append(batch, False)
+                    result = await self._append(batch, False, tell)
                 except LeaseLostError:
                     raise
                 except StoreUnavailableError as exc:
-                    result = await self._ride_out(lambda retry: self._append(batch, retry), exc)
+                    result = await self._ride_out(
+                        lambda retry: self._append(batch, retry, tell), exc
+                    )
             except FencedError as exc:
                 self.fenced = exc
                 raise
@@ -233,15 +240,21 @@ class RunJournal:
         if self.closed is not None:
             raise asyncio.CancelledError(self.closed)
 
-    async def _append(self, batch: Sequence[NewEvent], retry: bool) -> AppendResult:
+    async def _append(
+        self, batch: Sequence[NewEvent], retry: bool, tell: StreamAppend | None
+    ) -> AppendResult:
         try:
-            return await self.store.append(
-                self.stream_id, batch, expected_version=self.version, epoch=self.lease.epoch
-            )
+            if tell is None:
+                return await self.store.append(
+                    self.stream_id, batch, expected_version=self.version, epoch=self.lease.epoch
+                )
+            own = StreamAppend(self.stream_id, batch, self.version, self.lease.epoch)
+            return (await self.store.append_many([own, tell]))[0]
         except ConcurrencyError:
             if not retry:
                 raise
-            # An earlier try may have committed before the store went away.
+            # An earlier try may have committed before the store went away (with
+            # `tell`: all of it, as one transaction).
             landed = await self.store.read_stream(self.stream_id, from_seq=self.version + 1)
             ours = [(e.type, e.epoch) for e in landed] == [
                 (n.type, self.lease.epoch) for n in batch

@@ -26,8 +26,9 @@ from .._errors import (
     PhalanxError,
     StoreUnavailableError,
 )
-from ..journal import Event, Lease, Metadata
+from ..journal import Event, Lease, Metadata, NewEvent, StreamAppend
 from . import _spans as spans
+from ._activity import Activity
 from ._context import WorkflowContext
 from ._history import RunHistory, RunStatus, inbox_stream
 from ._journal import RunJournal
@@ -39,6 +40,9 @@ if TYPE_CHECKING:
     from ._host import RunHost
 
 logger = logging.getLogger("phalanx")
+
+#: The notice a queued child run's ending leaves in its parent's inbox.
+CHILD_ENDED = "ChildEnded"
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,10 @@ class Runner:
         self._inbox: list[Event] = []
         #: Set when the inbox grew or a child run ended; waits on the inbox clear it.
         self.inbox_changed = asyncio.Event()
+        #: Its waits and work in flight (a worker parks a run that only waits).
+        self.activity = Activity()
+        #: Set when a queued child run's ending reaches the inbox, by child run id.
+        self._child_waiters: dict[str, asyncio.Event] = {}
         self._consumed: set[int] = {
             int(e.data["inbox_seq"]) for e in history.events if e.type == "SignalReceived"
         }
@@ -164,6 +172,9 @@ class Runner:
             child.request_cancel(reason)
         else:
             self.state.child_cancels[child_id] = reason
+            waiter = self._child_waiters.get(child_id)
+            if waiter is not None:
+                waiter.set()  # a queued child's waiter passes the cancel on
 
     def attach_child(self, child: Runner) -> str | None:
         """Register a child runner executing now; return a cancel that awaited it."""
@@ -173,6 +184,14 @@ class Runner:
     def detach_child(self, child: Runner) -> None:
         """Forget a child runner that stopped executing."""
         self.state.children.pop(child.run_id, None)
+
+    def child_waiter(self, child_id: str) -> asyncio.Event:
+        """An event set when queued child `child_id` ends (or a cancel is asked for it)."""
+        return self._child_waiters.setdefault(child_id, asyncio.Event())
+
+    def forget_child_waiter(self, child_id: str) -> None:
+        """Drop the waiter of a child no longer waited on."""
+        self._child_waiters.pop(child_id, None)
 
     def take_pending_cancel(self) -> str | None:
         """Hand the pending cancel to the operation about to raise it (once)."""
@@ -203,6 +222,10 @@ class Runner:
         for event in fresh:
             if event.type == "CancelRequested":
                 self.request_cancel(str(event.data.get("reason") or "cancel requested"))
+            elif event.type == CHILD_ENDED:
+                waiter = self._child_waiters.get(str(event.data.get("child_run_id")))
+                if waiter is not None:
+                    waiter.set()
         self.inbox_changed.set()
 
     async def _watch_inbox(self) -> None:
@@ -332,6 +355,14 @@ class Runner:
             NonDeterminismError: replay diverged from the journal (the run stays
                 resumable once the code is restored).
         """
+        self.host.executing[self.run_id] = self
+        try:
+            return await self._execute_watched()
+        finally:
+            if self.host.executing.get(self.run_id) is self:
+                del self.host.executing[self.run_id]
+
+    async def _execute_watched(self) -> RunOutcome:
         await self._read_inbox()
         # Requested while no runner ran it (a crashed run cancelled, then resumed):
         # replay catches up, and the first new operation raises the cancel.
@@ -462,7 +493,9 @@ class Runner:
                 try:
                     result = round_trip(self.journal.stream_id, "RunCompleted", value)
                     # The store may refuse a JSON result too (too large, a lone surrogate).
-                    await self.journal.append("RunCompleted", {"result": result})
+                    await self.journal.append(
+                        "RunCompleted", {"result": result}, tell=self._tell_parent("completed")
+                    )
                 except EventDataError as exc:
                     return await self._fail(exc)
                 await self._release()
@@ -472,7 +505,11 @@ class Runner:
             case Cancelled(reason=reason):
                 error = {"type": "Cancelled", "message": reason}
                 await self._cancel_children(reason)
-                await self.journal.append("RunCancelled", {"reason": reason, "error": error})
+                await self.journal.append(
+                    "RunCancelled",
+                    {"reason": reason, "error": error},
+                    tell=self._tell_parent("cancelled"),
+                )
                 await self._release()
                 return RunOutcome(self.run_id, "cancelled", None, error)
             case Diverged(error=diverged):
@@ -486,9 +523,25 @@ class Runner:
 
     async def _fail(self, failure: Exception) -> RunOutcome:
         error = error_to_json(failure)
-        await self.journal.append("RunFailed", {"error": error})
+        await self.journal.append("RunFailed", {"error": error}, tell=self._tell_parent("failed"))
         await self._release()
         return RunOutcome(self.run_id, "failed", None, error)
+
+    def _tell_parent(self, status: RunStatus) -> StreamAppend | None:
+        """A queued child's ending, for its parent's inbox, in the same commit as the end.
+
+        One transaction: a process that dies after the ending cannot lose the parent's
+        wake-up (a parked parent is claimable again once its inbox grows).
+        """
+        parent_id = self.history.parent_run_id
+        if parent_id is None or self.history.queue is None:
+            return None
+        notice = NewEvent(
+            CHILD_ENDED,
+            {"child_run_id": self.run_id, "status": status},
+            Metadata(run_id=parent_id, parent_id=self.run_id),
+        )
+        return StreamAppend(inbox_stream(parent_id), [notice])
 
     async def _cancel_children(self, reason: str) -> None:
         # A child running in this process was stopped with us (resumable, not ended),

@@ -199,18 +199,7 @@ class Runtime:
             # Waiting it out would fail the parent (found by simulation).
             await parent.journal.renew(self.lease_ttl)
             lease = await self.store.take_over_lease(stream, self.owner, self.lease_ttl)
-        started = NewEvent(
-            "RunStarted",
-            {
-                "workflow": ref,
-                "inputs": dict(inputs or {}),
-                "parent_run_id": parent_run_id,
-                "deadline_at": deadline_at,
-            },
-            # The context the run was started from (a parent's span, the caller's).
-            spans.stamp(Metadata(run_id=run_id, parent_id=parent_run_id)),
-            indexed=True,
-        )
+        started = _run_started(ref, inputs, run_id, parent_run_id, deadline_at)
         try:
             await self.store.append(stream, [started], expected_version=0, epoch=lease.epoch)
         except ConcurrencyError as exc:
@@ -256,11 +245,13 @@ class Runtime:
         workflow: Workflow | None,
         parent: Runner | None,
         lease: Lease | None = None,
+        host: _Host | None = None,
     ) -> RunOutcome:
         """`resume`, for a top-level run or (with `parent`) a child run executing here.
 
         With `lease` (a worker's claim), the run is executed under that lease; the
-        caller releases it if this raises before the runner starts.
+        caller releases it if this raises before the runner starts. With `host` (a
+        worker's), the runner executes on that host instead of the runtime's.
         """
         history = await self.history(run_id)
         if history.terminal:
@@ -276,7 +267,7 @@ class Runtime:
             await self.store.release_lease(lease)
             return RunOutcome.of(history)
         return await Runner(
-            self._host, history, lease, fn, force=force, parent=parent, resumed=True
+            host or self._host, history, lease, fn, force=force, parent=parent, resumed=True
         ).execute()
 
     async def _take_lease(self, run_id: str, *, force: bool) -> Lease:
@@ -318,23 +309,30 @@ class Runtime:
             RunExistsError: `run_id` is taken.
             ConfigError: the store cannot hold a work queue (not SQLite or PostgreSQL).
         """
+        return await self._submit(
+            workflow, inputs, run_id=run_id, queue=queue, priority=priority, parent_run_id=None
+        )
+
+    async def _submit(
+        self,
+        workflow: Workflow,
+        inputs: Mapping[str, Any] | None,
+        *,
+        run_id: str | None,
+        queue: str,
+        priority: int,
+        parent_run_id: str | None,
+        deadline_at: float | None = None,
+    ) -> str:
+        """`submit`, for a top-level run or a child run for the workers (`parent_run_id`)."""
         ref = workflow_ref(workflow)
         run_id = run_id or self.entropy.token(8)
         stream = run_stream(run_id)
         _check_start(stream, run_id, inputs)
         if await self.store.stream_version(stream) > 0:
             raise RunExistsError(run_id=run_id)
-        started = NewEvent(
-            "RunStarted",
-            {
-                "workflow": ref,
-                "inputs": dict(inputs or {}),
-                "parent_run_id": None,
-                "deadline_at": None,
-                "queue": queue,
-            },
-            spans.stamp(Metadata(run_id=run_id)),
-            indexed=True,
+        started = _run_started(
+            ref, inputs, run_id, parent_run_id, deadline_at, queue=queue, priority=priority
         )
         work = await self.work_queue()
         try:
@@ -400,6 +398,30 @@ class Runtime:
         return True
 
 
+def _run_started(
+    ref: str,
+    inputs: Mapping[str, Any] | None,
+    run_id: str,
+    parent_run_id: str | None,
+    deadline_at: float | None,
+    **queued: str | int,
+) -> NewEvent:
+    """A run's first event; a submitted run's also names its `queue` and `priority`."""
+    return NewEvent(
+        "RunStarted",
+        {
+            "workflow": ref,
+            "inputs": dict(inputs or {}),
+            "parent_run_id": parent_run_id,
+            "deadline_at": deadline_at,
+            **queued,
+        },
+        # The context the run was started from (a parent's span, the caller's).
+        spans.stamp(Metadata(run_id=run_id, parent_id=parent_run_id)),
+        indexed=True,
+    )
+
+
 def _check_start(stream: str, run_id: str, inputs: Mapping[str, Any] | None) -> None:
     """Refuse a run id or inputs the journal cannot hold, before anything is written."""
     problem = text_problem(run_id)
@@ -449,6 +471,7 @@ class _Host:
         self.inbox_poll = runtime.inbox_poll
         self.crash_limit = runtime.crash_limit
         self.start_hold = runtime.start_hold
+        self.executing: dict[str, Runner] = {}
 
     async def history(self, run_id: str) -> RunHistory:
         """See `Runtime.history`."""

@@ -7,9 +7,12 @@ lease is renewed by its own runner; a worker that dies or is cut off simply stop
 renewing, and once the lease expires by the store's clock another worker claims the
 run with a larger epoch, which fences the old one out if it ever comes back.
 
-A run that parks (waits for a signal, nothing else moving) is handed back: its runner
-journals `RunInterrupted` and releases the lease, and the queue leaves it until its
-inbox grows (the signal, or a cancel), so a waiting run holds no worker slot.
+A run that parks (only waits: for a signal, a durable timer, or child runs, which
+are submitted to the queue for any worker, see `_fleet_host.py`; no step in flight,
+nothing moving) is handed back: its runner journals `RunInterrupted` and releases the
+lease, and the queue leaves it until its inbox grows (a signal, a cancel, a child's
+ending) or the store's clock passes its earliest wake-up (a timer, a signal's timeout,
+its deadline), so a waiting run holds no worker slot.
 
 `shutdown()` drains: no new claims; running runs get `grace` seconds to end, then are
 handed back the same way (journaled, lease released, other workers woken).
@@ -27,7 +30,8 @@ from typing import TYPE_CHECKING
 
 from .._errors import FencedError, LeaseLostError, PhalanxError, StoreUnavailableError
 from ..journal import DEFAULT_QUEUE, Claim, WorkerInfo, WorkQueue, open_queue
-from ._history import STATUS_EVENTS, TERMINAL, inbox_stream, run_stream
+from ._fleet_host import FleetHost
+from ._history import TERMINAL
 from ._recover import until_parked
 from ._runner import RunOutcome
 
@@ -73,6 +77,7 @@ class Worker:
         self.worker_id = runtime.owner
         self.heartbeat_every = max(0.2, runtime.lease_ttl / 3)
         self._queue: WorkQueue | None = None
+        self._host = FleetHost(runtime)
         self._active: dict[str, asyncio.Task[None]] = {}
         self._skip: set[str] = set()
         self._stopping = asyncio.Event()
@@ -196,19 +201,21 @@ class Worker:
             # Returned, not raised: a TaskGroup would wrap it in an ExceptionGroup.
             try:
                 return await runtime._resume(
-                    run_id, force=False, workflow=None, parent=None, lease=claim.lease
-                )
+                    run_id, force=False, workflow=None, parent=None, lease=claim.lease,
+                    host=self._host,
+                )  # fmt: skip
             except Exception as exc:
                 return exc
 
+        look = _Look(self._host, run_id)
         async with asyncio.TaskGroup() as group:
             resuming = group.create_task(resume())
-            parked = await until_parked(runtime.clock, resuming, _Look(runtime, run_id))
-            if parked:
+            if await until_parked(runtime.clock, resuming, look):
                 resuming.cancel()  # the runner journals RunInterrupted, releases the lease
         if resuming.cancelled():
-            await work.park(run_id, parked[-1])
-            logger.info("worker %s: run %s waits for a signal; handed back", self.worker_id, run_id)
+            wake_in = None if look.wake_at is None else max(0.0, look.wake_at - runtime.clock.now())
+            await work.park(run_id, look.inbox, wake_in)
+            logger.info("worker %s: run %s only waits; handed back", self.worker_id, run_id)
             return
         outcome = resuming.result()
         if isinstance(outcome, Exception):
@@ -270,18 +277,22 @@ class Worker:
 
 
 class _Look:
-    """What a worker watches of a run to see it park: its status, its and its inbox's size."""
+    """What a worker watches of a run it executes: whether it only waits, what moved.
 
-    def __init__(self, runtime: Runtime, run_id: str) -> None:
-        self._store = runtime.store
-        self._stream = run_stream(run_id)
-        self._inbox = inbox_stream(run_id)
-        self._version = 0
-        self._status = "running"
+    Also keeps what parking needs: the inbox version the runner had read (a later
+    event makes the run claimable again) and the earliest time a wait ends by itself.
+    """
+
+    def __init__(self, host: FleetHost, run_id: str) -> None:
+        self._host = host
+        self._run_id = run_id
+        self.inbox = 0
+        self.wake_at: float | None = None
 
     async def __call__(self) -> tuple[bool, tuple[int, ...]]:
-        for event in await self._store.read_stream(self._stream, from_seq=self._version + 1):
-            self._status = STATUS_EVENTS.get(event.type, self._status)
-            self._version = event.seq
-        inbox = await self._store.stream_version(self._inbox)
-        return self._status == "waiting", (self._version, inbox)
+        runner = self._host.executing.get(self._run_id)
+        if runner is None:
+            return False, ()  # not executing yet (or any more)
+        self.inbox = len(runner.inbox)
+        self.wake_at = runner.activity.wake_at(runner.history.deadline_at)
+        return runner.activity.idle, (runner.journal.writes, self.inbox)

@@ -65,6 +65,7 @@ Rules of the road:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, NoReturn, TypeVar, overload
 
@@ -107,6 +108,7 @@ __all__ = [
     "store",
     "wait_inbox",
     "wake",
+    "working",
 ]
 
 
@@ -299,14 +301,25 @@ async def wait_inbox(ctx: WorkflowContext, timeout: float | None = None) -> bool
     """
     if ctx._runner.inbox_changed.is_set():
         return True
+    wake_at = None if timeout is None else ctx.clock.now() + timeout
     # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that lands
     # as the wait completes, and a cancel request must never be lost.
     try:
-        async with ctx.clock.timeout(timeout):
-            await ctx._runner.inbox_changed.wait()
+        with ctx._runner.activity.waiting(wake_at):
+            async with ctx.clock.timeout(timeout):
+                await ctx._runner.inbox_changed.wait()
     except TimeoutError:
         return False
     return True
+
+
+def working(ctx: WorkflowContext) -> contextlib.AbstractContextManager[None]:
+    """Mark work in flight that is not a step (a pattern running a branch in-process).
+
+    A worker hands back a run that only waits (signals, timers, its inbox, child runs
+    on other workers); while this is open the run is busy and keeps its worker.
+    """
+    return ctx._runner.activity.working()
 
 
 def wake(ctx: WorkflowContext) -> None:

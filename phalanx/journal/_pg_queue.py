@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS work_queue (
     parked_inbox BIGINT,
     done         BOOLEAN NOT NULL DEFAULT FALSE
 );
+ALTER TABLE work_queue ADD COLUMN IF NOT EXISTS parked_until DOUBLE PRECISION;
 CREATE INDEX IF NOT EXISTS work_queue_open ON work_queue (queue, priority DESC, submitted)
     WHERE NOT done;
 CREATE TABLE IF NOT EXISTS queue_limits (
@@ -80,7 +81,7 @@ LEFT JOIN leases AS l ON l.stream_id = q.stream_id
 WHERE NOT q.done AND q.queue = ANY($1::text[]) AND NOT (q.run_id = ANY($4::text[]))
   AND (l.stream_id IS NULL OR l.owner = '' OR l.expires_at <= $2)
   AND EXISTS (SELECT 1 FROM events AS e WHERE e.stream_id = q.stream_id)
-  AND (q.parked_inbox IS NULL OR q.parked_inbox <
+  AND (q.parked_inbox IS NULL OR q.parked_until <= $2 OR q.parked_inbox <
        (SELECT coalesce(max(e.seq), 0) FROM events AS e WHERE e.stream_id = q.inbox_id))
 ORDER BY q.priority DESC, q.submitted
 LIMIT $3
@@ -191,7 +192,8 @@ class PostgresWorkQueue:
                 claims.append(Claim(run_id, queue, lease))
             if claims:
                 await conn.execute(
-                    "UPDATE work_queue SET parked_inbox = NULL WHERE run_id = ANY($1::text[])",
+                    "UPDATE work_queue SET parked_inbox = NULL, parked_until = NULL"
+                    " WHERE run_id = ANY($1::text[])",
                     [c.run_id for c in claims],
                 )
             return claims
@@ -272,10 +274,13 @@ class PostgresWorkQueue:
 
         return await self.store._transaction(txn)
 
-    async def park(self, run_id: str, inbox_version: int) -> None:
-        """Leave the run until its inbox grows."""
-        sql = "UPDATE work_queue SET parked_inbox = $2 WHERE run_id = $1"
-        await self.store._run(lambda c: c.execute(sql, run_id, inbox_version))
+    async def park(self, run_id: str, inbox_version: int, wake_in: float | None = None) -> None:
+        """Leave the run until its inbox grows or the server's clock passes `wake_in`."""
+        sql = (
+            "UPDATE work_queue SET parked_inbox = $2,"
+            f" parked_until = {NOW} + $3::double precision WHERE run_id = $1"
+        )
+        await self.store._run(lambda c: c.execute(sql, run_id, inbox_version, wake_in))
 
     async def heartbeat(self, worker: WorkerInfo, ttl: float) -> None:
         """Upsert the worker's row, stamped with the server's clock."""

@@ -23,8 +23,11 @@ Rate limits per key (`model:NAME`, `tool:NAME`) are token buckets in the same st
 shared by every worker: see `_buckets.py`.
 
 A run is claimable when it is not done, its `RunStarted` is in the journal, its lease
-is free or expired, and, if a worker parked it (it waits for a signal, so it holds no
-worker slot), its inbox has grown since. Workers register themselves in `workers`
+is free or expired, and, if a worker parked it (it only waits, so it holds no worker
+slot), its inbox has grown since (a signal, a cancel, a child run's ending) or the
+store's clock passed the wake-up time it was parked with (a durable timer, a timeout,
+its deadline). That time is stored as the store's clock at parking plus the delay the
+run had left, so it never depends on one worker's clock. Workers register themselves in `workers`
 with a heartbeat; a row whose heartbeat is older than its own ttl is not listed.
 """
 
@@ -149,8 +152,12 @@ class WorkQueue(Protocol):
         """
         ...
 
-    async def park(self, run_id: str, inbox_version: int) -> None:
-        """Leave the run until its inbox grows past `inbox_version` (a signal, a cancel)."""
+    async def park(self, run_id: str, inbox_version: int, wake_in: float | None = None) -> None:
+        """Leave the run until its inbox grows past `inbox_version`, or `wake_in` passes.
+
+        The inbox grows with a signal, a cancel or a child run's ending; `wake_in` is
+        seconds on the store's clock (a timer, a timeout, the run's deadline).
+        """
         ...
 
     async def heartbeat(self, worker: WorkerInfo, ttl: float) -> None:

@@ -35,7 +35,8 @@ _TABLES = (
         priority     INTEGER NOT NULL DEFAULT 0,
         submitted    INTEGER NOT NULL,
         parked_inbox INTEGER,
-        done         INTEGER NOT NULL DEFAULT 0
+        done         INTEGER NOT NULL DEFAULT 0,
+        parked_until REAL
     )""",
     """CREATE INDEX IF NOT EXISTS work_queue_open
         ON work_queue (queue, priority DESC, submitted) WHERE done = 0""",
@@ -71,7 +72,7 @@ def _candidates(queues: int, skip: int) -> str:
       AND q.run_id NOT IN ({",".join("?" * skip)})
       AND (l.stream_id IS NULL OR l.owner = '' OR l.expires_at <= ?)
       AND EXISTS (SELECT 1 FROM events AS e WHERE e.stream_id = q.stream_id)
-      AND (q.parked_inbox IS NULL OR q.parked_inbox <
+      AND (q.parked_inbox IS NULL OR q.parked_until <= ? OR q.parked_inbox <
            (SELECT coalesce(max(e.seq), 0) FROM events AS e WHERE e.stream_id = q.inbox_id))
     ORDER BY q.priority DESC, q.submitted
     LIMIT ?
@@ -100,6 +101,9 @@ class SqliteWorkQueue:
         def txn(conn: sqlite3.Connection) -> None:
             for statement in _TABLES:
                 conn.execute(statement)
+            columns = {r[1] for r in conn.execute("PRAGMA table_info(work_queue)")}
+            if "parked_until" not in columns:  # a queue made before timers parked
+                conn.execute("ALTER TABLE work_queue ADD COLUMN parked_until REAL")
 
         await self.store._db.write(txn)
 
@@ -136,7 +140,7 @@ class SqliteWorkQueue:
         store = self.store
         now = store._clock.now()
         sql = _candidates(len(queues), len(skip))
-        args = (*queues, *skip, now, limit)
+        args = (*queues, *skip, now, now, limit)
 
         def txn(conn: sqlite3.Connection) -> list[Claim]:
             room = {
@@ -153,7 +157,9 @@ class SqliteWorkQueue:
                     continue
                 store._put_lease(conn, lease)
                 conn.execute(
-                    "UPDATE work_queue SET parked_inbox = NULL WHERE run_id = ?", (run_id,)
+                    "UPDATE work_queue SET parked_inbox = NULL, parked_until = NULL"
+                    " WHERE run_id = ?",
+                    (run_id,),
                 )
                 claims.append(Claim(run_id, queue, lease))
             return claims
@@ -227,10 +233,11 @@ class SqliteWorkQueue:
 
         return await self.store._db.write(txn)
 
-    async def park(self, run_id: str, inbox_version: int) -> None:
-        """Leave the run until its inbox grows."""
-        sql = "UPDATE work_queue SET parked_inbox = ? WHERE run_id = ?"
-        await self.store._db.write(lambda c: c.execute(sql, (inbox_version, run_id)))
+    async def park(self, run_id: str, inbox_version: int, wake_in: float | None = None) -> None:
+        """Leave the run until its inbox grows or the store's clock passes `wake_in`."""
+        until = None if wake_in is None else self.store._clock.now() + wake_in
+        sql = "UPDATE work_queue SET parked_inbox = ?, parked_until = ? WHERE run_id = ?"
+        await self.store._db.write(lambda c: c.execute(sql, (inbox_version, until, run_id)))
 
     async def heartbeat(self, worker: WorkerInfo, ttl: float) -> None:
         """Upsert the worker's row."""

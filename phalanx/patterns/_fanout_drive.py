@@ -198,7 +198,8 @@ class FanOutDrive:
         error: str | None = None
         status: BranchStatus = "succeeded"
         try:
-            value = _as_journaled(await spec.workflow(**spec.inputs))
+            with lowlevel.working(self._ctx):  # in this process: no worker parks the run
+                value = _as_journaled(await spec.workflow(**spec.inputs))
         except asyncio.CancelledError as exc:
             task = asyncio.current_task()
             if task is None or task.cancelling() == 0:

@@ -1,12 +1,15 @@
-"""Driving a fleet of real `phalanx worker` processes, and reading what they left."""
+"""Driving a fleet of workers (real `phalanx worker` processes, or in this process)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import phalanx
 from phalanx import store_from_url
 from tests.chaos.harness import PHALANX, Proc, Workspace, poll_until
 from tests.chaos.workflows import read_ledger
@@ -109,3 +112,34 @@ def workers_listed(ws: Workspace) -> list[dict[str, Any]]:
     assert done.returncode == 0, done.stderr
     listed: list[dict[str, Any]] = json.loads(done.stdout)
     return listed
+
+
+@contextlib.asynccontextmanager
+async def working(runtime: phalanx.Runtime, **options: object) -> AsyncIterator[phalanx.Worker]:
+    """A worker running in the background until the block ends, then drained."""
+    worker = phalanx.Worker(runtime, poll=0.05, **options)  # type: ignore[arg-type]  # test kwargs
+    async with asyncio.TaskGroup() as group:
+        group.create_task(worker.run())
+        try:
+            yield worker
+        finally:
+            worker.shutdown()
+
+
+async def until(check: Callable[[], Awaitable[bool]]) -> None:
+    """Wait until `check()` is true (within a minute)."""
+    async with asyncio.timeout(60):
+        while True:  # polling the store: workers change it
+            if await check():
+                return
+            await asyncio.sleep(0.02)
+
+
+async def until_status(runtime: phalanx.Runtime, run_id: str, *statuses: str) -> str:
+    """Wait until the run's status is one of `statuses`; return it."""
+    async with asyncio.timeout(60):
+        while True:  # polling the store: a worker changes the status
+            status = (await runtime.history(run_id)).status
+            if status in statuses:
+                return status
+            await asyncio.sleep(0.02)

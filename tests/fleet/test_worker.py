@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -15,28 +14,7 @@ from phalanx.journal import open_queue
 from tests.chaos.workflows import read_ledger
 from tests.conftest import OpenRuntime
 from tests.fleet import workflows as wf
-
-
-@contextlib.asynccontextmanager
-async def working(runtime: phalanx.Runtime, **options: object) -> AsyncIterator[phalanx.Worker]:
-    """A worker running in the background until the block ends, then drained."""
-    worker = phalanx.Worker(runtime, poll=0.05, **options)  # type: ignore[arg-type]  # test kwargs
-    async with asyncio.TaskGroup() as group:
-        group.create_task(worker.run())
-        try:
-            yield worker
-        finally:
-            worker.shutdown()
-
-
-async def until_status(runtime: phalanx.Runtime, run_id: str, *statuses: str) -> str:
-    """Wait until the run's status is one of `statuses`; return it."""
-    async with asyncio.timeout(60):
-        while True:  # polling the store: a worker changes the status
-            status = (await runtime.history(run_id)).status
-            if status in statuses:
-                return status
-            await asyncio.sleep(0.02)
+from tests.fleet.harness import until_status, working
 
 
 async def test_submit_records_the_run_without_running_it(

@@ -47,3 +47,48 @@ async def approval(ctx: WorkflowContext, ledger: str) -> Any:
 async def needs_arg(ctx: WorkflowContext, topic: str) -> str:
     """A workflow with a required input, for input validation."""
     return topic
+
+
+@phalanx.workflow
+async def leaf(ctx: WorkflowContext, ledger: str, name: str, seconds: float = 0.0) -> str:
+    """A child run: one step whose effect (with the pid that ran it) goes to the ledger."""
+    return await ctx.step(name, slow_effect, ctx, ledger, name, seconds)
+
+
+@phalanx.workflow
+async def held(ctx: WorkflowContext) -> Any:
+    """A child run that waits for a `go` signal nobody sends: it ends only if stopped."""
+    return await ctx.wait_for_signal("go")
+
+
+@phalanx.workflow
+async def tree(
+    ctx: WorkflowContext,
+    ledger: str,
+    width: int = 10,
+    seconds: float = 0.0,
+    hold: bool = False,
+    deadline: float | None = None,
+) -> dict[str, str]:
+    """A fan-out of `width` child runs (`leaf`, or `held` with `hold`), then a step.
+
+    Returns each branch's status.
+    """
+    branches = {
+        f"c{i}": phalanx.Branch(held, {})
+        if hold
+        else phalanx.Branch(leaf, {"ledger": ledger, "name": f"c{i}", "seconds": seconds})
+        for i in range(width)
+    }
+    result = await phalanx.gather(
+        ctx, "fan", branches, policy=phalanx.Policy.best_effort(), deadline=deadline
+    )
+    await ctx.step("after", effect, ctx, ledger, "after")
+    return {name: outcome.status for name, outcome in result.outcomes.items()}
+
+
+@phalanx.workflow
+async def sleeper(ctx: WorkflowContext, ledger: str, seconds: float) -> str:
+    """A durable timer of `seconds`, then a step."""
+    await ctx.sleep(seconds)
+    return await ctx.step("woke", effect, ctx, ledger, "woke")

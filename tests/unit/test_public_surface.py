@@ -147,7 +147,7 @@ def test_lowlevel_surface_for_pattern_authors() -> None:
         "claim", "record", "record_later", "diverge", "decide", "step", "Operation",
         "run_child", "cancel_child", "child_silence", "inbox", "wait_inbox", "wake", "post",
         "run_is_live", "store", "epoch", "runs", "RunControl", "TERMINAL", "run_stream",
-        "inbox_stream", "run_id_of", "run_shielded",
+        "inbox_stream", "run_id_of", "run_shielded", "working",
     }  # fmt: skip
     for name in lowlevel.__all__:
         assert getattr(lowlevel, name) is not None, name
