@@ -22,6 +22,10 @@ Run it as `.venv/bin/python benchmarks/durable.py [--quick] [--json] [--steps N]
    Sync steps: the same run with a plain `def` step function (run in a worker thread),
    next to a loop of `await asyncio.to_thread(noop)`; target: the `def` step costs at
    most the async step plus 1.2 raw thread hops.
+   From outside: `phalanx run benchmarks.durable:steps` as a user runs it (a fresh
+   process, at NORMAL), timed by this script with N steps and with 0, per step =
+   the difference / N (N = `cli_steps`, 3,000: process start-up is ~1 s and noisy, and
+   N must lift the steps above it); target: within 1.2x of the in-process figure.
 2. Resume cost: a run with H completed steps whose process died in step H+1 (a
    BaseException escaped it). Measured: from `rt.resume(run_id, force=True)` until step
    H+1 runs again, next to one `read_stream` of the same journal. Targets: resume <= 3x
@@ -74,6 +78,8 @@ class Sizes:
     repeats: int
     histories: tuple[int, ...]
     warmup: int = 1
+    #: Steps of a `phalanx run` sample (its N; see the module docstring).
+    cli_steps: int = 3000
 
 
 FULL = Sizes(steps=1000, repeats=7, histories=(1000, 10_000, 100_000))
@@ -86,6 +92,8 @@ FLOOR_LIMIT = {"normal": 1.5, "full": 1.3}
 LANGGRAPH_LIMIT = 10.0
 #: A `def` step may cost the async step plus at most this many raw thread hops.
 SYNC_LIMIT = 1.2
+#: A step through `phalanx run` may cost at most this times the in-process step.
+CLI_LIMIT = 1.2
 #: Resume targets: resume / read at most this; per-event growth largest / smallest H.
 RESUME_LIMIT = 3.0
 LINEARITY_LIMIT = 1.2
@@ -302,6 +310,46 @@ def phalanx_steps(
     return measure
 
 
+def cli_steps(
+    scratch: Scratch, synchronous: Synchronous, n_cli: int
+) -> Callable[[int], Awaitable[float]]:
+    """`phalanx run benchmarks.durable:steps` in a fresh process: N steps minus 0 steps.
+
+    Whatever `n` the round asks for, a sample runs `n_cli` steps (see `Sizes`); both
+    processes are timed from outside, start-up, imports and exit included, so the
+    difference is what the steps cost a user of the command.
+    """
+    root = Path(__file__).resolve().parent.parent
+    command = [sys.executable, "-m", "phalanx.cli", "run", "benchmarks.durable:steps"]
+
+    async def one(store: Path, n: int) -> float:
+        url = sqlite_url(store, synchronous)
+        with stopwatch() as elapsed:
+            proc = await asyncio.create_subprocess_exec(
+                *command,
+                "--input",
+                json.dumps({"n": n}),
+                "--store",
+                url,
+                "--json",
+                cwd=root,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            out, err = await proc.communicate()
+        if proc.returncode != 0 or json.loads(out)["result"] != n:
+            raise RuntimeError(f"phalanx run exited {proc.returncode}: {err.decode()[-300:]}")
+        return elapsed()
+
+    async def measure(_: int) -> float:
+        with scratch.fresh() as tmp:
+            steps_s = await one(tmp / "steps.db", n_cli)
+            empty_s = await one(tmp / "empty.db", 0)
+        return (steps_s - empty_s) / n_cli * 1e6
+
+    return measure
+
+
 class LoopState(TypedDict):
     """LangGraph's state: the step counter and the number of steps."""
 
@@ -406,12 +454,18 @@ def dbos_steps(scratch: Scratch) -> Callable[[int], Awaitable[float]]:
     return measure
 
 
-def contenders(scratch: Scratch) -> list[Contender]:
+def contenders(scratch: Scratch, sizes: Sizes) -> list[Contender]:
     """Everything the step figure compares, phalanx first."""
     lg_full = "WAL, sync=FULL (SQLite default)"
     return [
         Contender(
             "phalanx.normal", "phalanx", "WAL, sync=NORMAL", phalanx_steps(scratch, "normal")
+        ),
+        Contender(
+            "phalanx.cli",
+            f"`phalanx run`, ({sizes.cli_steps:,} - 0 steps) / {sizes.cli_steps:,}",
+            "WAL, sync=NORMAL",
+            cli_steps(scratch, "normal", sizes.cli_steps),
         ),
         Contender("phalanx.full", "phalanx", "WAL, sync=FULL", phalanx_steps(scratch, "full")),
         Contender(
@@ -482,7 +536,7 @@ async def preflight(contender: Contender) -> None:
 
 async def measure_steps(scratch: Scratch, sizes: Sizes, peers: bool = True) -> list[Contender]:
     """Every contender, N steps per sample, in interleaved rounds."""
-    everyone = contenders(scratch)
+    everyone = contenders(scratch, sizes)
     for contender in everyone:
         if contender.peer is not None and not peers:
             contender.skipped = "not measured (--no-peers)"
@@ -688,6 +742,17 @@ def step_figures(everyone: list[Contender]) -> list[Figure]:
         for sync in ("normal", "full")
     ]
     figures.append(sync_step_figure(by_key))
+    figures.append(
+        ratio_figure(
+            "step.cli_vs_in_process",
+            "`phalanx run` per step / in-process phalanx NORMAL",
+            by_key,
+            "phalanx.cli",
+            "phalanx.normal",
+            better="lower",
+            limit=CLI_LIMIT,
+        )
+    )
     figures += [
         ratio_figure(
             "step.langgraph_vs_phalanx",
@@ -805,6 +870,7 @@ class Report:
             "environment": self.environment,
             "sizes": {
                 "steps": self.sizes.steps,
+                "cli_steps": self.sizes.cli_steps,
                 "repeats": self.sizes.repeats,
                 "histories": list(self.sizes.histories),
             },
@@ -940,6 +1006,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-peers", action="store_true", help="phalanx and its floors only")
     parser.add_argument("--steps", type=int, help="steps per run in the per-step figure")
     parser.add_argument(
+        "--cli-steps", type=int, help="steps of a `phalanx run` sample (N, then 0, is timed)"
+    )
+    parser.add_argument(
         "--histories", type=positive_ints, help="completed steps before a resume, e.g. 1000,10000"
     )
     parser.add_argument("--repeats", type=int, help="rounds kept per figure (at least 5)")
@@ -952,6 +1021,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.steps < 1:
             parser.error("--steps must be positive")
         sizes = replace(sizes, steps=args.steps)
+    if args.cli_steps is not None:
+        if args.cli_steps < 1:
+            parser.error("--cli-steps must be positive")
+        sizes = replace(sizes, cli_steps=args.cli_steps)
     if args.histories is not None:
         sizes = replace(sizes, histories=args.histories)
     if args.repeats is not None:
