@@ -17,13 +17,12 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import asyncpg
-
 from .._errors import LeaseHeldError
 from ._buckets import Bucket, RateLimit, check_rate, decide_take
 from ._events import Lease
 from ._leases import decide_acquire
 from ._pg_connect import Conn
+from ._pg_listen import Listener
 from ._pg_schema import LEASE, NOW, SERVER_NOW
 from ._queue import Claim, Submission, WorkerInfo, check_limit, within_limits
 
@@ -33,8 +32,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("phalanx")
 
 CHANNEL = "phalanx_work"
-# How long workers rely on polling alone after LISTEN could not be set up.
-_LISTEN_RETRY_SECONDS = 5.0
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS work_queue (
@@ -117,8 +114,7 @@ class PostgresWorkQueue:
     def __init__(self, store: PostgresEventStore) -> None:
         self.store = store
         self._woken = asyncio.Event()
-        self._listener: asyncpg.Connection[asyncpg.Record] | None = None
-        self._listen_retry_at = 0.0
+        self._listener = Listener(store, CHANNEL, self._woken.set, who="workers")
 
     async def open(self) -> None:
         """Create the tables if missing (once, whoever races)."""
@@ -131,9 +127,7 @@ class PostgresWorkQueue:
 
     async def close(self) -> None:
         """Drop the LISTEN connection."""
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            listener.terminate()
+        await self._listener.close()
 
     async def submit(self, submission: Submission) -> None:
         """Queue row and free lease (epoch 0) first, then `RunStarted` at epoch 0.
@@ -319,42 +313,10 @@ class PostgresWorkQueue:
 
     async def wait(self, timeout: float) -> None:
         """Until a NOTIFY for this schema or `timeout`; LISTENs on first use."""
-        await self._ensure_listener()
+        await self._listener.ensure()
         try:
             async with self.store._clock.timeout(timeout):
                 await self._woken.wait()
         except TimeoutError:
             pass
         self._woken.clear()
-
-    async def _ensure_listener(self) -> None:
-        if self._listener is not None and not self._listener.is_closed():
-            return
-        clock = self.store._clock
-        if clock.monotonic() < self._listen_retry_at:
-            return
-        store = self.store
-        conn: asyncpg.Connection[asyncpg.Record] | None = None
-        try:
-            conn = await asyncpg.connect(
-                store._dsn,
-                timeout=store._connect_timeout,
-                command_timeout=store._command_timeout,
-                server_settings=store._settings,
-            )
-            await conn.add_listener(CHANNEL, self._on_notification)
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            if conn is not None:
-                conn.terminate()
-            self._listen_retry_at = clock.monotonic() + _LISTEN_RETRY_SECONDS
-            logger.info("worker cannot LISTEN on %s (%s); polling meanwhile", store.url, exc)
-            return
-        except BaseException:
-            if conn is not None:  # cancelled while subscribing: never leak the socket
-                conn.terminate()
-            raise
-        self._listener = conn
-
-    def _on_notification(self, conn: object, pid: int, channel: str, payload: object) -> None:
-        if payload == (self.store.schema or ""):
-            self._woken.set()

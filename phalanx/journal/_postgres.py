@@ -38,7 +38,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, TypeVar
 
 try:
     import asyncpg
@@ -62,6 +62,7 @@ from ._events import (
 from ._leases import check_holder, decide_acquire
 from ._pg_connect import Conn as _Conn
 from ._pg_connect import keep_session, split_dsn, unavailable, with_connection
+from ._pg_listen import Listener
 from ._pg_notify import Announcer
 from ._pg_schema import (
     APPEND,
@@ -83,11 +84,6 @@ from ._url import url_error
 logger = logging.getLogger("phalanx")
 
 T = TypeVar("T")
-
-_Listener: TypeAlias = "asyncpg.Connection[asyncpg.Record]"
-
-# How long subscribers rely on polling alone after LISTEN could not be set up.
-_LISTEN_RETRY_SECONDS = 5.0
 
 
 class PostgresEventStore:
@@ -155,9 +151,7 @@ class PostgresEventStore:
         self._pool: asyncpg.Pool[asyncpg.Record] | None = None
         self._open_lock = asyncio.Lock()
         self._notifier = Notifier()
-        self._listener: _Listener | None = None
-        self._listen_lock = asyncio.Lock()
-        self._listen_retry_at = 0.0
+        self._listener = Listener(self, CHANNEL, self._notifier.notify, who="subscribers")
 
     async def __aenter__(self) -> PostgresEventStore:
         await self.open()
@@ -201,12 +195,7 @@ class PostgresEventStore:
         await self._announcer.stop()
         async with self._open_lock:
             pool, self._pool = self._pool, None
-            listener, self._listener = self._listener, None
-            if listener is not None:
-                try:
-                    await listener.close(timeout=self._command_timeout)
-                except Exception:  # the server is gone or slow: drop the socket instead
-                    listener.terminate()
+            await self._listener.close()
             if pool is not None:
                 try:
                     async with asyncio.timeout(self._command_timeout):
@@ -363,50 +352,9 @@ class PostgresEventStore:
 
     async def _read_page(self, after: int, limit: int) -> list[Event]:
         # LISTEN before reading, so an append committed after this read wakes us.
-        await self._ensure_listener()
+        if self._pool is not None:
+            await self._listener.ensure()
         return await self.read_all(after=after, limit=limit)
-
-    async def _ensure_listener(self) -> None:
-        """Keep one LISTEN connection open; on failure, subscribers simply poll."""
-        if self._pool is None or (self._listener is not None and not self._listener.is_closed()):
-            return
-        if self._clock.monotonic() < self._listen_retry_at:
-            return
-        async with self._listen_lock:
-            if self._listener is not None and not self._listener.is_closed():
-                return
-            conn: _Listener | None = None
-            try:
-                conn = await asyncpg.connect(
-                    self._dsn,
-                    timeout=self._connect_timeout,
-                    command_timeout=self._command_timeout,
-                    server_settings=self._settings,
-                )
-                await conn.add_listener(CHANNEL, self._on_notification)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                if conn is not None:
-                    conn.terminate()
-                self._listen_retry_at = self._clock.monotonic() + _LISTEN_RETRY_SECONDS
-                logger.warning(
-                    "cannot LISTEN on %s (%s); subscribers poll until it is back", self.url, exc
-                )
-                return
-            if self._pool is None:  # closed while we connected
-                conn.terminate()
-                return
-            conn.add_termination_listener(self._on_listener_lost)
-            self._listener = conn
-
-    def _on_notification(self, conn: object, pid: int, channel: str, payload: object) -> None:
-        # Every schema's appends share one channel; wake only for our own.
-        if self.schema is None or payload == self.schema:
-            self._notifier.notify()
-
-    def _on_listener_lost(self, conn: object) -> None:
-        if conn is self._listener:
-            self._listener = None
-            logger.info("lost the LISTEN connection to %s; subscribers poll meanwhile", self.url)
 
     # -- snapshots ------------------------------------------------------------------
 

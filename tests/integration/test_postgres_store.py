@@ -210,7 +210,7 @@ async def test_subscriber_keeps_delivering_when_its_listen_connection_dies(url: 
             async with asyncio.timeout(20):
                 await writer.append("s", [NewEvent("First")])
                 assert (await anext(events)).type == "First"
-                listener = reader._listener
+                listener = reader._listener._conn
                 assert listener is not None
                 lost = asyncio.Event()
                 listener.add_termination_listener(lambda _conn: lost.set())
@@ -226,7 +226,7 @@ async def test_subscriber_keeps_delivering_when_its_listen_connection_dies(url: 
                 assert (await anext(events)).type == "Second"
                 await writer.append("s", [NewEvent("Third")])
                 assert (await anext(events)).type == "Third"
-            assert reader._listener is not None and reader._listener is not listener
+            assert reader._listener.listening and reader._listener._conn is not listener
         finally:
             await events.aclose()  # type: ignore[attr-defined]  # tail is an async generator
 
