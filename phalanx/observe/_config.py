@@ -9,6 +9,7 @@ OpenTelemetry itself needs none of this: phalanx's spans go wherever its provide
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from .._errors import ConfigError
+from . import _lightmeter, _lightspan
+from ._offload import Shipper
 
 Protocol = Literal["grpc", "http/protobuf"]
 _PROTOCOLS: tuple[str, ...] = ("grpc", "http/protobuf")
@@ -60,30 +63,39 @@ def _signal_endpoint(base: str, path: str) -> str:
     return base.rstrip("/") + "/" + path
 
 
-def _span_exporter(protocol: str, endpoint: str | None, headers: Mapping[str, str] | None) -> Any:
+#: The module of the SDK's OTLP span exporter, by protocol.
+_SPAN_EXPORTERS = {
+    "grpc": "opentelemetry.exporter.otlp.proto.grpc.trace_exporter",
+    "http/protobuf": "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+}
+
+
+def _span_exporter_class(protocol: str) -> Any:
     try:
-        if protocol == "grpc":
-            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
-                OTLPSpanExporter as GrpcSpanExporter,
-            )
-
-            insecure = None if endpoint is None else urlsplit(endpoint).scheme == "http"
-            return GrpcSpanExporter(
-                endpoint=endpoint, insecure=insecure, headers=dict(headers or {}) or None
-            )
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
-            OTLPSpanExporter as HttpSpanExporter,
-        )
-
-        url = None if endpoint is None else _signal_endpoint(endpoint, "v1/traces")
-        return HttpSpanExporter(endpoint=url, headers=headers)
+        return importlib.import_module(_SPAN_EXPORTERS[protocol]).OTLPSpanExporter
     except ImportError as exc:
         raise ConfigError(
             setting=f"OTLP over {protocol}", reason=f"{exc.name} is not installed; {_EXTRA_HINT}"
         ) from exc
 
 
-def _metric_exporter(protocol: str, endpoint: str | None, headers: Mapping[str, str] | None) -> Any:
+def otlp_span_exporter(
+    protocol: str, endpoint: str | None, headers: Mapping[str, str] | None
+) -> Any:
+    """The SDK's OTLP span exporter for `protocol` (here, or in the exporter process)."""
+    exporter_class = _span_exporter_class(protocol)
+    if protocol == "grpc":
+        insecure = None if endpoint is None else urlsplit(endpoint).scheme == "http"
+        return exporter_class(
+            endpoint=endpoint, insecure=insecure, headers=dict(headers or {}) or None
+        )
+    url = None if endpoint is None else _signal_endpoint(endpoint, "v1/traces")
+    return exporter_class(endpoint=url, headers=headers)
+
+
+def otlp_metric_exporter(
+    protocol: str, endpoint: str | None, headers: Mapping[str, str] | None
+) -> Any:
     try:
         if protocol == "grpc":
             from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
@@ -173,7 +185,13 @@ def configure_tracing(
     # explicit name wins, and without any the service is "phalanx", not "unknown_service".
     attributes["service.name"] = name or "phalanx"
     resource = Resource.create(attributes)
-    exporter = span_exporter or _span_exporter(chosen, endpoint, headers)
+    if span_exporter is None and batch and not _env(environ, "OTEL_TRACES_SAMPLER"):
+        # Tracing off the hot path (see _offload). A given exporter object,
+        # synchronous export or another sampler need the SDK in this process.
+        return _offloaded(
+            chosen, endpoint, headers, resource.attributes, metrics, metric_interval_s
+        )
+    exporter = span_exporter or otlp_span_exporter(chosen, endpoint, headers)
     provider = TracerProvider(resource=resource)
     processor = BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter)
     provider.add_span_processor(processor)
@@ -185,11 +203,42 @@ def configure_tracing(
 
         interval = None if metric_interval_s is None else metric_interval_s * 1000
         reader = PeriodicExportingMetricReader(
-            _metric_exporter(chosen, endpoint, headers), export_interval_millis=interval
+            otlp_metric_exporter(chosen, endpoint, headers), export_interval_millis=interval
         )
         meter_provider = MeterProvider(resource=resource, metric_readers=[reader])
         otel_metrics.set_meter_provider(meter_provider)
     return Telemetry(provider, meter_provider)
+
+
+def _offloaded(
+    protocol: str,
+    endpoint: str | None,
+    headers: Mapping[str, str] | None,
+    resource: Mapping[str, Any],
+    metrics: bool,
+    metric_interval_s: float | None,
+) -> Telemetry:
+    """Install providers that only queue here, and the exporter process that exports."""
+    from opentelemetry import metrics as otel_metrics
+    from opentelemetry import trace
+
+    _span_exporter_class(protocol)  # not installed: say so here, not in the exporter process
+    shipper = Shipper(
+        {
+            "protocol": protocol,
+            "endpoint": endpoint,
+            "headers": dict(headers) if headers is not None else None,
+            "resource": dict(resource),
+            "metrics": metrics,
+            "metric_interval_ms": None if metric_interval_s is None else metric_interval_s * 1000,
+        }
+    )
+    tracer_provider = _lightspan.TracerProvider(shipper)
+    trace.set_tracer_provider(tracer_provider)
+    meter_provider = _lightmeter.MeterProvider(shipper) if metrics else None
+    if meter_provider is not None:
+        otel_metrics.set_meter_provider(meter_provider)
+    return Telemetry(tracer_provider, meter_provider)
 
 
 def configure_from_env() -> Telemetry | None:
