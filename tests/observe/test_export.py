@@ -262,9 +262,11 @@ def test_tracing_benchmark_runs_and_its_spans_arrive() -> None:
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["spans_arrived"] >= report["spans_expected_at_least"] > 0
-    for key in ("step_s", "io_step_s", "turn_s"):
-        assert report[key]["disabled_us"] > 0
-        assert report[key]["enabled_us"] > 0
+    for mode in ("enabled", "in-process"):  # exported off the hot path, and in process
+        for key in ("step_s", "step_cpu_s", "io_step_s", "turn_s", "turn_cpu_s"):
+            assert report[mode][key]["disabled_us"] > 0
+            assert report[mode][key]["traced_us"] > 0
+    assert report["exporter_cpu_ms_per_run"] > 0  # the exporter process did the exporting
 
 
 def test_dead_letter_depth_and_breaker_transitions_are_exported(tmp_path: Path) -> None:
