@@ -13,6 +13,12 @@ Run it as `.venv/bin/python benchmarks/scale.py [--quick] [--json]`.
 3. Takeover latency after SIGKILL: a worker holding a long run is SIGKILLed; the
    time until another worker's first write to it, against the target lease TTL + 1 s.
 4. The same throughput with SQLite and one worker, for comparison.
+5. Fan-out of child runs: PARENTS runs each fan out to WIDTH child runs of one step
+   that waits (a model call's latency), submitted to 1, 2 and 4 workers at
+   `--concurrency C`; every child is queued for any worker and a waiting parent holds
+   no slot. The figure is children/s until the last parent completed, and its ratio to
+   one worker. Baseline, in the same run: the same parents run in one process
+   (`Runtime.run`, C at a time, children in-process, so not bound by worker slots).
 
 The PostgreSQL server is $PHALANX_BENCH_POSTGRES (default
 postgresql://postgres@127.0.0.1:5432/test), each measurement in a schema of its own.
@@ -42,7 +48,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._scale_workflows import long, noop
+from benchmarks._scale_workflows import fan, long, noop
 from benchmarks._util import print_table
 from phalanx import Runtime, open_runtime, store_from_url
 
@@ -66,6 +72,18 @@ class Window:
     worker_cpu: float  # cores busy in worker processes (CPU seconds / wall seconds)
     postgres_cpu: float  # cores busy in every postgres process on the machine
     appends_per_s: float
+
+
+@dataclass
+class FanWindow:
+    """One fan-out measurement."""
+
+    label: str
+    workers: int
+    parents: int
+    children: int
+    seconds: float
+    children_per_s: float
 
 
 def _ticks(pid: int) -> int:
@@ -261,6 +279,64 @@ async def in_process(url: str, runs: int, concurrency: int) -> Window:
     )
 
 
+@dataclass(frozen=True)
+class FanShape:
+    """The fan-out scenario: `parents` runs of `width` children, each waiting `seconds`."""
+
+    parents: int
+    width: int
+    seconds: float
+    concurrency: int
+
+    def inputs(self) -> dict[str, Any]:
+        return {"width": self.width, "seconds": self.seconds}
+
+    def window(self, label: str, workers: int, seconds: float) -> FanWindow:
+        children = self.parents * self.width
+        return FanWindow(label, workers, self.parents, children, seconds, children / seconds)
+
+
+async def _ended(rt: Runtime, run_ids: list[str]) -> bool:
+    return all([(await rt.history(r)).terminal for r in run_ids])
+
+
+async def fan_out(url: str, n_workers: int, shape: FanShape) -> FanWindow:
+    """Start the workers, then submit the parents; time until every parent completed.
+
+    Submitted after the workers are up (not held back and released like the runs of
+    `throughput`): a child goes to the queue its parent was submitted to.
+    """
+    async with open_runtime(url) as rt:
+        work = await rt.work_queue()
+        procs = spawn_workers(url, n_workers, shape.concurrency, "fan", 15.0)
+        try:
+            await until(lambda: _count_at_least(work.workers(), n_workers))
+            start = time.perf_counter()
+            ids = [await rt.submit(fan, shape.inputs(), queue="fan") for _ in range(shape.parents)]
+            await until(lambda: _ended(rt, ids), interval=0.1)
+            seconds = time.perf_counter() - start
+        finally:
+            stop_workers(procs)
+    return shape.window(f"fan-out, {n_workers} worker(s)", n_workers, seconds)
+
+
+async def fan_in_process(url: str, shape: FanShape) -> FanWindow:
+    """The fan-out baseline: the same parents in one process, `concurrency` at a time."""
+    async with open_runtime(url) as rt:
+        gate = asyncio.Semaphore(shape.concurrency)
+        start = time.perf_counter()
+
+        async def one() -> None:
+            async with gate:
+                await rt.run(fan, shape.inputs())
+
+        async with asyncio.TaskGroup() as group:
+            for _ in range(shape.parents):
+                group.create_task(one())
+        seconds = time.perf_counter() - start
+    return shape.window("fan-out, in-process baseline", 1, seconds)
+
+
 async def takeover(url: str, ttl: float) -> float:
     """Seconds from SIGKILL of a run's worker to another worker's first write to it."""
     async with open_runtime(url) as rt:
@@ -316,6 +392,24 @@ async def measure(quick: bool) -> dict[str, Any]:
             await drop(url)
     url = await fresh("sqlite")
     windows.append(await throughput(url, 1, runs, concurrency, "sqlite, 1 worker"))
+    shape = FanShape(
+        parents=2 if quick else 4,
+        width=4 if quick else 8,
+        seconds=0.05 if quick else 0.2,
+        concurrency=concurrency,
+    )
+    fans: list[FanWindow] = []
+    url = await fresh("postgres")
+    try:
+        fans.append(await fan_in_process(url, shape))
+    finally:
+        await drop(url)
+    for n in counts:
+        url = await fresh("postgres")
+        try:
+            fans.append(await fan_out(url, n, shape))
+        finally:
+            await drop(url)
     latencies = []
     for _ in range(repeats):
         url = await fresh("postgres")
@@ -329,6 +423,7 @@ async def measure(quick: bool) -> dict[str, Any]:
         "steps_per_run": STEPS_PER_RUN,
         "concurrency": concurrency,
         "windows": [asdict(w) for w in windows],
+        "fanout": {**asdict(shape), "windows": [asdict(w) for w in fans]},
         "takeover": {
             "lease_ttl": ttl,
             "target_s": ttl + 1.0,
@@ -354,6 +449,23 @@ def report(result: dict[str, Any], file: Any) -> None:
     ]
     headers = ["setup", "s", "steps/s", "per worker", "worker cores", "pg cores", "appends/s"]
     print_table(headers, rows, file=file)
+    fan = result["fanout"]
+    one = next(w for w in fan["windows"] if w["workers"] == 1 and "baseline" not in w["label"])
+    rows = [
+        [
+            w["label"],
+            f"{w['seconds']:.2f}",
+            f"{w['children_per_s']:.1f}",
+            f"{w['children_per_s'] / one['children_per_s']:.2f}x",
+        ]
+        for w in fan["windows"]
+    ]
+    print(
+        f"fan-out: {fan['parents']} parents x {fan['width']} child runs, one {fan['seconds']}s "
+        f"step each, --concurrency {fan['concurrency']}",
+        file=file,
+    )
+    print_table(["setup", "s", "children/s", "vs 1 worker"], rows, file=file)
     t = result["takeover"]
     print(
         f"takeover after SIGKILL: median {t['median_s']:.2f}s (target <= {t['target_s']:.1f}s, "

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.postgres
 @pytest.mark.slow
 def test_scale_benchmark_quick_json_measures_workers_baseline_and_takeover() -> None:
-    """Every window (baseline, 1 and 2 workers, SQLite) and the takeover ran and measured."""
+    """Every window (baseline, 1 and 2 workers, SQLite), the fan-out and the takeover ran."""
     require_postgres()
     proc = subprocess.run(
         [sys.executable, "benchmarks/scale.py", "--quick", "--json"],
@@ -39,3 +39,11 @@ def test_scale_benchmark_quick_json_measures_workers_baseline_and_takeover() -> 
     for window in report["windows"]:
         assert window["runs"] == report["runs"] and window["steps_per_s"] > 0
     assert len(report["takeover"]["seconds"]) == 1
+    fan = report["fanout"]
+    assert [w["label"] for w in fan["windows"]] == [
+        "fan-out, in-process baseline",
+        "fan-out, 1 worker(s)",
+        "fan-out, 2 worker(s)",
+    ]
+    for window in fan["windows"]:
+        assert window["children"] == fan["parents"] * fan["width"] and window["seconds"] > 0
