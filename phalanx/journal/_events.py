@@ -150,7 +150,8 @@ def encode_data(stream_id: str, event: NewEvent, max_bytes: int) -> str:
             event_type=safe_text(str(event.type)),
             reason="the type must be a non-empty string without NUL or lone surrogates",
         )
-    if not isinstance(event.data, Mapping):
+    # `type is dict` first: the ABC check alone costs a tenth of encoding a step's event.
+    if type(event.data) is not dict and not isinstance(event.data, Mapping):
         raise EventDataError(
             stream_id=stream_id,
             event_type=event.type,

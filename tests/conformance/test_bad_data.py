@@ -51,6 +51,22 @@ async def test_the_error_names_the_path_of_the_bad_value(
     assert await store.read_stream("bad") == []
 
 
+async def test_a_value_that_contains_itself_is_refused_and_the_next_append_is_not(
+    store: EventStore,
+) -> None:
+    """Data holding itself is refused; the same containers, untangled, then append."""
+    items: list[Any] = [1]
+    items.append(items)
+    shared = {"k": "v"}
+    with pytest.raises(EventDataError, match="nested more than"):
+        await store.append("loop", [NewEvent("E", {"items": items, "shared": shared})])
+    items.pop()
+    await store.append("loop", [NewEvent("E", {"items": items, "shared": shared})])
+    assert [e.data for e in await store.read_stream("loop")] == [
+        {"items": [1], "shared": {"k": "v"}}
+    ]
+
+
 async def test_nul_and_a_surrogate_round_trip_where_json_can_carry_them(store: EventStore) -> None:
     """NUL is JSON (an escape) and is kept in data; only lone surrogates are refused."""
     data = {"nul": "a\x00b", "pair": "\U0001f680", "\x00key": ["\x00"]}
