@@ -8,6 +8,12 @@ connection has busy_timeout=0, and when another process holds the write lock the
 executor backs off with an asyncio sleep and tries again, so other tasks keep running
 while we wait, up to `busy_timeout` seconds before `StoreUnavailableError`.
 
+Writes are group-committed (`_group`): every write of one loop tick (the appends of
+a fan-out's branches, of a worker's concurrent runs, their lease calls) runs in one
+BEGIN IMMEDIATE ... COMMIT, each in a savepoint of its own, so a refused write is
+rolled back alone. Measured here: 100 concurrent runs of no-op steps commit ~100 steps
+at once, and a write alone pays one turn of the loop (a few µs) for the chance.
+
 Commit order equals position order for free: SQLite has one writer at a time and
 positions are rowids assigned inside the write transaction.
 
@@ -42,6 +48,7 @@ from ._events import (
     StreamAppend,
     encode_state,
 )
+from ._group import GroupCommit, Pending
 from ._leases import check_append_epoch, check_holder, decide_acquire
 from ._rows import EVENT_COLUMNS, Row, batch_rows, decode_rows, decode_snapshot, event_rows
 from ._subscription import Notifier, tail
@@ -156,6 +163,32 @@ def _write_stream(
     return AppendResult(version + len(rows), cursor.lastrowid or 0)
 
 
+class _Busy:
+    """The back-off of one write or read while another process holds the database."""
+
+    __slots__ = ("_clock", "_deadline", "_delay", "_limit", "_url")
+
+    def __init__(self, clock: Clock, limit: float, url: str) -> None:
+        self._clock = clock
+        self._limit = limit
+        self._url = url
+        self._deadline = clock.monotonic() + limit
+        self._delay = 0.0005
+
+    async def wait(self) -> None:
+        """Sleep before the next try, or raise once the database stayed locked too long."""
+        if self._clock.monotonic() >= self._deadline:
+            raise StoreUnavailableError(
+                store=self._url, reason=f"the database stayed locked for {self._limit:g}s"
+            )
+        await self._clock.sleep(self._delay)
+        self._delay = min(self._delay * 2, 0.02)
+
+
+#: What a grouped write's future holds when the database was busy: try again later.
+_BUSY: Any = object()
+
+
 class _SqliteExecutor:
     """The one seam through which SQLite is called: inline, with async busy back-off."""
 
@@ -166,58 +199,117 @@ class _SqliteExecutor:
         self._url = url
         #: Why SQLite called the file malformed, once it did; every later write is refused.
         self.corrupt: str | None = None
+        #: Write transactions committed (tests and benchmarks count how many writes share one).
+        self.commits = 0
+        self.group = GroupCommit(self._commit_batch)
+
+    def _refusal(self, exc: sqlite3.DatabaseError) -> Exception | None:
+        """The error to raise for `exc`, or None when the database is only busy."""
+        if _is_corrupt(exc):
+            # Sticky: once SQLite calls the file malformed, write nothing more to it
+            # through this store (writing can spread the damage).
+            self.corrupt = str(exc)
+            return StoreCorruptError(store=self._url, reason=str(exc))
+        message = str(exc)
+        if isinstance(exc, sqlite3.OperationalError) and ("locked" in message or "busy" in message):
+            return None
+        return StoreUnavailableError(store=self._url, reason=message)
 
     async def _retrying(self, attempt: Callable[[], T]) -> T:
-        deadline: float | None = None  # read the clock only once the database is busy
-        delay = 0.0005
+        busy: _Busy | None = None  # made (and the clock read) only once the database is busy
         while True:
             try:
                 return attempt()
             except sqlite3.DatabaseError as exc:
-                if _is_corrupt(exc):
-                    # Sticky: once SQLite calls the file malformed, write nothing more
-                    # to it through this store (writing can spread the damage).
-                    self.corrupt = str(exc)
-                    raise StoreCorruptError(store=self._url, reason=str(exc)) from exc
-                message = str(exc)
-                busy = isinstance(exc, sqlite3.OperationalError) and (
-                    "locked" in message or "busy" in message
-                )
-                if not busy:
-                    raise StoreUnavailableError(store=self._url, reason=message) from exc
-                if deadline is None:
-                    deadline = self._clock.monotonic() + self._busy_timeout
-                elif self._clock.monotonic() >= deadline:
-                    raise StoreUnavailableError(
-                        store=self._url,
-                        reason=f"the database stayed locked for {self._busy_timeout:g}s",
-                    ) from exc
-            await self._clock.sleep(delay)
-            delay = min(delay * 2, 0.02)
+                refusal = self._refusal(exc)
+                if refusal is not None:
+                    raise refusal from exc
+                busy = busy or _Busy(self._clock, self._busy_timeout, self._url)
+                await busy.wait()
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run a read (one autocommit statement or several, each consistent)."""
         return await self._retrying(lambda: fn(self.conn))
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn` inside BEGIN IMMEDIATE ... COMMIT, rolled back if it raises."""
+        """Run `fn` in a write transaction shared with the other writes of this loop tick.
+
+        `fn` runs in a savepoint of its own (BEGIN IMMEDIATE when alone): if it
+        raises, only its own changes are rolled back and the exception is its caller's
+        alone. The call returns once the transaction committed.
+        """
+        busy: _Busy | None = None
+        while True:
+            if self.corrupt is not None:
+                raise StoreCorruptError(store=self._url, reason=self.corrupt)
+            outcome = await self.group.submit(fn)
+            if outcome is not _BUSY:
+                return outcome
+            busy = busy or _Busy(self._clock, self._busy_timeout, self._url)
+            await busy.wait()
+
+    def _commit_batch(self, batch: list[Pending[Any]]) -> None:
+        """Run one tick's writes in one transaction, then resolve every caller."""
+        try:
+            outcomes = self._transact(batch)
+        except sqlite3.DatabaseError as exc:
+            refusal = self._refusal(exc)
+            failed = (True, _BUSY) if refusal is None else (False, refusal)
+            outcomes = [failed] * len(batch)
+        except (StoreCorruptError, sqlite3.ProgrammingError) as exc:  # closed meanwhile
+            error = exc if isinstance(exc, StoreCorruptError) else None
+            failure = error or StoreUnavailableError(store=self._url, reason=str(exc))
+            outcomes = [(False, failure)] * len(batch)
+        for pending, (ok, value) in zip(batch, outcomes, strict=True):
+            if pending.future.done():
+                continue  # the caller was cancelled meanwhile
+            if ok:
+                pending.future.set_result(value)
+            else:
+                pending.future.set_exception(value)
+
+    def _transact(self, batch: list[Pending[Any]]) -> list[tuple[bool, Any]]:
+        """Each write in a savepoint of one transaction: (True, result) or (False, error).
+
+        Raises:
+            sqlite3.DatabaseError: the database failed (or was busy); nothing was written.
+        """
         if self.corrupt is not None:
             raise StoreCorruptError(store=self._url, reason=self.corrupt)
         conn = self.conn
-
-        def attempt() -> T:
-            # IMMEDIATE takes the write lock up front, so a busy database is seen here,
-            # before any work, and the whole transaction can simply be tried again.
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(conn)
+        solo = len(batch) == 1  # alone, the transaction itself isolates the write
+        outcomes: list[tuple[bool, Any]] = []
+        # IMMEDIATE takes the write lock up front, so a busy database is seen here,
+        # before any work, and the whole batch can simply be tried again.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for pending in batch:
+                if not solo:
+                    conn.execute("SAVEPOINT w")
+                try:
+                    value = pending.work(conn)
+                except sqlite3.IntegrityError as exc:  # a constraint: this write's own
+                    outcomes.append((False, self._refusal(exc)))
+                except sqlite3.Error:
+                    raise  # the database failed: the whole transaction goes
+                except Exception as exc:  # refused (a conflict, a fence): this write alone
+                    outcomes.append((False, exc))
+                else:
+                    outcomes.append((True, value))
+                if not solo:
+                    if not outcomes[-1][0]:
+                        conn.execute("ROLLBACK TO w")
+                    conn.execute("RELEASE w")
+            if solo and not outcomes[0][0]:
+                conn.execute("ROLLBACK")  # alone and refused: nothing of it stays
+            else:
                 conn.execute("COMMIT")
-            except BaseException:
+                self.commits += 1
+        except BaseException:
+            if conn.in_transaction:
                 conn.execute("ROLLBACK")
-                raise
-            return result
-
-        return await self._retrying(attempt)
+            raise
+        return outcomes
 
 
 class SqliteEventStore:
@@ -307,8 +399,14 @@ class SqliteEventStore:
     async def close(self) -> None:
         """Close the connection; idempotent."""
         if self._executor is not None:
+            self._executor.group.flush()  # the appends queued this tick commit first
             self._executor.conn.close()
             self._executor = None
+
+    @property
+    def commits(self) -> int:
+        """Transactions the appends committed since `open` (shared ones count once)."""
+        return 0 if self._executor is None else self._executor.commits
 
     @property
     def _db(self) -> _SqliteExecutor:
