@@ -19,6 +19,14 @@ Events can wait for the next append's commit (`defer`, `hold`): a step's
 costs one commit, not two. Waiting events are written before any effect that follows
 them could be journaled. A held start that waited `hold_s` (a long step) is written
 on its own by `write_held`, so the step shows as running while it runs.
+
+Appends are group-committed within the run: an append that comes while another is in
+flight queues its events, and the first queued caller writes every queued one in the
+next append (a fan-out's thousand branches finish in a few appends, not a thousand).
+Each caller still returns only once its own events committed and sees the outcome it
+would have seen alone: an append the store refuses for its data is split, caller by
+caller, so only the culprit's is refused; a caller cancelled before its events were
+taken is dropped from the queue, nothing of it written.
 """
 
 from __future__ import annotations
@@ -29,7 +37,13 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from .._clock import Clock, SystemClock
-from .._errors import ConcurrencyError, FencedError, LeaseLostError, StoreUnavailableError
+from .._errors import (
+    ConcurrencyError,
+    EventDataError,
+    FencedError,
+    LeaseLostError,
+    StoreUnavailableError,
+)
 from ..journal import AppendResult, EventStore, Lease, Metadata, NewEvent, StreamAppend
 from ._history import STATUS_EVENTS, run_stream
 
@@ -44,6 +58,20 @@ LONGEST_RETRY = 1.0
 #: Shorter shows a running step sooner; each step longer than it pays a second
 #: commit (~40 µs here), under 0.1% of a 50 ms step.
 HOLD_S = 0.05
+
+
+class _Queued:
+    """One caller's events waiting for an append in flight to end, and their fate."""
+
+    __slots__ = ("abandoned", "error", "events", "written")
+
+    def __init__(self, events: tuple[NewEvent, ...]) -> None:
+        self.events = events
+        self.written = False
+        #: Its caller gave up (cancelled, or refused): written only if already taken.
+        self.abandoned = False
+        #: Set when the store refused these events for their data (the caller's alone).
+        self.error: EventDataError | None = None
 
 
 class RunJournal:
@@ -78,9 +106,14 @@ class RunJournal:
         self._held: set[int] = set()
         self._holding = asyncio.Event()
         self._held_since = 0.0
-        #: (version, deferred events) of an append cancelled in flight, until settled.
-        self._unsure: tuple[int, int] | None = None
+        #: (version, deferred events, queued appends) of an append cancelled in
+        #: flight, until settled.
+        self._unsure: tuple[int, int, list[_Queued]] | None = None
         self._lock = asyncio.Lock()
+        #: Callers' events waiting for the next append, and those the one in flight took.
+        self._queue: list[_Queued] = []
+        #: Set when the append in flight ends (then replaced): queued callers wait on it.
+        self._ended = asyncio.Event()
 
     def defer(self, event_type: str, data: Mapping[str, Any]) -> None:
         """Queue an event to be written with the next append (recorded values).
@@ -136,44 +169,137 @@ class RunJournal:
     async def flush(self, *extra: NewEvent, tell: StreamAppend | None = None) -> None:
         """Write deferred events and `extra` (and `tell`) in one atomic append.
 
+        The append may be shared: see the module's docstring on group commit.
+
         Raises:
             FencedError: another runner took the run over.
             LeaseLostError: the store stayed unavailable until the lease expired.
+            EventDataError: the store refused `extra` for its data (nothing written).
         """
-        async with self._lock:
-            self.check_open()
-            held = len(self._pending)
-            batch = [*self._pending, *extra]
-            if not batch:
+        self.check_open()
+        if tell is not None or not self._lock.locked():
+            # The common case, and the only one of a run that does one thing at a time.
+            # A notice to another stream is never queued: it goes in its own writer's
+            # append (the store takes one append per stream in a transaction).
+            async with self._lock:
+                await self._write(extra, tell)
+            return
+        if not extra:
+            queued = self._queue[-1] if self._queue else None
+            if queued is None and not self._pending:
                 return
+        else:
+            queued = _Queued(extra)
+            self._queue.append(queued)
+        try:
+            while queued is None or not queued.written:
+                if queued is not None and queued.error is not None:
+                    raise queued.error
+                await self._ended.wait()
+                if self._lock.locked():
+                    continue  # another queued caller is writing ours
+                async with self._lock:
+                    if queued is None:
+                        await self._write((), None)
+                        return
+                    if not queued.written and queued.error is None:
+                        await self._write((), None)
+        except BaseException:
+            # Cancelled, or refused as a conflict or a fence: what was not taken yet is
+            # never written, as when this caller wrote alone.
+            if queued is not None:
+                queued.abandoned = True
+                if queued in self._queue:
+                    self._queue.remove(queued)
+            raise
+
+    async def _write(self, extra: tuple[NewEvent, ...], tell: StreamAppend | None) -> None:
+        """Append deferred events, the queued callers' and `extra` (with `tell`), locked."""
+        taken: list[_Queued] = []
+        try:
+            self.check_open()
             if self._unsure is not None:
                 unsure = self._unsure
                 await self._ride_out(lambda _: self._settle(*unsure))
-                held = len(self._pending)
-                batch = [*self._pending, *extra]
-                if not batch:
-                    return
+            held = len(self._pending)
+            taken, self._queue = self._queue, taken
+            batch = [*self._pending, *(e for q in taken for e in q.events), *extra]
+            if not batch:
+                return
             try:
-                try:
-                    # The first try directly: a coroutine less on the hottest path.
-                    result = await self._append(batch, False, tell)
-                except LeaseLostError:
+                result = await self._append_riding(batch, held, taken, tell)
+            except EventDataError:
+                if not taken:
                     raise
-                except StoreUnavailableError as exc:
-                    result = await self._ride_out(
-                        lambda retry: self._append(batch, retry, tell), exc
-                    )
-            except FencedError as exc:
-                self.fenced = exc
-                raise
-            except asyncio.CancelledError:
-                # Cancelled mid-append (a deadline scope, a cancel request): the write
-                # may have committed without us learning the new version. The next
-                # write finds out first, so it is not refused as a conflict.
-                self._unsure = (self.version, held)
-                raise
-            # Only what was written: events held during the await wait for the next.
+                # Someone's data was refused: write caller by caller, so the refusal
+                # is the culprit's alone (the store wrote nothing of the whole).
+                await self._write_apart(taken, extra, tell)
+                return
             self._written(held)
+            for queued in taken:
+                queued.written = True
+            self.version = result.version
+            self.writes += 1
+        finally:
+            # Taken but neither written nor refused (the append failed, or was cancelled
+            # and `_settle` will tell): the next append carries them.
+            in_doubt = self._unsure[2] if self._unsure is not None else []
+            self._queue[:0] = [
+                q
+                for q in taken
+                if not (q.written or q.error or q.abandoned) and not any(q is u for u in in_doubt)
+            ]
+            ended, self._ended = self._ended, asyncio.Event()
+            ended.set()
+
+    async def _append_riding(
+        self, batch: list[NewEvent], held: int, taken: list[_Queued], tell: StreamAppend | None
+    ) -> AppendResult:
+        """One append of `batch`, riding out an outage; marks the pen fenced or unsure."""
+        try:
+            try:
+                # The first try directly: a coroutine less on the hottest path.
+                return await self._append(batch, False, tell)
+            except LeaseLostError:
+                raise
+            except StoreUnavailableError as exc:
+                return await self._ride_out(lambda retry: self._append(batch, retry, tell), exc)
+        except FencedError as exc:
+            self.fenced = exc
+            raise
+        except asyncio.CancelledError:
+            # Cancelled mid-append (a deadline scope, a cancel request): the write
+            # may have committed without us learning the new version. The next
+            # write finds out first, so it is not refused as a conflict.
+            self._unsure = (self.version, held, taken)
+            raise
+
+    async def _write_apart(
+        self, taken: list[_Queued], extra: tuple[NewEvent, ...], tell: StreamAppend | None
+    ) -> None:
+        """Write each queued caller's events (then `extra`, `tell`) in an append of its own."""
+        chunks: list[tuple[tuple[NewEvent, ...], _Queued | None]] = [
+            *((q.events, q) for q in taken),
+            (extra, None),
+        ]
+        for events, queued in chunks:
+            if not events and (queued is not None or tell is None):
+                continue
+            held = len(self._pending)
+            batch = [*self._pending, *events]
+            try:
+                if queued is None:
+                    result = await self._append_riding(batch, held, [], tell)
+                else:
+                    result = await self._append_riding(batch, held, [queued], None)
+            except EventDataError as exc:
+                if queued is None:
+                    raise
+                queued.error = exc
+                continue
+            self._written(held)
+            if queued is not None:
+                queued.written = True
             self.version = result.version
             self.writes += 1
 
@@ -210,15 +336,21 @@ class RunJournal:
             self.version = result.version
             self.writes += 1
 
-    async def _settle(self, version: int, deferred: int) -> None:
+    async def _settle(self, version: int, deferred: int, taken: list[_Queued]) -> None:
         """Learn whether an append cancelled in flight committed (only we write here)."""
         now = await self.store.stream_version(self.stream_id)
         if now > version:
             # It did: its deferred events are in the journal, its own event with them
-            # (whose writer saw the cancel instead of the success).
+            # (whose writer saw the cancel instead of the success), and the queued
+            # callers' it carried.
             self._written(deferred)
+            for queued in taken:
+                queued.written = True
             self.version = now
             self.writes += 1
+        else:
+            # It did not: the queued callers' still waiting go in the next append.
+            self._queue[:0] = [q for q in taken if not q.abandoned]
         self._unsure = None
 
     async def renew(self, ttl: float) -> Lease:
