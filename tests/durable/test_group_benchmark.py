@@ -1,0 +1,42 @@
+"""The group-commit benchmark runs end to end; its figures are never asserted on (too noisy)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+FIGURES = {
+    "group.concurrent.floor",
+    "group.concurrent.batched",
+    "group.sequential.floor",
+}
+
+
+@pytest.mark.slow
+def test_group_benchmark_quick_json_reports_every_figure_and_its_baselines() -> None:
+    """`benchmarks/group.py --quick --json` exits 0; phalanx and both floors were measured."""
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/group.py", "--quick", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert set(report["figures"]) == FIGURES
+    for key, figure in report["figures"].items():
+        assert len(figure["samples"]["raw"]) == report["repeats"], key
+        for name in ("phalanx", "raw", "ratio"):
+            value = figure[name]
+            assert isinstance(value, float) and math.isfinite(value) and value > 0, (key, name)
+    assert isinstance(report["figures"]["group.concurrent.floor"]["pass"], bool)
+    # Concurrent runs shared commits: more than one step per commit.
+    assert report["steps_per_commit"] > 1
