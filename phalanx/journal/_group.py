@@ -1,21 +1,29 @@
 """Group commit: the writes that arrive in one event-loop tick share one transaction.
 
 Many runs in one process (a fan-out's branches, child runs, a worker's concurrent runs)
-append at once. Committing each append alone costs one commit apiece, and the commit
-is most of an append's cost; committing them together costs one commit per tick. A
-store queues each write here and gets the whole tick's queue back, in arrival order, on
-the loop's next turn (`loop.call_soon`), when every task that was ready to append has
-appended. A lone append pays that one turn of the loop and nothing else.
+write at once. Committing each write alone costs one commit apiece, and the commit is
+most of an append's cost; committing them together costs one commit per tick. The
+first writer of a tick queues its write and yields once to the loop
+(`asyncio.sleep(0)`); every task that writes before it runs again queues behind it
+and waits on a future. Back from its yield, the first writer commits the whole queue,
+in arrival order, and resolves the others. A lone write pays that one turn of the loop
+and nothing else (no future, no callback).
 
-The store runs the batch in one transaction, each write inside it on its own
-(a savepoint on SQLite), so a write that is refused (a conflict, a fence) is rolled
-back alone and its caller gets exactly the exception it would have got writing alone,
-while the others commit. Each caller's future is resolved only once the transaction
-committed: durability is the same as one commit per append.
+The store runs the batch in one transaction, each write inside it on its own (a
+savepoint on SQLite), so a write that is refused (a conflict, a fence) is rolled back
+alone and its caller gets exactly the exception it would have got writing alone, while
+the others commit. A caller returns only once the transaction committed: durability is
+the same as one commit per write.
 
-A caller cancelled before its tick's commit is dropped from the batch (nothing of it
-is written, as before). Cancelled after the commit it sees the cancel, like any caller
-whose commit raced a cancel; the durable layer already settles that (`RunJournal`).
+A caller cancelled before its tick's commit is dropped from the queue (nothing of it
+is written, as before); a cancelled first writer commits the others on its way out.
+Cancelled after the commit, a caller sees the cancel, like any caller whose commit
+raced a cancel; the durable layer settles that (`RunJournal`).
+
+Rejected: a writer thread, which costs a thread hop per write (~65 µs here, six times a
+SQLite commit); a flush scheduled with `loop.call_soon`, which costs every write a
+future and a second turn of the loop; and futures for nobody, where a cancel that
+lands during the yield is seen only after the commit it should have stopped.
 """
 
 from __future__ import annotations
@@ -28,34 +36,65 @@ T = TypeVar("T")
 
 
 class Pending(Generic[T]):
-    """One queued write: what to run inside the shared transaction, and its caller."""
+    """One queued write: what to run in the shared transaction, then how it ended."""
 
-    __slots__ = ("future", "work")
+    __slots__ = ("done", "future", "ok", "value", "work")
 
-    def __init__(self, work: Callable[[Any], T], future: asyncio.Future[T]) -> None:
+    def __init__(self, work: Callable[[Any], T], future: asyncio.Future[T] | None) -> None:
         self.work = work
+        #: Where a waiting writer hears the outcome (None for the tick's first writer).
         self.future = future
+        self.done = False
+        self.ok = False
+        #: The write's result when `ok`, else the exception its caller raises.
+        self.value: Any = None
+
+    def settle(self, ok: bool, value: Any) -> None:
+        """Record how the write ended, and tell its waiting writer."""
+        self.done, self.ok, self.value = True, ok, value
+        future = self.future
+        if future is not None and not future.done():
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
 
 
 class GroupCommit:
-    """Queues writes and hands each tick's queue to `commit`, which resolves them."""
+    """Queues writes; the first writer of a tick hands the queue to `commit`.
+
+    `commit` runs the batch and calls `settle` on every pending write.
+    """
 
     def __init__(self, commit: Callable[[list[Pending[Any]]], None]) -> None:
         self._commit = commit
         self._queue: list[Pending[Any]] = []
 
-    def submit(self, work: Callable[[Any], T]) -> asyncio.Future[T]:
-        """Queue `work` for this tick's transaction; the future holds its outcome."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        self._queue.append(Pending(work, future))
-        if len(self._queue) == 1:
-            loop.call_soon(self.flush)
-        return future
+    async def run(self, work: Callable[[Any], T]) -> T:
+        """Run `work` in this tick's shared transaction; return its result or raise."""
+        if self._queue:
+            future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+            self._queue.append(Pending(work, future))
+            return await future  # cancelled: `flush` skips it
+        pending: Pending[T] = Pending(work, None)
+        self._queue.append(pending)
+        try:
+            await asyncio.sleep(0)  # the other writers ready in this tick queue meanwhile
+        except BaseException:
+            if not pending.done:
+                self._queue.remove(pending)  # not committed: nothing of it is written
+                self.flush()  # the writers queued behind this one still commit
+            raise
+        if not pending.done:  # else `close` committed it meanwhile
+            self.flush()
+        if pending.ok:
+            result: T = pending.value
+            return result
+        raise pending.value
 
     def flush(self) -> None:
         """Commit what is queued now (also before the store closes); idempotent."""
-        batch = [p for p in self._queue if not p.future.done()]  # done: cancelled
+        batch = [p for p in self._queue if p.future is None or not p.future.done()]
         self._queue = []
         if batch:
             self._commit(batch)

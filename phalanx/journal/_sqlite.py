@@ -185,7 +185,7 @@ class _Busy:
         self._delay = min(self._delay * 2, 0.02)
 
 
-#: What a grouped write's future holds when the database was busy: try again later.
+#: What a grouped write returns when the database was busy: try again later.
 _BUSY: Any = object()
 
 
@@ -242,7 +242,7 @@ class _SqliteExecutor:
         while True:
             if self.corrupt is not None:
                 raise StoreCorruptError(store=self._url, reason=self.corrupt)
-            outcome = await self.group.submit(fn)
+            outcome = await self.group.run(fn)
             if outcome is not _BUSY:
                 return outcome
             busy = busy or _Busy(self._clock, self._busy_timeout, self._url)
@@ -261,12 +261,7 @@ class _SqliteExecutor:
             failure = error or StoreUnavailableError(store=self._url, reason=str(exc))
             outcomes = [(False, failure)] * len(batch)
         for pending, (ok, value) in zip(batch, outcomes, strict=True):
-            if pending.future.done():
-                continue  # the caller was cancelled meanwhile
-            if ok:
-                pending.future.set_result(value)
-            else:
-                pending.future.set_exception(value)
+            pending.settle(ok, value)
 
     def _transact(self, batch: list[Pending[Any]]) -> list[tuple[bool, Any]]:
         """Each write in a savepoint of one transaction: (True, result) or (False, error).

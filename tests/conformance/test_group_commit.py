@@ -85,13 +85,17 @@ async def test_appends_made_at_once_share_commits_and_read_back(store: EventStor
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
+@pytest.mark.parametrize("which", ["first", "second"])
 async def test_an_append_cancelled_before_its_commit_writes_nothing(
-    store_factory: StoreFactory,
+    store_factory: StoreFactory, which: str
 ) -> None:
     """A caller cancelled while its append waits for the tick's commit leaves no trace."""
     store = await store_factory()
-    kept = asyncio.create_task(store.append("kept", [NewEvent("E")], expected_version=0))
-    dropped = asyncio.create_task(store.append("dropped", [NewEvent("E")], expected_version=0))
+    appends = {
+        name: asyncio.create_task(store.append(name, [NewEvent("E")], expected_version=0))
+        for name in (["dropped", "kept"] if which == "first" else ["kept", "dropped"])
+    }
+    kept, dropped = appends["kept"], appends["dropped"]
     await asyncio.sleep(0)  # both are queued for the tick's commit, not yet committed
     dropped.cancel()
 
