@@ -74,7 +74,7 @@ def run_id_of(stream_id: str) -> str | None:
     return None
 
 
-@dataclass
+@dataclass(slots=True)
 class Operation:
     """Everything the journal holds about one operation of a run."""
 

@@ -71,13 +71,19 @@ class RecordedTrace:
     def of(cls, events: Sequence[Event]) -> RecordedTrace:
         """Read them from a run's events."""
         starter = first = last = None
+        previous: Metadata | None = None
         for event in events:
-            context = telemetry.remote_context(event.metadata.trace_id, event.metadata.span_id)
-            if context is None:
+            metadata = event.metadata
+            if metadata is previous and event.type != "RunStarted":
+                # The runner of the event before wrote it: no new context. A read shares
+                # one Metadata among such events, so a resume parses each runner's once.
                 continue
+            context = telemetry.remote_context(metadata.trace_id, metadata.span_id)
             if event.type == "RunStarted":
-                starter = context
-            else:
+                starter = context or starter
+                continue
+            previous = metadata
+            if context is not None:
                 first = first or context
                 last = context
         return cls(starter, first, last)
