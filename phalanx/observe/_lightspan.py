@@ -63,10 +63,6 @@ def _trace_id() -> int:
     return trace_id
 
 
-def _pairs(state: TraceState | None) -> list[tuple[str, str]] | None:
-    return list(state.items()) if state else None
-
-
 class Span(trace.Span):
     """A recording span that becomes one plain tuple when it ends."""
 
@@ -109,9 +105,9 @@ class Span(trace.Span):
         self._sink = sink
         self._scope = scope
         self._name = name
-        self._kind = kind.value
+        self._kind: int = kind._value_  # the attribute: `.value` is a descriptor call
         self._trace_id = trace_id
-        self._span_id = _span_id()
+        self._span_id = _getrandbits(64) or _span_id()
         self._state = state
         self._parent = parent
         self._start = start_time if start_time is not None else time.time_ns()
@@ -129,7 +125,8 @@ class Span(trace.Span):
         """What the exporter process needs of this span, in plain values."""
         return (
             self._scope, self._name, self._kind, self._trace_id, self._span_id,
-            _pairs(self._state), self._parent, self._start, self._end, self._attributes,
+            list(self._state.items()) if self._state else None, self._parent,
+            self._start, self._end, self._attributes,
             self._events, self._links, self._status_code.value, self._status_description,
         )  # fmt: skip
 
