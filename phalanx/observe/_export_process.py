@@ -7,13 +7,15 @@ span limits of `OTEL_SPAN_*` applied here) and exports in batches, as the SDK's 
 processor would: when `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` spans wait, or the oldest has
 waited `OTEL_BSP_SCHEDULE_DELAY`. At the end of its stdin (the traced process shut
 down, or died) it exports what it holds and exits, which is how a crashed process's
-shipped spans still arrive. It ignores SIGINT and SIGTERM: a Ctrl-C or a stop sent to
-the process group is the traced process's to handle, and its shutdown ends this one.
+shipped spans still arrive. It runs at a lower CPU priority (`NICENESS`), and ignores
+SIGINT and SIGTERM: a Ctrl-C or a stop sent to the process group is the traced
+process's to handle, and its shutdown ends this one.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import select
 import signal
 import sys
@@ -38,6 +40,27 @@ from ._offload import bsp_setting
 
 log = logging.getLogger("phalanx")
 
+#: How much lower than the traced process's this process's CPU priority is.
+NICENESS = 10
+
+
+#: Attribute values the OTLP encoder takes as they are.
+_PLAIN = frozenset((str, bool, int, float))
+
+
+class _Resource(Resource):
+    """A resource hashed once: the encoder hashes every span's, as JSON, to group them."""
+
+    def __init__(self, attributes: Mapping[str, Any]) -> None:
+        super().__init__(attributes)
+        self._hash = super().__hash__()
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return other is self or super().__eq__(other)
+
 
 class _Builder:
     """Turns span records into SDK spans under one resource and the span limits."""
@@ -47,7 +70,14 @@ class _Builder:
         self.limits = SpanLimits()
         self.scopes: dict[int, InstrumentationScope] = {}
 
-    def _attributes(self, values: Mapping[str, Any], limit: int | None) -> BoundedAttributes:
+    def _attributes(self, values: Mapping[str, Any], limit: int | None) -> Mapping[str, Any]:
+        """`values` within the limits, the SDK's way, unless they are plainly within them."""
+        if (
+            self.limits.max_span_attribute_length is None
+            and (limit is None or len(values) <= limit)
+            and all(type(v) in _PLAIN for v in values.values())
+        ):
+            return values  # nothing the SDK would clean, truncate or drop
         return BoundedAttributes(
             limit, values, immutable=True, max_value_len=self.limits.max_span_attribute_length
         )
@@ -138,7 +168,7 @@ def serve(fd: int, acks: Any) -> None:
         return
     config = first[1]
     exporter = otlp_span_exporter(config["protocol"], config["endpoint"], config["headers"])
-    resource = Resource(config["resource"])
+    resource = _Resource(config["resource"])
     builder = _Builder(resource)
     meters = _Meters(config, resource) if config["metrics"] else None
     batch = bsp_setting("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512)
@@ -196,6 +226,9 @@ def main() -> None:
     """Serve stdin, acknowledging flushes on stdout."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # Exporting is background work: on a busy machine it takes the CPU the traced
+    # process leaves, and catches up when that process waits (on a model, a tool).
+    os.nice(NICENESS)
     serve(sys.stdin.fileno(), sys.stdout.buffer)
 
 

@@ -195,3 +195,13 @@ def test_another_sampler_keeps_the_sdk_in_process(tmp_path: Path) -> None:
         _, stderr = process.communicate(timeout=90)
         assert process.returncode == 0, stderr
         assert receiver.snapshot() == []
+
+
+def test_the_span_limits_apply_where_the_spans_are_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    """OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT bounds the built span, as the SDK's own spans."""
+    monkeypatch.setenv("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "2")
+    tracer, records = light_tracer()
+    tracer.start_span("many", attributes={"a": 1, "b": 2, "c": 3}).end()
+    span = built(records[0])
+    assert dict(span.attributes) == {"b": 2, "c": 3}  # the oldest dropped, as the SDK does
+    assert span.dropped_attributes == 1
