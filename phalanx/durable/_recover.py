@@ -131,8 +131,13 @@ async def until_parked(clock: Clock, resuming: asyncio.Task[Any], look: Look) ->
         except StoreUnavailableError:
             continue  # an outage tells us nothing; the runner rides it out or stops
         now = clock.monotonic()
-        if not waiting or versions != last:
-            still_since, last = (now if waiting else None), versions
-        elif still_since is not None and now - still_since >= _SETTLE_S:
+        if not waiting:
+            still_since = None
+        elif versions != last or still_since is None:
+            # Waiting from now on: also when it starts without a write (a wait on a
+            # child run or a timer journals nothing more than what came before it).
+            still_since = now
+        elif now - still_since >= _SETTLE_S:
             return last or (0,)
+        last = versions
     return ()

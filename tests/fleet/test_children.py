@@ -6,6 +6,8 @@ import asyncio
 from pathlib import Path
 
 import phalanx
+from phalanx import SystemClock
+from phalanx.durable._recover import until_parked
 from phalanx.journal import open_queue
 from tests.chaos.workflows import read_ledger
 from tests.conftest import OpenRuntime
@@ -166,3 +168,32 @@ async def test_a_parked_run_is_claimable_once_the_stores_clock_passes_its_wake_u
         assert await work.claim("w", ["default"], 1, 5.0) == []
         await rt.signal("r", "nudge")
         assert [c.run_id for c in await work.claim("w", ["default"], 1, 5.0)] == ["r"]
+
+
+async def test_ctx_child_under_a_worker_returns_results_and_raises_failures(
+    runtime: phalanx.Runtime, tmp_path: Path
+) -> None:
+    """ctx.child through the queue: a result comes back, a failed child raises in the parent."""
+    ledger = str(tmp_path / "ledger")
+    await runtime.submit(wf.nested, {"ledger": ledger}, run_id="n")
+    async with working(runtime, concurrency=1):
+        assert await until_status(runtime, "n", *TERMINAL) == "completed"
+    assert (await runtime.history("n")).result == ["first", "failed", "builtins.ValueError"]
+    children = await child_ids(runtime, "n")
+    assert [(await runtime.history(c)).status for c in children] == ["completed", "failed"]
+    notices = [e.data["status"] for e in await runtime.store.read_stream("run:n:inbox")]
+    assert notices == ["completed", "failed"]
+
+
+async def test_a_wait_that_begins_without_a_write_still_parks() -> None:
+    """A run busy at one look and idle after, its journal unchanged, parks after the settle."""
+    looks = iter([(False, (1, 0))])  # busy (submitting children), then only waiting
+
+    async def look() -> tuple[bool, tuple[int, ...]]:
+        return next(looks, (True, (1, 0)))
+
+    async with asyncio.TaskGroup() as group:
+        forever = group.create_task(asyncio.Event().wait())
+        async with asyncio.timeout(5):
+            assert await until_parked(SystemClock(), forever, look) == (1, 0)
+        forever.cancel()

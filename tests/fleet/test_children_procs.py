@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import signal
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -115,3 +116,61 @@ def test_a_worker_killed_mid_child_is_taken_over_and_the_parent_gets_the_outcome
             assert len(ran) == 1, ran
     assert taken_over >= 1
     assert [line["step"] for line in lines].count("after") == 1
+
+
+def children_waiting(fleet: Fleet, width: int) -> bool:
+    journals = [fleet.ws.peek(f"p.1.c{i}") for i in range(width)]
+    return all(any(e["type"] == "SignalWaiting" for e in j) for j in journals)
+
+
+def test_cancelling_a_parent_cancels_its_children_on_other_workers(
+    tmp_path: Path, url: str
+) -> None:
+    """`phalanx cancel` of a parent: its children, parked on two workers, end cancelled."""
+    with workspace(tmp_path, url) as ws:
+        fleet = Fleet(ws, LEASE_TTL)
+        inputs = {"ledger": str(tmp_path / "ledger"), "width": 4, "hold": True}
+        done = ws.cli("submit", TREE, "--input", json.dumps(inputs), "--run-id", "p")
+        assert done.returncode == 0, done.stderr
+        a = fleet.worker("a", "--concurrency", "2")
+        b = fleet.worker("b", "--concurrency", "2")
+        poll_until(lambda: children_waiting(fleet, 4), 60, "every child to wait", interval=0.25)
+        assert ws.cli("cancel", "p").returncode == 0
+        runs = ["p", *(f"p.1.c{i}" for i in range(4))]
+        poll_until(
+            lambda: all(ws.peek(r)[-1]["type"] == "RunCancelled" for r in runs),
+            60,
+            "the parent and every child to end cancelled",
+            interval=0.25,
+        )
+        for proc in (a, b):
+            proc.popen.send_signal(signal.SIGTERM)
+            assert wait_exit(proc, 60) == 0, proc.describe()
+        for run_id in runs[1:]:
+            reason = ws.peek(run_id)[-1]["data"]["reason"]
+            assert reason.startswith("parent cancelled"), (run_id, reason)
+
+
+def test_children_on_other_workers_are_stopped_at_the_parents_deadline(
+    tmp_path: Path, url: str
+) -> None:
+    """A fan-out with a 2 s deadline: children parked on other workers end at it."""
+    with workspace(tmp_path, url) as ws:
+        fleet = Fleet(ws, LEASE_TTL)
+        inputs = {"ledger": str(tmp_path / "ledger"), "width": 3, "hold": True, "deadline": 2.0}
+        done = ws.cli("submit", TREE, "--input", json.dumps(inputs), "--run-id", "p")
+        assert done.returncode == 0, done.stderr
+        a = fleet.worker("a", "--concurrency", "1")
+        b = fleet.worker("b", "--concurrency", "1")
+        journals = tree_journals(fleet, 3, 90)
+        for proc in (a, b):
+            proc.popen.send_signal(signal.SIGTERM)
+            assert wait_exit(proc, 60) == 0, proc.describe()
+    result = next(e for e in journals["p"] if e["type"] == "RunCompleted")["data"]["result"]
+    assert result == {f"c{i}": "timed_out" for i in range(3)}
+    for i in range(3):
+        events = journals[f"p.1.c{i}"]
+        deadline_at = events[0]["data"]["deadline_at"]
+        ended = events[-1]
+        assert ended["type"] == "RunCancelled" and "deadline" in ended["data"]["reason"]
+        assert datetime.fromisoformat(ended["timestamp"]).timestamp() >= deadline_at

@@ -92,3 +92,20 @@ async def sleeper(ctx: WorkflowContext, ledger: str, seconds: float) -> str:
     """A durable timer of `seconds`, then a step."""
     await ctx.sleep(seconds)
     return await ctx.step("woke", effect, ctx, ledger, "woke")
+
+
+@phalanx.workflow
+async def broken(ctx: WorkflowContext) -> None:
+    """A child run that fails."""
+    raise ValueError("broken on purpose")
+
+
+@phalanx.workflow
+async def nested(ctx: WorkflowContext, ledger: str) -> list[str]:
+    """`ctx.child` twice: a leaf's result, then a failing child's error type."""
+    first = await ctx.child(leaf, ledger=ledger, name="first")
+    try:
+        await ctx.child(broken)
+    except phalanx.RunFailedError as exc:
+        return [first, exc.status, exc.error_type]
+    return [first]
