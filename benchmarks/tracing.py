@@ -1,6 +1,6 @@
 """Tracing overhead: a durable step and an agent turn, traced to a live receiver vs not.
 
-Run it as `.venv/bin/python benchmarks/tracing.py [--quick] [--json] [--steps N]`.
+Run it as `.venv/bin/python benchmarks/tracing.py [--quick] [--json] [--steps N] [--rounds R]`.
 
 Three contenders, each a fresh process on a fresh SQLite journal (the OpenTelemetry
 tracer provider is process-global, so they cannot share one):
@@ -207,6 +207,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer rounds and steps")
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     parser.add_argument("--steps", type=int, default=None, help="steps per run")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds (default 7, quick 3)")
     parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.worker:
@@ -217,7 +218,7 @@ def main() -> None:
     steps = options.steps or (300 if options.quick else 1500)
     # Few turns: the conversation, and so each turn's cost, grows with every turn.
     turns = 20 if options.quick else 40
-    rounds = 3 if options.quick else 7
+    rounds = options.rounds or (3 if options.quick else 7)
     keys = ("step_s", "step_cpu_s", "io_step_s", "turn_s", "turn_cpu_s")
     traced = CONTENDERS[1:]
     ratios = {mode: {k: [] for k in keys} for mode in traced}
