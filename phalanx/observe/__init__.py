@@ -5,7 +5,8 @@ tool calls), through the OpenTelemetry API only, on the base in `phalanx._teleme
 where names and the conventions version are pinned. This package sits on top of the
 layers: `configure_tracing` (or the standard `OTEL_*` variables, which the `phalanx`
 command applies at start) installs the SDK and the OTLP exporters from the `otel`
-extra, and `trace_run` reads a run's span tree back from its journal alone.
+extra, run in an exporter process so that tracing stays off the hot path, and
+`trace_run` reads a run's span tree back from its journal alone.
 
 Pictures: `build_run_model` reads a run and its child runs into one `RunModel` (lanes,
 spans, marks, fan-outs, decisions), and everything that shows a run renders from it:

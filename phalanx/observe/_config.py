@@ -5,6 +5,12 @@ the `otel` extra (`pip install 'phalanx[otel]'`), imported here and only when as
 for. `configure_tracing` installs global tracer and meter providers, as OpenTelemetry
 expects an application to do once at start; an application that configures
 OpenTelemetry itself needs none of this: phalanx's spans go wherever its providers say.
+
+With an OTLP exporter (the usual case, and what the `OTEL_*` variables configure) the
+providers installed only record: spans and measurements are queued in this process
+and an exporter process builds, aggregates and exports them (`_offload`), which keeps
+the SDK's cost off the steps. A given `span_exporter` object, `batch=False` or an
+`OTEL_TRACES_SAMPLER` keep the SDK itself in this process, as before.
 """
 
 from __future__ import annotations
@@ -29,8 +35,10 @@ _EXTRA_HINT = "install the extra: pip install 'phalanx[otel]'"
 class Telemetry:
     """The providers `configure_tracing` installed; flush or shut them down.
 
-    Shut down before the process exits, or spans still in the batch are lost (the
-    SDK also does it at interpreter exit, but not after `os._exit` or a SIGKILL).
+    Shut down before the process exits, or spans not yet exported may be lost: it is
+    also done at interpreter exit, but not after `os._exit` or a SIGKILL. With the
+    exporter process, what was shipped to it (everything older than 100 ms) is still
+    exported after those; with the SDK in process, the batch is lost.
     """
 
     tracer_provider: Any
@@ -149,7 +157,8 @@ def configure_tracing(
             (then "phalanx").
         headers: Extra export headers (e.g. an API key).
         span_exporter: Any SDK `SpanExporter` instead of OTLP (console, in-memory...).
-        batch: Export in batches from a background thread (the default; tune with
+        batch: Export in batches, from an exporter process for OTLP or from a
+            background thread for a given exporter (the default; tune with
             `OTEL_BSP_*`), or synchronously as each span ends (tests, short scripts).
         metrics: Also install a meter provider exporting metrics over OTLP.
         metric_interval_s: Seconds between metric exports (default

@@ -1,26 +1,35 @@
-"""A tracer provider that exports from another process: tracing off the hot path.
+"""Spans and metrics recorded here, exported from another process: off the hot path.
 
-Why: with the SDK's batch processor in the traced process, a no-op durable step cost
-+67 µs (+38%) and an agent turn +430 µs with an OTLP exporter configured. Half of
-that was the SDK's span bookkeeping on the step itself, the other half encoding and
-sending in the export thread, which holds the GIL the runs need. A background thread
-cannot take CPU work off a Python process's hot path; another process can.
+Why: with the SDK in the traced process, an OTLP exporter configured cost a no-op
+durable step +67 µs (+38%) and an agent turn +430 µs: the SDK's span and histogram
+bookkeeping on the step itself (~30 µs), then encoding and sending in the export
+thread, which holds the GIL the runs need. A background thread cannot take CPU work
+off a Python process's hot path; another process can.
 
-So the spans here only record (`_lightspan`), and an ended span is a tuple appended to
-a deque. A shipper thread wakes every `schedule_delay` (at most 100 ms) or when a batch
-is full, and writes what is queued to the exporter process's stdin as one frame
-(`_frames`); that process (`_export_process`) builds SDK spans with the same ids and
-times and exports them over OTLP with the batch processor's settings (`OTEL_BSP_*`).
+So spans here only record (`_lightspan`) and instruments only queue (`_lightmeter`):
+an ended span or a measurement is a tuple appended to a deque. A shipper thread wakes
+every `schedule_delay` (at most 100 ms) or when a batch is full, and writes what is
+queued to the exporter process's stdin as frames (`_frames`); that process
+(`_export_process`) builds SDK spans with the same ids and times, feeds the
+measurements to SDK instruments, and exports over OTLP with the batch processor's
+settings (`OTEL_BSP_*`) and the metric interval.
 
-Lifecycle: the exporter process starts with the provider. `force_flush` ships what is
+Rejected: rebuilding spans from the journal. It holds every event's time and the run
+span's ids, but not each span's parent, nor what a `chat` or `execute_tool` span says
+(request settings, finish reasons, redacted content), so the span tree would still be
+kept here, and the exporter would read the store again. A record carries exactly what
+the API was told.
+
+Lifecycle: the exporter process starts with the `Shipper`. `force_flush` ships what is
 queued and waits until the exporter has exported it; `shutdown` (idempotent, also run
 at interpreter exit) ships the rest, closes the pipe and waits for the exporter to
 export and exit (at most `OTEL_BSP_EXPORT_TIMEOUT`). If this process dies (a SIGKILL),
 the exporter still reads what was shipped to the end of the pipe and exports it, so
-a crash loses at most the spans of the last `schedule_delay`, as the SDK's batch
-processor does. More than `OTEL_BSP_MAX_QUEUE_SIZE` spans waiting (the exporter
-stalled) are dropped, and counted in a warning at shutdown. A child forked from this
-process gets an exporter process of its own.
+a crash loses at most the last 100 ms of spans (the SDK's batch processor lost its
+whole batch: up to `OTEL_BSP_SCHEDULE_DELAY`, 5 s by default). More than
+`OTEL_BSP_MAX_QUEUE_SIZE` spans or measurements waiting (the exporter stalled) are
+dropped, and counted in a warning at shutdown. A child forked from this process gets
+an exporter process of its own.
 """
 
 from __future__ import annotations
