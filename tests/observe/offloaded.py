@@ -4,7 +4,9 @@ It configures tracing from the `OTEL_*` variables (as the `phalanx` command does
 `tests.durable.workflows:pipeline` on the store in `PHALANX_STORE`, and then ends as
 MODE says: `exit` (returns from main without shutting telemetry down), `flush`
 (force_flush, prints "flushed", then waits to be killed), `kill` (prints "ready" once
-its spans had time to be shipped, then waits to be killed). It also sets an attribute
+its spans had time to be shipped, then waits to be killed), `fork` (forks a child that
+ends a span "forked child" and leaves by `os._exit`, then ends "forked parent" and
+exits). It also sets an attribute
 the OpenTelemetry API does not allow, and observes a gauge through a callback.
 """
 
@@ -46,6 +48,14 @@ def main(mode: str) -> None:
         telemetry.force_flush()
         print("flushed", flush=True)
         time.sleep(600)
+    elif mode == "fork":
+        child = os.fork()
+        if child == 0:
+            trace.get_tracer("tests").start_span("forked child").end()
+            time.sleep(0.5)  # shipped to the child's own exporter process...
+            os._exit(0)  # ...which exports it when this process is gone
+        os.waitpid(child, 0)
+        trace.get_tracer("tests").start_span("forked parent").end()
     elif mode == "kill":
         time.sleep(0.5)  # longer than a span waits here before it is shipped
         print("ready", flush=True)

@@ -188,6 +188,20 @@ def test_spans_shipped_before_a_sigkill_still_arrive(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_a_forked_child_exports_its_spans_through_an_exporter_of_its_own(tmp_path: Path) -> None:
+    """The child's span arrives though it never shut down; the parent's pipe is intact."""
+    with start_receiver() as receiver:
+        process = offloaded(tmp_path, receiver, "fork")
+        _, stderr = process.communicate(timeout=90)
+        assert process.returncode == 0, stderr
+        spans = receiver.wait_for(
+            lambda spans: bool(named(spans, "forked child") and named(spans, "forked parent"))
+        )
+    assert len(named(spans, "forked child")) == 1
+    assert len(named(spans, "phalanx.step c")) == 1  # the parent's, once: not twice
+
+
+@pytest.mark.slow
 def test_another_sampler_keeps_the_sdk_in_process(tmp_path: Path) -> None:
     """OTEL_TRACES_SAMPLER=always_off is honoured: the run completes, no span is exported."""
     with start_receiver() as receiver:
