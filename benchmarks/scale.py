@@ -392,11 +392,13 @@ async def measure(quick: bool) -> dict[str, Any]:
             await drop(url)
     url = await fresh("sqlite")
     windows.append(await throughput(url, 1, runs, concurrency, "sqlite, 1 worker"))
+    # Enough waiting per slot (64 children of 0.5 s on 4 slots a worker: 8 s on one) that
+    # the work, not the claim and hand-back latencies, sets the time.
     shape = FanShape(
         parents=2 if quick else 4,
-        width=4 if quick else 8,
-        seconds=0.05 if quick else 0.2,
-        concurrency=concurrency,
+        width=4 if quick else 16,
+        seconds=0.05 if quick else 0.5,
+        concurrency=4,
     )
     fans: list[FanWindow] = []
     url = await fresh("postgres")
