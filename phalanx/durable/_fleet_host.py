@@ -66,7 +66,7 @@ class FleetHost(_Host):
     async def _wait(self, child_id: str, parent: Runner) -> RunOutcome:
         """Until the child ended; a cancel asked for it meanwhile goes to its inbox."""
         runtime = self._runtime
-        waiter = parent.child_waiter(child_id)
+        waiter = parent.child_waiters.arm(child_id)
         try:
             while True:
                 # Armed before the look: an ending noticed after it sets the waiter.
@@ -80,7 +80,7 @@ class FleetHost(_Host):
                 with parent.activity.waiting():
                     await waiter.wait()
         finally:
-            parent.forget_child_waiter(child_id)
+            parent.child_waiters.forget(child_id)
 
     async def end_cancelled(self, run_id: str, *, reason: str, force: bool) -> None:
         """Ask a queued child to cancel; whichever worker runs it journals the end."""

@@ -26,9 +26,10 @@ from .._errors import (
     PhalanxError,
     StoreUnavailableError,
 )
-from ..journal import Event, Lease, Metadata, NewEvent, StreamAppend
+from ..journal import Event, Lease, Metadata
 from . import _spans as spans
 from ._activity import Activity
+from ._child_endings import ChildWaiters, ending_notice
 from ._context import WorkflowContext
 from ._history import RunHistory, RunStatus, inbox_stream
 from ._journal import RunJournal
@@ -40,9 +41,6 @@ if TYPE_CHECKING:
     from ._host import RunHost
 
 logger = logging.getLogger("phalanx")
-
-#: The notice a queued child run's ending leaves in its parent's inbox.
-CHILD_ENDED = "ChildEnded"
 
 
 @dataclass(frozen=True)
@@ -116,8 +114,8 @@ class Runner:
         self.inbox_changed = asyncio.Event()
         #: Its waits and work in flight (a worker parks a run that only waits).
         self.activity = Activity()
-        #: Set when a queued child run's ending reaches the inbox, by child run id.
-        self._child_waiters: dict[str, asyncio.Event] = {}
+        #: Woken when a queued child run's ending reaches the inbox.
+        self.child_waiters = ChildWaiters()
         self._consumed: set[int] = {
             int(e.data["inbox_seq"]) for e in history.events if e.type == "SignalReceived"
         }
@@ -172,9 +170,7 @@ class Runner:
             child.request_cancel(reason)
         else:
             self.state.child_cancels[child_id] = reason
-            waiter = self._child_waiters.get(child_id)
-            if waiter is not None:
-                waiter.set()  # a queued child's waiter passes the cancel on
+            self.child_waiters.wake(child_id)  # a queued child's waiter passes it on
 
     def attach_child(self, child: Runner) -> str | None:
         """Register a child runner executing now; return a cancel that awaited it."""
@@ -184,14 +180,6 @@ class Runner:
     def detach_child(self, child: Runner) -> None:
         """Forget a child runner that stopped executing."""
         self.state.children.pop(child.run_id, None)
-
-    def child_waiter(self, child_id: str) -> asyncio.Event:
-        """An event set when queued child `child_id` ends (or a cancel is asked for it)."""
-        return self._child_waiters.setdefault(child_id, asyncio.Event())
-
-    def forget_child_waiter(self, child_id: str) -> None:
-        """Drop the waiter of a child no longer waited on."""
-        self._child_waiters.pop(child_id, None)
 
     def take_pending_cancel(self) -> str | None:
         """Hand the pending cancel to the operation about to raise it (once)."""
@@ -222,10 +210,7 @@ class Runner:
         for event in fresh:
             if event.type == "CancelRequested":
                 self.request_cancel(str(event.data.get("reason") or "cancel requested"))
-            elif event.type == CHILD_ENDED:
-                waiter = self._child_waiters.get(str(event.data.get("child_run_id")))
-                if waiter is not None:
-                    waiter.set()
+            self.child_waiters.read(event)
         self.inbox_changed.set()
 
     async def _watch_inbox(self) -> None:
@@ -494,7 +479,9 @@ class Runner:
                     result = round_trip(self.journal.stream_id, "RunCompleted", value)
                     # The store may refuse a JSON result too (too large, a lone surrogate).
                     await self.journal.append(
-                        "RunCompleted", {"result": result}, tell=self._tell_parent("completed")
+                        "RunCompleted",
+                        {"result": result},
+                        tell=ending_notice(self.history, "completed"),
                     )
                 except EventDataError as exc:
                     return await self._fail(exc)
@@ -508,7 +495,7 @@ class Runner:
                 await self.journal.append(
                     "RunCancelled",
                     {"reason": reason, "error": error},
-                    tell=self._tell_parent("cancelled"),
+                    tell=ending_notice(self.history, "cancelled"),
                 )
                 await self._release()
                 return RunOutcome(self.run_id, "cancelled", None, error)
@@ -523,25 +510,11 @@ class Runner:
 
     async def _fail(self, failure: Exception) -> RunOutcome:
         error = error_to_json(failure)
-        await self.journal.append("RunFailed", {"error": error}, tell=self._tell_parent("failed"))
+        await self.journal.append(
+            "RunFailed", {"error": error}, tell=ending_notice(self.history, "failed")
+        )
         await self._release()
         return RunOutcome(self.run_id, "failed", None, error)
-
-    def _tell_parent(self, status: RunStatus) -> StreamAppend | None:
-        """A queued child's ending, for its parent's inbox, in the same commit as the end.
-
-        One transaction: a process that dies after the ending cannot lose the parent's
-        wake-up (a parked parent is claimable again once its inbox grows).
-        """
-        parent_id = self.history.parent_run_id
-        if parent_id is None or self.history.queue is None:
-            return None
-        notice = NewEvent(
-            CHILD_ENDED,
-            {"child_run_id": self.run_id, "status": status},
-            Metadata(run_id=parent_id, parent_id=self.run_id),
-        )
-        return StreamAppend(inbox_stream(parent_id), [notice])
 
     async def _cancel_children(self, reason: str) -> None:
         # A child running in this process was stopped with us (resumable, not ended),
