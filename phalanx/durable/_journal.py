@@ -112,8 +112,8 @@ class RunJournal:
         self._lock = asyncio.Lock()
         #: Callers' events waiting for the next append, and those the one in flight took.
         self._queue: list[_Queued] = []
-        #: Set when the append in flight ends (then replaced): queued callers wait on it.
-        self._ended = asyncio.Event()
+        #: Set when the append in flight ends (then dropped): queued callers wait on it.
+        self._ended: asyncio.Event | None = None
 
     def defer(self, event_type: str, data: Mapping[str, Any]) -> None:
         """Queue an event to be written with the next append (recorded values).
@@ -192,18 +192,20 @@ class RunJournal:
             queued = _Queued(extra)
             self._queue.append(queued)
         try:
-            while queued is None or not queued.written:
+            # (Another caller's queued events may also be dropped, when it gives up.)
+            while queued is None or not (queued.written or queued.abandoned):
                 if queued is not None and queued.error is not None:
                     raise queued.error
-                await self._ended.wait()
                 if self._lock.locked():
-                    continue  # another queued caller is writing ours
+                    # An append is in flight: the next one carries ours (whoever makes it).
+                    if self._ended is None:
+                        self._ended = asyncio.Event()
+                    await self._ended.wait()
+                    continue
                 async with self._lock:
-                    if queued is None:
-                        await self._write((), None)
-                        return
-                    if not queued.written and queued.error is None:
-                        await self._write((), None)
+                    await self._write((), None)
+                if queued is None:
+                    return
         except BaseException:
             # Cancelled, or refused as a conflict or a fence: what was not taken yet is
             # never written, as when this caller wrote alone.
@@ -223,11 +225,18 @@ class RunJournal:
                 await self._ride_out(lambda _: self._settle(*unsure))
             held = len(self._pending)
             taken, self._queue = self._queue, taken
-            batch = [*self._pending, *(e for q in taken for e in q.events), *extra]
+            if taken:
+                batch = [*self._pending, *(e for q in taken for e in q.events), *extra]
+            else:
+                batch = [*self._pending, *extra]
             if not batch:
                 return
             try:
-                result = await self._append_riding(batch, held, taken, tell)
+                try:
+                    # The first try directly: a coroutine less on the hottest path.
+                    result = await self._append(batch, False, tell)
+                except BaseException as exc:
+                    result = await self._recover(exc, batch, held, taken, tell)
             except EventDataError:
                 if not taken:
                     raise
@@ -243,27 +252,40 @@ class RunJournal:
         finally:
             # Taken but neither written nor refused (the append failed, or was cancelled
             # and `_settle` will tell): the next append carries them.
-            in_doubt = self._unsure[2] if self._unsure is not None else []
-            self._queue[:0] = [
-                q
-                for q in taken
-                if not (q.written or q.error or q.abandoned) and not any(q is u for u in in_doubt)
-            ]
-            ended, self._ended = self._ended, asyncio.Event()
-            ended.set()
+            if taken:
+                in_doubt = self._unsure[2] if self._unsure is not None else []
+                self._queue[:0] = [
+                    q
+                    for q in taken
+                    if not (q.written or q.error or q.abandoned)
+                    and not any(q is u for u in in_doubt)
+                ]
+            ended, self._ended = self._ended, None
+            if ended is not None:
+                ended.set()
 
     async def _append_riding(
         self, batch: list[NewEvent], held: int, taken: list[_Queued], tell: StreamAppend | None
     ) -> AppendResult:
         """One append of `batch`, riding out an outage; marks the pen fenced or unsure."""
         try:
-            try:
-                # The first try directly: a coroutine less on the hottest path.
-                return await self._append(batch, False, tell)
-            except LeaseLostError:
-                raise
-            except StoreUnavailableError as exc:
-                return await self._ride_out(lambda retry: self._append(batch, retry, tell), exc)
+            return await self._append(batch, False, tell)
+        except BaseException as exc:
+            return await self._recover(exc, batch, held, taken, tell)
+
+    async def _recover(
+        self,
+        failed: BaseException,
+        batch: list[NewEvent],
+        held: int,
+        taken: list[_Queued],
+        tell: StreamAppend | None,
+    ) -> AppendResult:
+        """After a first try of `batch` raised `failed`: ride out an outage, or re-raise."""
+        try:
+            if isinstance(failed, StoreUnavailableError) and not isinstance(failed, LeaseLostError):
+                return await self._ride_out(lambda retry: self._append(batch, retry, tell), failed)
+            raise failed
         except FencedError as exc:
             self.fenced = exc
             raise

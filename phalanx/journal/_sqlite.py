@@ -201,7 +201,7 @@ class _SqliteExecutor:
         self.corrupt: str | None = None
         #: Write transactions committed (tests and benchmarks count how many writes share one).
         self.commits = 0
-        self.group = GroupCommit(self._commit_batch)
+        self.group = GroupCommit(self._commit_batch, self._commit_alone)
 
     def _refusal(self, exc: sqlite3.DatabaseError) -> Exception | None:
         """The error to raise for `exc`, or None when the database is only busy."""
@@ -256,12 +256,33 @@ class _SqliteExecutor:
             refusal = self._refusal(exc)
             failed = (True, _BUSY) if refusal is None else (False, refusal)
             outcomes = [failed] * len(batch)
-        except (StoreCorruptError, sqlite3.ProgrammingError) as exc:  # closed meanwhile
-            error = exc if isinstance(exc, StoreCorruptError) else None
-            failure = error or StoreUnavailableError(store=self._url, reason=str(exc))
-            outcomes = [(False, failure)] * len(batch)
+        except StoreCorruptError as exc:
+            outcomes = [(False, exc)] * len(batch)
         for pending, (ok, value) in zip(batch, outcomes, strict=True):
             pending.settle(ok, value)
+
+    def _commit_alone(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """One write in a transaction of its own: its result, or `_BUSY`."""
+        if self.corrupt is not None:
+            raise StoreCorruptError(store=self._url, reason=self.corrupt)
+        conn = self.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.DatabaseError as exc:
+            refusal = self._refusal(exc)
+            if refusal is None:
+                busy: T = _BUSY
+                return busy
+            raise refusal from exc
+        self.commits += 1
+        return result
 
     def _transact(self, batch: list[Pending[Any]]) -> list[tuple[bool, Any]]:
         """Each write in a savepoint of one transaction: (True, result) or (False, error).
