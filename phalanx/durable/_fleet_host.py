@@ -13,7 +13,9 @@ while its children run, so one worker with one slot still runs a whole tree.
 Cancels go the same way: a cancelled parent asks each open child to cancel through
 the child's inbox, and whichever worker holds (or next claims) the child runs its
 cleanup. A child already started in a process (before its parent was ever queued)
-stays there: it is resumed in-process as before.
+stays there: it is resumed in-process as before. A run that waits on another run's
+queued child (a hierarchy cancelling or adopting a dead node's subtree) gets no notice
+(the child tells its own parent): it looks at that run every second instead.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from ..journal import DEFAULT_QUEUE
 from ._history import run_stream
 from ._runner import Runner, RunOutcome
 from ._runtime import _Host
+
+#: How often a run waiting on a queued run that is not its own child looks at it.
+_FOREIGN_POLL_S = 1.0
 
 
 class FleetHost(_Host):
@@ -77,8 +82,13 @@ class FleetHost(_Host):
                 history = await runtime.history(child_id)
                 if history.terminal:
                     return RunOutcome.of(history)
-                with parent.activity.waiting():
-                    await waiter.wait()
+                # Only a run's own child tells it of its end; another run's (a hierarchy
+                # cancelling or adopting a dead node's subtree) is looked at every poll.
+                poll = None if history.parent_run_id == parent.run_id else _FOREIGN_POLL_S
+                wake_at = None if poll is None else self.clock.now() + poll
+                with contextlib.suppress(TimeoutError), parent.activity.waiting(wake_at):
+                    async with self.clock.timeout(poll):
+                        await waiter.wait()
         finally:
             parent.child_waiters.forget(child_id)
 
