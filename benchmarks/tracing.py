@@ -249,6 +249,11 @@ def main() -> None:
         "spans_expected_at_least": expected_min,
         "target_overhead": TARGET,
         "exporter_cpu_ms_per_run": statistics.median(samples["enabled"]["exporter_cpu_s"]) * 1e3,
+        # Every round's figures, µs, in round order: to see the noise, not just medians.
+        "samples_us": {
+            mode: {k: [round(v * 1e6, 1) for v in values] for k, values in by_key.items()}
+            for mode, by_key in samples.items()
+        },
     }
     labels = {
         "step_s": "no-op step",
