@@ -20,7 +20,8 @@ span's ids, but not each span's parent, nor what a `chat` or `execute_tool` span
 kept here, and the exporter would read the store again. A record carries exactly what
 the API was told.
 
-Lifecycle: the exporter process starts with the `Shipper`. `force_flush` ships what is
+Lifecycle: the exporter process starts with the first span or measurement shipped (a
+process that records none starts no second interpreter). `force_flush` ships what is
 queued and waits until the exporter has exported it; `shutdown` (idempotent, also run
 at interpreter exit) ships the rest, closes the pipe and waits for the exporter to
 export and exit (at most `OTEL_BSP_EXPORT_TIMEOUT`). If this process dies (a SIGKILL),
@@ -98,9 +99,10 @@ class Shipper:
 
     def _forked(self) -> None:
         """In a forked child: leave the parent's pipe alone and export on our own."""
-        for inherited in (self._process.stdin, self._process.stdout):
-            if inherited is not None:
-                inherited.close()  # our copies only; the parent's stay open
+        if self._process is not None:
+            for inherited in (self._process.stdin, self._process.stdout):
+                if inherited is not None:
+                    inherited.close()  # our copies only; the parent's stay open
         self._start()
 
     def _start(self) -> None:
@@ -116,16 +118,9 @@ class Shipper:
         self._acked = self._seq = 0
         self._acks = b""
         self._wake = threading.Event()
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "phalanx.observe._export_process"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            bufsize=0,
-        )
-        with self._pipe:
-            self._write(("config", self._config))
-            for frame in self._definitions:
-                self._write(frame)
+        # Started with the first span or measurement to export: a command that records
+        # none (`phalanx runs` with an endpoint configured) starts no second interpreter.
+        self._process: subprocess.Popen[bytes] | None = None
         self._thread = threading.Thread(
             target=self._ship_forever, name="phalanx-spans", daemon=True
         )
@@ -139,7 +134,8 @@ class Shipper:
             number = sum(1 for d in self._definitions if d[0] == kind)
             frame = (kind, number, *fields)
             self._definitions.append(frame)
-            self._write(frame)
+            if self._process is not None:  # else sent when the process starts
+                self._write(frame)
         return number
 
     def observe(
@@ -175,6 +171,8 @@ class Shipper:
             self._poll_observers()
             with self._pipe:
                 self._ship()
+                if self._process is None:
+                    return True  # nothing was ever recorded: nothing to export
                 self._seq += 1
                 seq = self._seq
                 self._write(("flush", seq))
@@ -191,6 +189,8 @@ class Shipper:
         with self._pipe:
             self._ship()
             process = self._process
+            if process is None:
+                return  # nothing was ever recorded
             assert process.stdin is not None and process.stdout is not None
             process.stdin.close()  # the end of the stream: export everything, then exit
         try:
@@ -242,16 +242,30 @@ class Shipper:
             if count:
                 self._write((kind, [queue.popleft() for _ in range(count)]))
 
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        """Start the exporter process and send it the config and the definitions."""
+        self._process = process = subprocess.Popen(
+            [sys.executable, "-m", "phalanx.observe._export_process"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            bufsize=0,
+        )
+        for frame in [("config", self._config), *self._definitions]:
+            self._write(frame)
+        return process
+
     def _write(self, frame: tuple[Any, ...]) -> None:
+        """Write `frame` to the exporter process, started first if need be (hold `_pipe`)."""
         if self._broken:
             return
+        process = self._process or self._spawn()
         try:
             data = frames.encode(frame)
         except ValueError:
             # A value marshal cannot encode (an attribute of a type the API does not
             # allow): send the frame with such values dropped, as the SDK drops them.
             data = frames.encode(_plain_frame(frame))
-        stdin = self._process.stdin
+        stdin = process.stdin
         assert stdin is not None
         view = memoryview(data)
         try:
@@ -263,8 +277,8 @@ class Shipper:
             log.warning("the span exporter process is gone (%s); spans are no longer exported", exc)
 
     def _await_ack(self, seq: int, deadline: float) -> bool:
+        assert self._process is not None and self._process.stdout is not None
         stdout = self._process.stdout
-        assert stdout is not None
         while self._acked < seq:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not select.select([stdout], [], [], remaining)[0]:

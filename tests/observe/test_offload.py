@@ -14,7 +14,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
-from phalanx.observe import _export_process, _frames, _lightspan
+from phalanx.observe import _export_process, _frames, _lightmeter, _lightspan, _offload
 from tests.observe.helpers import ROOT, named, one, otel_env
 from tests.observe.receiver import Receiver, start_receiver
 
@@ -219,3 +219,39 @@ def test_the_span_limits_apply_where_the_spans_are_built(monkeypatch: pytest.Mon
     span = built(records[0])
     assert dict(span.attributes) == {"b": 2, "c": 3}  # the oldest dropped, as the SDK does
     assert span.dropped_attributes == 1
+
+
+def children() -> set[int]:
+    """This process's child processes, as Linux lists them per thread."""
+    found: set[int] = set()
+    for listing in Path("/proc/self/task").glob("*/children"):
+        found.update(int(pid) for pid in listing.read_text().split())
+    return found
+
+
+def test_the_exporter_process_starts_with_the_first_span_to_export() -> None:
+    """Tracers and instruments defined, nothing recorded: no process; a span: one, exported."""
+    with start_receiver() as receiver:
+        before = children()
+        shipper = _offload.Shipper(
+            {
+                "protocol": "http/protobuf",
+                "endpoint": receiver.http_endpoint,
+                "headers": None,
+                "resource": {"service.name": "lazy"},
+                "metrics": True,
+                "metric_interval_ms": None,
+            }
+        )
+        try:
+            tracer = _lightspan.TracerProvider(shipper).get_tracer("tests")
+            _lightmeter.MeterProvider(shipper).get_meter("tests").create_counter("tests.count")
+            assert shipper.force_flush(5000)
+            assert children() == before
+            tracer.start_span("first").end()
+            assert shipper.force_flush(30000)
+            assert len(children() - before) == 1
+            assert [s.name for s in receiver.snapshot()] == ["first"]
+        finally:
+            shipper.shutdown()
+    assert children() == before
