@@ -32,9 +32,9 @@ import cProfile
 import json
 import platform
 import pstats
+import shutil
 import sqlite3
 import sys
-import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +47,7 @@ if __package__ in (None, ""):
 import phalanx
 from benchmarks._util import Figure, interleaved, print_figures, stopwatch
 from benchmarks.durable import RAW_EVENTS_DDL, RAW_INSERT, floor_payload
+from benchmarks.fanout import Scratch
 from phalanx.journal import SqliteEventStore
 
 #: Issue 13's target: 50,000 steps/s against ~27,000 commits/s on its machine.
@@ -77,23 +78,6 @@ async def steps(ctx: phalanx.WorkflowContext, n: int) -> int:
     for i in range(n):
         await ctx.step(f"s{i}", noop)
     return n
-
-
-class Scratch:
-    """Fresh SQLite files under one temporary directory, removed at the end."""
-
-    def __init__(self) -> None:
-        self._dir = tempfile.TemporaryDirectory(prefix="phalanx-group-")
-        self._n = 0
-
-    def path(self) -> Path:
-        """A new, empty database file's path."""
-        self._n += 1
-        return Path(self._dir.name) / f"{self._n}.db"
-
-    def close(self) -> None:
-        """Delete every file."""
-        self._dir.cleanup()
 
 
 @dataclass
@@ -234,7 +218,7 @@ async def run(sizes: Sizes) -> Report:
         }
         samples = await interleaved(measures, sizes.repeats)
     finally:
-        scratch.close()
+        shutil.rmtree(scratch.root, ignore_errors=True)
     pairs = [
         ("floor", f"{sizes.runs} workflows vs one-commit floor", "concurrent", TARGET),
         ("batched", f"{sizes.runs} workflows vs batched floor", "concurrent", None),
@@ -264,7 +248,7 @@ async def profile_one(sizes: Sizes, out: TextIO) -> None:
         rate = await concurrent_runs(scratch.path(), sizes.runs, sizes.steps)
         profile.disable()
     finally:
-        scratch.close()
+        shutil.rmtree(scratch.root, ignore_errors=True)
     print(f"profile: {sizes.runs} x {sizes.steps} steps, {rate:,.0f} steps/s profiled", file=out)
     pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(25)
 
