@@ -8,11 +8,11 @@ first writer of a tick queues its write and yields once to the loop
 and waits on a future. Back from its yield, the first writer commits the whole queue,
 in arrival order, and resolves the others.
 
-A writer yields only if some other callback is ready to run in this tick: with none,
-nobody could join its batch, so it commits at once, as a store without group commit
-would. That keeps a lone run's steps as cheap as before: yielding from the bottom of a
-step's dozen nested coroutines cost ~11 µs of CPU per step here (a 16% slower no-op
-step), more than the whole turn of the loop.
+The first writer yields only if some other callback is ready to run in this tick: with
+none, nobody could join its batch, so it commits at once, as a store without group
+commit would. That keeps a lone run's steps as cheap as before: yielding from the
+bottom of a step's dozen nested coroutines cost ~11 µs of CPU per step here (a 16%
+slower no-op step), more than the whole turn of the loop.
 
 The store runs the batch in one transaction, each write inside it on its own (a
 savepoint on SQLite), so a write that is refused (a conflict, a fence) is rolled back

@@ -11,8 +11,8 @@ while we wait, up to `busy_timeout` seconds before `StoreUnavailableError`.
 Writes are group-committed (`_group`): every write of one loop tick (the appends of
 a fan-out's branches, of a worker's concurrent runs, their lease calls) runs in one
 BEGIN IMMEDIATE ... COMMIT, each in a savepoint of its own, so a refused write is
-rolled back alone. Measured here: 100 concurrent runs of no-op steps commit ~100 steps
-at once, and a write alone pays one turn of the loop (a few µs) for the chance.
+rolled back alone. Measured here: 100 concurrent runs of no-op steps commit ~96 steps
+at once, and a write with no other task ready to run commits at once, as before.
 
 Commit order equals position order for free: SQLite has one writer at a time and
 positions are rowids assigned inside the write transaction.
