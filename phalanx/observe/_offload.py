@@ -171,6 +171,8 @@ class Shipper:
             self._poll_observers()
             with self._pipe:
                 self._ship()
+                if self._broken:
+                    return False
                 if self._process is None:
                     return True  # nothing was ever recorded: nothing to export
                 self._seq += 1
@@ -215,10 +217,13 @@ class Shipper:
         while not self._stopped:
             self._wake.wait(self._ship_every_s)
             self._wake.clear()
-            if time.monotonic() - self._observed_at >= self._observe_every_s:
-                self._poll_observers()
-            with self._pipe:
-                self._ship()
+            try:
+                if time.monotonic() - self._observed_at >= self._observe_every_s:
+                    self._poll_observers()
+                with self._pipe:
+                    self._ship()
+            except Exception:  # shipping must outlive a bad frame, or nothing more is sent
+                log.exception("shipping spans to the exporter process failed")
 
     def _poll_observers(self) -> None:
         """Ship what each observable instrument's callbacks say now."""
@@ -258,7 +263,12 @@ class Shipper:
         """Write `frame` to the exporter process, started first if need be (hold `_pipe`)."""
         if self._broken:
             return
-        process = self._process or self._spawn()
+        try:
+            process = self._process or self._spawn()
+        except OSError as exc:  # no interpreter to start (an embedded Python), no fork
+            self._broken = True
+            log.warning("the span exporter process could not start (%s); nothing is exported", exc)
+            return
         try:
             data = frames.encode(frame)
         except ValueError:

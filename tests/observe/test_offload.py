@@ -255,3 +255,26 @@ def test_the_exporter_process_starts_with_the_first_span_to_export() -> None:
         finally:
             shipper.shutdown()
     assert children() == before
+
+
+def test_an_exporter_process_that_cannot_start_is_reported_and_loses_nothing_else(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No interpreter to start: a warning, flush says False, the traced code goes on."""
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python")
+    shipper = _offload.Shipper(
+        {
+            "protocol": "http/protobuf",
+            "endpoint": "http://127.0.0.1:9",
+            "headers": None,
+            "resource": {},
+            "metrics": False,
+            "metric_interval_ms": None,
+        }
+    )
+    tracer = _lightspan.TracerProvider(shipper).get_tracer("tests")
+    with tracer.start_as_current_span("unexported") as span:
+        span.set_attribute("still", "works")
+    assert shipper.force_flush(5000) is False
+    shipper.shutdown()
+    assert "could not start" in caplog.text
