@@ -15,9 +15,14 @@ from __future__ import annotations
 import marshal
 import os
 import struct
+from collections.abc import Callable
 from typing import Any
 
 _LENGTH = struct.Struct(">I")
+
+#: Where a recorded span or measurement goes to be shipped (a `Shipper`'s `span` or
+#: `measure`): one plain tuple.
+Sink = Callable[[tuple[Any, ...]], None]
 
 
 def encode(frame: tuple[Any, ...]) -> bytes:

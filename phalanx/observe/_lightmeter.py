@@ -21,11 +21,10 @@ from opentelemetry.metrics import CallbackOptions, CallbackT, Observation
 from opentelemetry.metrics._internal.instrument import Gauge  # not re-exported by the API
 from opentelemetry.util.types import Attributes
 
+from ._frames import Sink
+
 if TYPE_CHECKING:
     from ._offload import Shipper
-
-#: Where a measurement goes (a `Shipper`'s `measure`).
-Sink = Callable[[tuple[Any, ...]], None]
 
 
 class _Queued:

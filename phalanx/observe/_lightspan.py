@@ -20,7 +20,7 @@ import random
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -38,11 +38,11 @@ from opentelemetry.trace import (
 from opentelemetry.util import types
 from opentelemetry.util._decorator import _agnosticcontextmanager
 
+from ._frames import Sink
+
 if TYPE_CHECKING:
     from ._offload import Shipper
 
-#: Where an ended span's record goes (a `Shipper`'s `span`).
-Sink = Callable[[tuple[Any, ...]], None]
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _getrandbits = random.getrandbits
