@@ -52,6 +52,11 @@ class ChildWaiters:
         if event is not None:
             event.set()
 
+    def wake_all(self) -> None:
+        """Wake every wait (the runner stopped: each wait must see that and end)."""
+        for event in self._events.values():
+            event.set()
+
     def read(self, event: Event) -> None:
         """Wake the wait an inbox event is about, if it is a child's ending."""
         if event.type == CHILD_ENDED:

@@ -20,6 +20,7 @@ queued child (a hierarchy cancelling or adopting a dead node's subtree) gets no 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -29,6 +30,7 @@ from ..journal import DEFAULT_QUEUE
 from ._history import run_stream
 from ._runner import Runner, RunOutcome
 from ._runtime import _Host
+from ._state import Phase
 
 #: How often a run waiting on a queued run that is not its own child looks at it.
 _FOREIGN_POLL_S = 1.0
@@ -76,6 +78,11 @@ class FleetHost(_Host):
             while True:
                 # Armed before the look: an ending noticed after it sets the waiter.
                 waiter.clear()
+                if parent.state.phase in (Phase.DETACHED, Phase.STOPPED):
+                    # Handed back (parked, drained) or fenced: the wait resumes with the
+                    # run. A cancel its teardown asks for the child (a supervisor closing)
+                    # is not the run's: the child runs on.
+                    raise asyncio.CancelledError(parent.state.reason)
                 reason = parent.state.child_cancels.pop(child_id, None)
                 if reason is not None:
                     await runtime.cancel(child_id, reason=reason)

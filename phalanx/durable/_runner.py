@@ -156,6 +156,7 @@ class Runner:
         # accepted until someone takes over): the state now refuses every write.
         self.state.phase, self.state.reason, self.state.error = Phase.STOPPED, str(error), error
         self.journal.close(str(error))
+        self.child_waiters.wake_all()
         if self._task is not None:
             self._task.cancel()
 
@@ -429,6 +430,7 @@ class Runner:
                     self.state.phase = Phase.DETACHED
                     self.state.reason = "the runner was cancelled from outside"
                     self.journal.close(self.state.reason)
+                    self.child_waiters.wake_all()  # waits on queued children end too
                     raise
                 else:
                     ending = self._stopped()

@@ -1,7 +1,8 @@
 """The patterns under a worker: their child runs go through the queue, same outcomes.
 
-Peers, a conductor and a hierarchy each run once in-process (`Runtime.run`) and once
-submitted to a worker; the results must be the same but for the run ids.
+Peers, a conductor, a hierarchy and a supervisor each run once in-process
+(`Runtime.run`) and once submitted to a worker; the results, and how every descendant
+ended, must be the same but for the run ids.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 import phalanx
+from tests.actors import workflows as actors
 from tests.fleet.harness import until_status, working
 from tests.orchestration import workflows as orchestration
 from tests.orchestration.helpers import assert_none_open
@@ -34,6 +36,16 @@ CASES: dict[str, tuple[Callable[..., Awaitable[Any]], dict[str, Any]]] = {
     "peers": (peers.ping_pong, {"limit": 4}),
     "conductor": (orchestration.research_conductor, {}),
     "hierarchy": (orchestration.top_orchestrator, {"policy": "cancel", "members": QUICK_TEAM}),
+    # A one-for-one restart, and a 2 s wait in which the worker hands the supervisor
+    # back while its actors live on: none of them may be cancelled by that.
+    "supervisor": (
+        actors.team,
+        {
+            "strategy": "one_for_one",
+            "children": ["a", "b"],
+            "script": [["a", 1], ["b", "crash"], ["wait", 2.0], ["a", 2], ["b", 2]],
+        },
+    ),
 }
 
 
@@ -65,15 +77,35 @@ async def test_a_pattern_under_a_worker_ends_as_it_does_in_process(
     alone = await runtime.run(workflow, inputs, run_id="alone")
     assert alone.status == "completed", alone.error
     await runtime.submit(workflow, inputs, run_id="fleet")
-    async with working(runtime, concurrency=2):
+    # Slots for the supervisor's two actors, which hold theirs while they poll their
+    # mailboxes (a stream the queue does not watch), and for the supervisor.
+    async with working(runtime, concurrency=4):
         assert await until_status(runtime, "fleet", *TERMINAL) == "completed"
     result = (await runtime.history("fleet")).result
     assert comparable(result) == comparable(alone.result).replace("alone", "fleet")
-    descendants = [r.run_id for r in await runtime.runs() if r.run_id.startswith("fleet.")]
+    ended = {r.run_id: r.status for r in await runtime.runs()}
+    descendants = sorted(r for r in ended if r.startswith("fleet."))
     assert descendants
+    assert [ended[r] for r in descendants] == [
+        ended[r.replace("fleet", "alone")] for r in descendants
+    ]
     for run_id in descendants:
         assert (await runtime.history(run_id)).queue == "default", run_id
     await assert_none_open(runtime)
+
+
+async def test_a_supervisor_handed_back_between_restarts_still_escalates(
+    runtime: phalanx.Runtime,
+) -> None:
+    """A child failing every incarnation: the parked supervisor wakes at each end, escalates."""
+    await runtime.submit(actors.crash_loop, {"max_restarts": 2}, run_id="loop")
+    async with working(runtime, concurrency=2):
+        assert await until_status(runtime, "loop", *TERMINAL) == "failed"
+    history = await runtime.history("loop")
+    assert str((history.error or {}).get("type")).endswith("SupervisorEscalationError")
+    assert [e.type for e in history.events].count("ChildrenRestarted") == 2
+    incarnations = [r for r in await runtime.runs() if r.parent_run_id == "loop"]
+    assert [r.status for r in incarnations] == ["failed"] * 3
 
 
 async def test_a_dead_middle_node_under_a_worker_leaves_no_descendant_running(
