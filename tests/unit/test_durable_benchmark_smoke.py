@@ -63,7 +63,8 @@ def test_durable_benchmark_quick_json_reports_every_figure(tmp_path: Path) -> No
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=60,
+        # Twelve `phalanx run` processes among the rounds: generous for a loaded machine.
+        timeout=180,
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
