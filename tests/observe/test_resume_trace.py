@@ -42,7 +42,10 @@ def test_run_resumed_in_another_process_after_sigkill_continues_the_same_trace(
         )  # fmt: skip
         try:
             # Killed mid-step in the child, once what finished before has been exported.
-            receiver.wait_for(lambda spans: bool(named(spans, "phalanx.step child-first")))
+            # (A minute: under a loaded CI the exporter process first has to start.)
+            receiver.wait_for(
+                lambda spans: bool(named(spans, "phalanx.step child-first")), timeout=60
+            )
             deadline = time.monotonic() + 30
             while "child-blocked" not in ledger.read_text():
                 assert runner.poll() is None, (tmp_path / "runner.log").read_text()
@@ -50,6 +53,8 @@ def test_run_resumed_in_another_process_after_sigkill_continues_the_same_trace(
                 time.sleep(0.02)
             runner.send_signal(signal.SIGKILL)
         finally:
+            if runner.poll() is None:  # failed before the kill: never leave it running
+                runner.kill()
             runner.wait(timeout=10)
             log.close()
         assert runner.returncode == -signal.SIGKILL
