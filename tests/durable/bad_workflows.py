@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import phalanx
-from phalanx.agents import Agent
+from phalanx.agents import Agent, ModelRequest, ModelResponse, StreamChunk
 from phalanx.agents._scripted import Rule, Script, ScriptedModel, Turn
 
 #: What `produce` returns, set by each test (module state: workflows run in-process).
@@ -98,10 +99,24 @@ async def model_response(ctx: phalanx.WorkflowContext) -> Any:
 ANSWER = {"text": ""}
 
 
+class VerbatimModel:
+    """A model that answers `text` exactly (a scripted `Turn` would expand `{prompt}`)."""
+
+    provider = "test"
+    name = "verbatim"
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    async def complete(self, request: ModelRequest) -> ModelResponse:
+        return ModelResponse(text=self.text, model=self.name, provider=self.provider)
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[StreamChunk]:
+        yield StreamChunk(text=self.text, response=await self.complete(request))
+
+
 @phalanx.workflow
 async def echo_model(ctx: phalanx.WorkflowContext) -> Any:
-    """An agent whose model answers with `ANSWER["text"]`."""
-    model = ScriptedModel(
-        Script(default=Turn(text=ANSWER["text"])), latency=0, seconds_per_token=0.0
-    )
+    """An agent whose model answers with `ANSWER["text"]`, verbatim."""
+    model = VerbatimModel(ANSWER["text"])
     return (await Agent("echoer", model=model).run(ctx, "go")).output

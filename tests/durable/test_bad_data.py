@@ -14,7 +14,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 
 import phalanx
 from tests.conftest import StoreFactory
@@ -291,6 +291,7 @@ def test_hostile_tool_results_round_trip_or_fail_the_tool_step(url: str, value: 
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(text=HOSTILE_TEXT)
+@example(text="{prompt} {tool_results}")  # found by Hypothesis: no template expansion
 def test_hostile_model_answers_round_trip_or_fail_the_model_step(url: str, text: str) -> None:
     """Any hostile text a model answers: the agent's output, or its model step fails."""
 
