@@ -120,6 +120,8 @@ class Runner:
             int(e.data["inbox_seq"]) for e in history.events if e.type == "SignalReceived"
         }
         self._task: asyncio.Task[Ending] | None = None
+        #: Whether this runner wrote the run's `RunStarted` itself (not a resume).
+        self._fresh = not resumed
 
     # -- signals and cancellation, fed by the inbox watcher --------------------------
 
@@ -349,7 +351,11 @@ class Runner:
                 del self.host.executing[self.run_id]
 
     async def _execute_watched(self) -> RunOutcome:
-        await self._read_inbox()
+        if not self._fresh:
+            # A run just started cannot have been signalled or cancelled before its
+            # `RunStarted` (both need the run to exist): whatever arrives from now on,
+            # the watcher reads. Only a resumed run has an inbox to catch up with first.
+            await self._read_inbox()
         # Requested while no runner ran it (a crashed run cancelled, then resumed):
         # replay catches up, and the first new operation raises the cancel.
         self.state.pending_cancel = self.state.cancelling

@@ -180,13 +180,18 @@ class Runtime:
         force: bool,
         deadline_at: float | None,
         parent: Runner | None,
+        found_empty: bool = False,
     ) -> RunOutcome:
-        """`run`, for a top-level run or (with `parent`) a child run executing here."""
+        """`run`, for a top-level run or (with `parent`) a child run executing here.
+
+        `found_empty` says the caller has just read the run's stream empty, with no
+        await since: asking the store again would only repeat its answer.
+        """
         ref = workflow_ref(workflow)
         run_id = run_id or self.entropy.token(8)
         stream = run_stream(run_id)
         _check_start(stream, run_id, inputs)
-        if await self.store.stream_version(stream) > 0:
+        if not found_empty and await self.store.stream_version(stream) > 0:
             raise RunExistsError(run_id=run_id)
         try:
             lease = await self.store.acquire_lease(stream, self.owner, self.lease_ttl)
@@ -507,6 +512,7 @@ class _Host:
                     force=force,
                     deadline_at=deadline_at,
                     parent=parent,
+                    found_empty=True,
                 )
             except RunExistsError:
                 # A runner of the parent before us (taken over, still running) started
