@@ -178,9 +178,11 @@ class Agent(Generic[OutputT]):
         self._output_adapter: pydantic.TypeAdapter[OutputT] | None = (
             pydantic.TypeAdapter(output_type) if output_type is not None else None
         )
-
-    def _output_schema(self) -> dict[str, Any] | None:
-        return None if self._output_adapter is None else self._output_adapter.json_schema()
+        # What every request carries, made once: a JSON schema takes ~1 ms to generate.
+        self._specs = tuple(t.spec() for t in tools)
+        self._output_schema: dict[str, Any] | None = (
+            None if self._output_adapter is None else self._output_adapter.json_schema()
+        )
 
     async def _call_model(
         self, request: ModelRequest, store: EventStore, clock: Clock
@@ -254,13 +256,12 @@ class Agent(Generic[OutputT]):
         self, ctx: WorkflowContext, messages: list[Message], fitter: Fitter
     ) -> AgentResult[OutputT]:
         messages = list(messages)
-        specs = tuple(t.spec() for t in self.tools.values())
         records: list[ToolCallRecord] = []
         usage = Usage()
         invalid_outputs = 0
         for turn in range(1, self.max_turns + 1):
             # Over budget, the declared actions run first; the call is sent only if it fits.
-            messages, request = await fitter.fit(turn, messages, specs, self._output_schema())
+            messages, request = await fitter.fit(turn, messages, self._specs, self._output_schema)
             raw = await lowlevel.step(
                 ctx,
                 f"{self.name}/model/{turn}",
