@@ -1,6 +1,6 @@
 """The embedded journal: one SQLite file in WAL mode, safe for several processes.
 
-SQLite is called through one seam, `_SqliteExecutor`, which runs statements inline on
+SQLite is called through one seam, `SqliteExecutor` (`_sqlite_exec`), inline on
 the event loop thread. A thread hop per call costs ~65 µs here, six times the ~11 µs
 cost of an INSERT and COMMIT, so running inline is what keeps the journal within
 reach of raw SQLite. What makes inline safe is never letting SQLite block: the
@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import functools
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -48,9 +48,9 @@ from ._events import (
     StreamAppend,
     encode_state,
 )
-from ._group import GroupCommit, Pending
 from ._leases import check_append_epoch, check_holder, decide_acquire
 from ._rows import EVENT_COLUMNS, Row, batch_rows, decode_rows, decode_snapshot, event_rows
+from ._sqlite_exec import SqliteExecutor
 from ._subscription import Notifier, tail
 
 T = TypeVar("T")
@@ -113,17 +113,6 @@ _CHECKS = (
 )
 
 
-# SQLITE_CORRUPT and SQLITE_NOTADB: the file is damaged (or is not a database at all).
-_CORRUPT_CODES = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
-
-
-def _is_corrupt(exc: sqlite3.DatabaseError) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is not None:
-        return code & 0xFF in _CORRUPT_CODES  # the primary code, without extended bits
-    return "malformed" in str(exc) or "not a database" in str(exc)
-
-
 def _write_stream(
     conn: sqlite3.Connection,
     stream_id: str,
@@ -163,171 +152,6 @@ def _write_stream(
     return AppendResult(version + len(rows), cursor.lastrowid or 0)
 
 
-class _Busy:
-    """The back-off of one write or read while another process holds the database."""
-
-    __slots__ = ("_clock", "_deadline", "_delay", "_limit", "_url")
-
-    def __init__(self, clock: Clock, limit: float, url: str) -> None:
-        self._clock = clock
-        self._limit = limit
-        self._url = url
-        self._deadline = clock.monotonic() + limit
-        self._delay = 0.0005
-
-    async def wait(self) -> None:
-        """Sleep before the next try, or raise once the database stayed locked too long."""
-        if self._clock.monotonic() >= self._deadline:
-            raise StoreUnavailableError(
-                store=self._url, reason=f"the database stayed locked for {self._limit:g}s"
-            )
-        await self._clock.sleep(self._delay)
-        self._delay = min(self._delay * 2, 0.02)
-
-
-#: What a grouped write returns when the database was busy: try again later.
-_BUSY: Any = object()
-
-
-class _SqliteExecutor:
-    """The one seam through which SQLite is called: inline, with async busy back-off."""
-
-    def __init__(self, conn: sqlite3.Connection, clock: Clock, busy_timeout: float, url: str):
-        self.conn = conn
-        self._clock = clock
-        self._busy_timeout = busy_timeout
-        self._url = url
-        #: Why SQLite called the file malformed, once it did; every later write is refused.
-        self.corrupt: str | None = None
-        #: Write transactions committed (tests and benchmarks count how many writes share one).
-        self.commits = 0
-        self.group = GroupCommit(self._commit_batch, self._commit_alone)
-
-    def _refusal(self, exc: sqlite3.DatabaseError) -> Exception | None:
-        """The error to raise for `exc`, or None when the database is only busy."""
-        if _is_corrupt(exc):
-            # Sticky: once SQLite calls the file malformed, write nothing more to it
-            # through this store (writing can spread the damage).
-            self.corrupt = str(exc)
-            return StoreCorruptError(store=self._url, reason=str(exc))
-        message = str(exc)
-        if isinstance(exc, sqlite3.OperationalError) and ("locked" in message or "busy" in message):
-            return None
-        return StoreUnavailableError(store=self._url, reason=message)
-
-    async def _retrying(self, attempt: Callable[[], T]) -> T:
-        busy: _Busy | None = None  # made (and the clock read) only once the database is busy
-        while True:
-            try:
-                return attempt()
-            except sqlite3.DatabaseError as exc:
-                refusal = self._refusal(exc)
-                if refusal is not None:
-                    raise refusal from exc
-                busy = busy or _Busy(self._clock, self._busy_timeout, self._url)
-                await busy.wait()
-
-    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run a read (one autocommit statement or several, each consistent)."""
-        return await self._retrying(lambda: fn(self.conn))
-
-    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn` in a write transaction shared with the other writes of this loop tick.
-
-        `fn` runs in a savepoint of its own (BEGIN IMMEDIATE when alone): if it
-        raises, only its own changes are rolled back and the exception is its caller's
-        alone. The call returns once the transaction committed.
-        """
-        busy: _Busy | None = None
-        while True:
-            if self.corrupt is not None:
-                raise StoreCorruptError(store=self._url, reason=self.corrupt)
-            outcome = await self.group.run(fn)
-            if outcome is not _BUSY:
-                return outcome
-            busy = busy or _Busy(self._clock, self._busy_timeout, self._url)
-            await busy.wait()
-
-    def _commit_batch(self, batch: list[Pending[Any]]) -> None:
-        """Run one tick's writes in one transaction, then resolve every caller."""
-        try:
-            outcomes = self._transact(batch)
-        except sqlite3.DatabaseError as exc:
-            refusal = self._refusal(exc)
-            failed = (True, _BUSY) if refusal is None else (False, refusal)
-            outcomes = [failed] * len(batch)
-        except StoreCorruptError as exc:
-            outcomes = [(False, exc)] * len(batch)
-        for pending, (ok, value) in zip(batch, outcomes, strict=True):
-            pending.settle(ok, value)
-
-    def _commit_alone(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """One write in a transaction of its own: its result, or `_BUSY`."""
-        if self.corrupt is not None:
-            raise StoreCorruptError(store=self._url, reason=self.corrupt)
-        conn = self.conn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(conn)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-        except sqlite3.DatabaseError as exc:
-            refusal = self._refusal(exc)
-            if refusal is None:
-                busy: T = _BUSY
-                return busy
-            raise refusal from exc
-        self.commits += 1
-        return result
-
-    def _transact(self, batch: list[Pending[Any]]) -> list[tuple[bool, Any]]:
-        """Each write in a savepoint of one transaction: (True, result) or (False, error).
-
-        Raises:
-            sqlite3.DatabaseError: the database failed (or was busy); nothing was written.
-        """
-        if self.corrupt is not None:
-            raise StoreCorruptError(store=self._url, reason=self.corrupt)
-        conn = self.conn
-        solo = len(batch) == 1  # alone, the transaction itself isolates the write
-        outcomes: list[tuple[bool, Any]] = []
-        # IMMEDIATE takes the write lock up front, so a busy database is seen here,
-        # before any work, and the whole batch can simply be tried again.
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for pending in batch:
-                if not solo:
-                    conn.execute("SAVEPOINT w")
-                try:
-                    value = pending.work(conn)
-                except sqlite3.IntegrityError as exc:  # a constraint: this write's own
-                    outcomes.append((False, self._refusal(exc)))
-                except sqlite3.Error:
-                    raise  # the database failed: the whole transaction goes
-                except Exception as exc:  # refused (a conflict, a fence): this write alone
-                    outcomes.append((False, exc))
-                else:
-                    outcomes.append((True, value))
-                if not solo:
-                    if not outcomes[-1][0]:
-                        conn.execute("ROLLBACK TO w")
-                    conn.execute("RELEASE w")
-            if solo and not outcomes[0][0]:
-                conn.execute("ROLLBACK")  # alone and refused: nothing of it stays
-            else:
-                conn.execute("COMMIT")
-                self.commits += 1
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        return outcomes
-
-
 class SqliteEventStore:
     """The embedded `EventStore`: one SQLite file, WAL mode, zero set-up.
 
@@ -356,7 +180,7 @@ class SqliteEventStore:
         self.max_payload_bytes = max_payload_bytes
         self._busy_timeout = busy_timeout
         self._clock: Clock = clock or SystemClock()
-        self._executor: _SqliteExecutor | None = None
+        self._executor: SqliteExecutor | None = None
         self._notifier = Notifier()
 
     async def __aenter__(self) -> SqliteEventStore:
@@ -375,7 +199,7 @@ class SqliteEventStore:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         except (OSError, sqlite3.Error) as exc:
             raise StoreUnavailableError(store=self.url, reason=str(exc)) from exc
-        executor = _SqliteExecutor(conn, self._clock, self._busy_timeout, self.url)
+        executor = SqliteExecutor(conn, self._clock, self._busy_timeout, self.url)
         try:
             await executor.read(self._configure)
             await executor.read(self._verify)
@@ -425,7 +249,7 @@ class SqliteEventStore:
         return 0 if self._executor is None else self._executor.commits
 
     @property
-    def _db(self) -> _SqliteExecutor:
+    def _db(self) -> SqliteExecutor:
         if self._executor is None:
             raise StoreUnavailableError(store=self.url, reason="the store is not open")
         return self._executor
