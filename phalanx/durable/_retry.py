@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from .._errors import UserError
+
+#: The largest x with a finite math.exp(x), rounded down.
+_LARGEST_EXP = 709.0
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -52,8 +56,14 @@ class RetryPolicy:
             grown = self.initial_interval * self.backoff ** (attempt - 1)
         except OverflowError:
             # Float pow raises rather than giving inf (attempt ~1000 at backoff 2, as
-            # with max_attempts set very high to retry "forever"); the cap applies.
-            grown = self.max_interval if self.initial_interval > 0 else 0.0
+            # with max_attempts set very high to retry "forever"). Grown in logs: a
+            # tiny initial interval can still keep the product small (found by
+            # Hypothesis: 5e-324 x 7**365 is 7e-16 s, not the cap).
+            if self.initial_interval > 0:
+                log = math.log(self.initial_interval) + (attempt - 1) * math.log(self.backoff)
+                grown = math.exp(min(log, _LARGEST_EXP))
+            else:
+                grown = 0.0
         base = min(self.max_interval, grown)
         return max(0.0, base * (1 + self.jitter * (2 * draw - 1)))
 

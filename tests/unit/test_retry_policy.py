@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 import phalanx
@@ -33,6 +33,11 @@ def _base(policy: phalanx.RetryPolicy, attempt: int) -> float:
 
 
 @given(policies, attempts, draws)
+@example(  # found by Hypothesis: backoff**365 overflows, yet the product is tiny
+    phalanx.RetryPolicy(initial_interval=5e-324, backoff=7.0, max_interval=1.0, jitter=0.0),
+    366,
+    0.0,
+)
 def test_delay_stays_within_the_jitter_band(
     policy: phalanx.RetryPolicy, attempt: int, draw: float
 ) -> None:
