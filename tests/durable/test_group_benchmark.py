@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.benchmark_runs import run_benchmark
+
 FIGURES = {
     "group.concurrent.floor",
     "group.concurrent.batched",
@@ -21,16 +18,7 @@ FIGURES = {
 @pytest.mark.slow
 def test_group_benchmark_quick_json_reports_every_figure_and_its_baselines() -> None:
     """`benchmarks/group.py --quick --json` exits 0; phalanx and both floors were measured."""
-    proc = subprocess.run(
-        [sys.executable, "benchmarks/group.py", "--quick", "--json"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    report = json.loads(proc.stdout)
+    report = run_benchmark("group.py", timeout=120)
     assert set(report["figures"]) == FIGURES
     for key, figure in report["figures"].items():
         assert len(figure["samples"]["raw"]) == report["repeats"], key

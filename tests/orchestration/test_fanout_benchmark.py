@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.benchmark_runs import run_benchmark
+
 FIGURES = {
     "fanout.step.floor",
     "fanout.step.gather",
@@ -22,16 +19,7 @@ FIGURES = {
 @pytest.mark.slow
 def test_fanout_benchmark_quick_json_reports_every_figure() -> None:
     """`benchmarks/fanout.py --quick --json` exits 0 with every figure a positive number."""
-    proc = subprocess.run(
-        [sys.executable, "benchmarks/fanout.py", "--quick", "--json"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    report = json.loads(proc.stdout)
+    report = run_benchmark("fanout.py", timeout=120)
     assert set(report["figures"]) == FIGURES
     for key, figure in report["figures"].items():
         for name in ("phalanx", "raw", "ratio"):

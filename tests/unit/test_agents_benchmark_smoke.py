@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.benchmark_runs import run_benchmark
 
 PHALANX_CONTENDERS = {"phalanx.sqlite", "phalanx.memory", "phalanx.sqlite_one_run"}
 PEER_CONTENDERS = {"pydantic_ai", "openai_agents"}
@@ -21,16 +17,7 @@ def positive(value: Any) -> bool:
 
 def test_agents_benchmark_quick_json_reports_both_scenarios() -> None:
     """`agents.py --quick --json` exits 0; phalanx and each peer (or why not) per scenario."""
-    proc = subprocess.run(
-        [sys.executable, "benchmarks/agents.py", "--quick", "--json", "--runs", "3"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    report = json.loads(proc.stdout)
+    report = run_benchmark("agents.py", "--runs", "3", timeout=120)
 
     assert report["benchmark"] == "agents"
     assert report["scenarios"].keys() == {"one_turn", "tool_turn"}

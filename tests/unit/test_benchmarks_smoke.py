@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
+from tests.benchmark_runs import run_benchmark
 from tests.conftest import IN_CI
-
-ROOT = Path(__file__).resolve().parents[2]
 
 SQLITE_FIGURES = {
     "sqlite.append_latency.normal",
@@ -28,16 +23,7 @@ POSTGRES_FIGURES = {
 
 def test_journal_benchmark_quick_json_reports_every_figure() -> None:
     """`benchmarks/journal.py --quick --json` exits 0 with every figure a positive number."""
-    proc = subprocess.run(
-        [sys.executable, "benchmarks/journal.py", "--quick", "--json"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    report = json.loads(proc.stdout)
+    report = run_benchmark("journal.py", timeout=60)
 
     postgres = report["postgres"]
     assert postgres["status"] in ("ok", "skipped", "incomplete")

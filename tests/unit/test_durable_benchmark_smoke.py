@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.benchmark_runs import run_benchmark
 
 PHALANX_CONTENDERS = {
     "phalanx.normal",
@@ -45,30 +42,19 @@ def positive(value: Any) -> bool:
 
 def test_durable_benchmark_quick_json_reports_every_figure(tmp_path: Path) -> None:
     """`durable.py --quick --json` with tiny sizes exits 0 and reports positive figures."""
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "benchmarks/durable.py",
-            "--quick",
-            "--json",
-            "--steps",
-            "8",
-            "--cli-steps",
-            "50",
-            "--histories",
-            ",".join(str(h) for h in HISTORIES),
-            "--dir",
-            str(tmp_path),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        # Twelve `phalanx run` processes among the rounds: generous for a loaded machine.
+    # Twelve `phalanx run` processes among the rounds: generous for a loaded machine.
+    report = run_benchmark(
+        "durable.py",
+        "--steps",
+        "8",
+        "--cli-steps",
+        "50",
+        "--histories",
+        ",".join(str(h) for h in HISTORIES),
+        "--dir",
+        str(tmp_path),
         timeout=180,
-        check=False,
     )
-    assert proc.returncode == 0, proc.stderr
-    report = json.loads(proc.stdout)
 
     assert report["benchmark"] == "durable"
     assert report["sizes"]["steps"] == 8

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.benchmark_runs import run_benchmark
 
 FIGURES = {
     "cas.uncontended",
@@ -25,16 +21,7 @@ FIGURES = {
 
 def test_memory_benchmark_quick_json_reports_every_figure_and_its_baseline() -> None:
     """--quick --json exits 0; every figure has a positive phalanx and baseline value."""
-    proc = subprocess.run(
-        [sys.executable, "benchmarks/memory.py", "--quick", "--json"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    report = json.loads(proc.stdout)
+    report = run_benchmark("memory.py", timeout=300)
     assert report["quick"] is True
     assert set(report["figures"]) == FIGURES
     for key, figure in report["figures"].items():

@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.benchmark_runs import run_benchmark
 
 
 def test_pictures_benchmark_reports_every_figure_and_its_baseline() -> None:
     """Each figure (timeline, diagram, page cold and warm) and its baseline ran and is > 0."""
-    proc = subprocess.run(
-        [sys.executable, "benchmarks/pictures.py", "--quick", "--json"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    report = json.loads(proc.stdout)
+    report = run_benchmark("pictures.py", timeout=300)
     assert report["events"] > 1000 and report["rounds"] == 1
     figures = report["figures"]
     assert set(figures) == {"timeline", "diagram", "page_cold", "page"}

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.benchmark_runs import run_benchmark
 
 FIGURES = {
     "saga.step.vs_plain_step",
@@ -21,25 +18,7 @@ FIGURES = {
 
 def test_saga_benchmark_quick_json_reports_every_figure(tmp_path: Path) -> None:
     """`saga.py --quick --json` exits 0; each figure and its baseline ran and are positive."""
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "benchmarks/saga.py",
-            "--quick",
-            "--json",
-            "--steps",
-            "5",
-            "--dir",
-            str(tmp_path),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    report = json.loads(proc.stdout)
+    report = run_benchmark("saga.py", "--steps", "5", "--dir", str(tmp_path), timeout=120)
     assert set(report["figures"]) == FIGURES
     for key, figure in report["figures"].items():
         for name in ("phalanx", "raw", "ratio"):

@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
+from tests.benchmark_runs import run_benchmark
 from tests.conftest import require_postgres
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.postgres
@@ -19,16 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_scale_benchmark_quick_json_measures_workers_baseline_and_takeover() -> None:
     """Every window (baseline, 1 and 2 workers, SQLite), the fan-out and the takeover ran."""
     require_postgres()
-    proc = subprocess.run(
-        [sys.executable, "benchmarks/scale.py", "--quick", "--json"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    report = json.loads(proc.stdout)
+    report = run_benchmark("scale.py", timeout=300)
     labels = [w["label"] for w in report["windows"]]
     assert labels == [
         "in-process baseline",
